@@ -1,0 +1,32 @@
+"""Where the files installed under ``sys.prefix/share/jupyterhub-lab-ext`` are."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+_NAME = "jupyterhub-lab-ext"
+
+
+def share_dir() -> Path:
+    """The installed ``share/jupyterhub-lab-ext`` directory.
+
+    Looks in ``sys.prefix`` first (a normal install), then in the source tree (a checkout
+    used without installing), so templates are found in both cases.
+    """
+    candidates = [
+        Path(sys.prefix) / "share" / _NAME,
+        Path(os.environ.get("JUPYTERHUB_LAB_EXT_SHARE", "")) if os.environ.get(
+            "JUPYTERHUB_LAB_EXT_SHARE") else None,
+        Path(__file__).resolve().parent.parent / "share" / _NAME,
+    ]
+    for path in candidates:
+        if path is not None and path.is_dir():
+            return path
+    return Path(sys.prefix) / "share" / _NAME
+
+
+def templates_dir() -> Path:
+    """Directory of the Jinja templates this package ships (spawn form, queue page)."""
+    return share_dir() / "templates"

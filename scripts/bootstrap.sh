@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Install everything the demo and the test suite need on a fresh Debian 12 machine (run as root).
+# Idempotent: a second run only re-installs this package.
+#
+#   JHLE_PREFIX   where the venv and node modules go (default /opt/jupyterhub-lab-ext); must be
+#                 world-readable because spawned system users run their servers from it.
+#   JHLE_WITH     extra components: "test" (chromium, postgresql, docker), "demo" (default: demo only).
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+PREFIX=${JHLE_PREFIX:-/opt/jupyterhub-lab-ext}
+WITH=${JHLE_WITH:-demo}
+export DEBIAN_FRONTEND=noninteractive
+
+need_apt=()
+command -v /usr/bin/python3 >/dev/null || need_apt+=(python3)
+/usr/bin/python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
+command -v node >/dev/null || need_apt+=(nodejs)
+command -v npm >/dev/null || need_apt+=(npm)
+command -v git >/dev/null || need_apt+=(git)
+command -v useradd >/dev/null || need_apt+=(passwd)
+command -v rsync >/dev/null || need_apt+=(rsync)
+if [[ $WITH == *test* ]]; then
+  command -v chromium >/dev/null || need_apt+=(chromium)
+  command -v /usr/lib/postgresql/15/bin/initdb >/dev/null || need_apt+=(postgresql)
+  if [[ ${JHLE_SKIP_DOCKER:-0} != 1 ]]; then
+    command -v dockerd >/dev/null || need_apt+=(docker.io)
+    command -v debootstrap >/dev/null || need_apt+=(debootstrap)
+  fi
+fi
+if ((${#need_apt[@]})); then
+  echo "bootstrap: apt-get install ${need_apt[*]}"
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${need_apt[@]}"
+fi
+
+mkdir -p "$PREFIX"
+chmod 755 "$PREFIX"
+if [[ ! -x $PREFIX/venv/bin/python ]]; then
+  /usr/bin/python3 -m venv "$PREFIX/venv"
+fi
+py=$PREFIX/venv/bin/python
+extras=demo
+[[ $WITH == *test* ]] && extras=test,docs,bench,docker
+stamp=$PREFIX/venv/.deps-$(sha1sum "$here/setup.cfg" | cut -c1-12)
+if [[ ! -e $stamp ]]; then
+  "$py" -m pip install -q --upgrade pip
+  "$py" -m pip install -q "$here[$extras]"
+  touch "$stamp"
+fi
+# always install the current source (not editable: spawned users must be able to read it)
+"$py" -m pip install -q --no-deps --force-reinstall "$here"
+
+node_dir=$PREFIX/node
+mkdir -p "$node_dir"
+cp "$here/devtools/oidc/package.json" "$node_dir/package.json"
+if [[ ! -x $node_dir/node_modules/.bin/configurable-http-proxy || ! -d $node_dir/node_modules/oidc-provider ]]; then
+  (cd "$node_dir" && npm install --no-audit --no-fund --loglevel=error)
+fi
+cp "$here/devtools/oidc/provider.mjs" "$node_dir/provider.mjs"
+chmod -R a+rX "$PREFIX"
+echo "bootstrap: ready in $PREFIX"
