@@ -1,0 +1,412 @@
+"""``ServiceApp``: the traitlets Application base of the package's hub services.
+
+A service subclasses it, sets ``name``/``service_default_name``/``config_file_name``, adds its
+traits and overrides the hooks:
+
+- ``make_handlers()``: extra ``(path relative to the prefix, handler)`` pairs;
+- ``metadata()``: a ``sqlalchemy.MetaData`` to persist (None: no store);
+- ``async on_start()`` / ``async on_stop()``: start and stop background work;
+- ``async health()``: the ``GET health`` report.
+
+What the base does: config file (``--config``) and ``--generate-config``; the ``JUPYTERHUB_*``
+environment a managed service gets (API URL and token, service name, URL and prefix); the bind
+address from ``JUPYTERHUB_SERVICE_URL`` (no HTTP server when the service has no URL, like a plain
+culler); timestamped logging; one :class:`~jupyterhub_lab_ext.hubapi.HubAPI`; a Prometheus
+registry; the store; the tornado app with ``health``, ``metrics``, ``api/openapi.yaml``, the
+OAuth callback; and a clean shutdown on SIGTERM/SIGINT.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import signal
+import sys
+from urllib.parse import urlparse
+
+from tornado import web
+from tornado.httpserver import HTTPServer
+from traitlets import Bool, Float, Int, Unicode, default, validate
+from traitlets.config import Application
+
+from ... import __version__
+from ...hubapi import HubAPI
+from .auth import NotFoundHandler, OAuthCallbackHandler
+from .handlers import HealthHandler, IndexHandler, MetricsHandler, OpenAPIHandler, read_package_file
+from .metrics import HubAPIMetrics, make_registry
+from .store import Store
+
+LOG_FORMAT = (
+    "[%(levelname)1.1s %(asctime)s.%(msecs).03d %(name)s %(module)s:%(lineno)d] %(message)s"
+)
+
+
+class ServiceApp(Application):
+    """Base Application of a JupyterHub service in this package."""
+
+    version = __version__
+    #: service name when $JUPYTERHUB_SERVICE_NAME is unset
+    service_default_name = "service"
+    #: default config file name
+    config_file_name = "service_config.py"
+    #: metric name prefix
+    metrics_namespace = "jhle"
+    #: package holding ``openapi.yaml`` (None: none shipped)
+    openapi_package: str | None = None
+
+    base_aliases = {
+        "config": "ServiceApp.config_file",
+        "url": "ServiceApp.url",
+        "db-url": "ServiceApp.db_url",
+        "log-level": "Application.log_level",
+    }
+    base_flags = {
+        "generate-config": (
+            {"ServiceApp": {"generate_config": True}},
+            "Print a config file with every option and its help, then exit.",
+        ),
+        "debug": ({"Application": {"log_level": 10}}, "Log at DEBUG level."),
+    }
+
+    config_file = Unicode(
+        help="""Python config file to load (``c.<Class>.<trait> = ...``).
+
+        Example: ``--config=/etc/jupyterhub/culler_config.py``. Command-line options win over the file.
+        """,
+    ).tag(config=True)
+
+    @default("config_file")
+    def _default_config_file(self):
+        return self.config_file_name
+
+    generate_config = Bool(False, help="Print a full config file and exit.").tag(config=True)
+
+    url = Unicode(
+        help="""URL of the JupyterHub REST API, e.g. ``http://127.0.0.1:8081/hub/api``.
+
+        Default: ``$JUPYTERHUB_API_URL``, which the hub sets for managed services.
+        """,
+    ).tag(config=True)
+
+    @default("url")
+    def _default_url(self):
+        return os.environ.get("JUPYTERHUB_API_URL", "")
+
+    api_token = Unicode(
+        help="""Hub API token of this service. Default: ``$JUPYTERHUB_API_TOKEN``. Never logged.""",
+    ).tag(config=True)
+
+    @default("api_token")
+    def _default_api_token(self):
+        return os.environ.get("JUPYTERHUB_API_TOKEN", "")
+
+    service_name = Unicode(
+        help="""Name of this service in the hub (``c.JupyterHub.services[...]["name"]``).
+
+        Default: ``$JUPYTERHUB_SERVICE_NAME``. Read access to the REST API needs the scope
+        ``access:services!service=<this name>``.
+        """,
+    ).tag(config=True)
+
+    @default("service_name")
+    def _default_service_name(self):
+        return os.environ.get("JUPYTERHUB_SERVICE_NAME") or self.service_default_name
+
+    service_url = Unicode(
+        help="""Address to serve the REST API on, e.g. ``http://127.0.0.1:10101``.
+
+        Default: ``$JUPYTERHUB_SERVICE_URL`` (set by the hub when the service entry has a ``url``).
+        Empty: no HTTP server; the service only works in the background.
+        """,
+    ).tag(config=True)
+
+    @default("service_url")
+    def _default_service_url(self):
+        return os.environ.get("JUPYTERHUB_SERVICE_URL", "")
+
+    service_prefix = Unicode(
+        help="""URL prefix the proxy routes to this service. Default: ``$JUPYTERHUB_SERVICE_PREFIX``
+        or ``/services/<name>/``.""",
+    ).tag(config=True)
+
+    @default("service_prefix")
+    def _default_service_prefix(self):
+        return os.environ.get("JUPYTERHUB_SERVICE_PREFIX") or f"/services/{self.service_name}/"
+
+    @validate("service_prefix")
+    def _slashes(self, proposal):
+        value = proposal.value or "/"
+        return "/" + value.strip("/") + "/" if value.strip("/") else "/"
+
+    db_url = Unicode(
+        help="""Database for the service's persistent state (SQLAlchemy URL).
+
+        Default: ``sqlite:///<service name>.sqlite`` in the working directory. PostgreSQL:
+        ``postgresql://user:password@host/db`` (driver psycopg 3).
+        """,
+    ).tag(config=True)
+
+    @default("db_url")
+    def _default_db_url(self):
+        return f"sqlite:///{self.service_name}.sqlite"
+
+    cookie_secret_file = Unicode(
+        "",
+        help="""File holding the secret that signs the browser OAuth cookie (created 0600 if missing).
+
+        Empty: a random secret per start (browsers log in again after a restart).
+        """,
+    ).tag(config=True)
+
+    hub_concurrency = Int(10, help="Hub API requests this service keeps in flight at most.").tag(
+        config=True
+    )
+
+    hub_request_timeout = Float(
+        help="Seconds per Hub API request attempt. Default: ``$JUPYTERHUB_REQUEST_TIMEOUT`` or 60."
+    ).tag(config=True)
+
+    @default("hub_request_timeout")
+    def _default_request_timeout(self):
+        return float(os.environ.get("JUPYTERHUB_REQUEST_TIMEOUT") or 60)
+
+    hub_retries = Int(
+        4, help="Retries of a Hub API request on connection errors, 5xx and 429."
+    ).tag(config=True)
+
+    authenticate_metrics = Bool(
+        True,
+        help="""Require read access (``access:services!service=<name>``) for ``GET metrics``.
+
+        Set False to let an unauthenticated Prometheus scrape the service directly.
+        """,
+    ).tag(config=True)
+
+    shutdown_timeout = Float(
+        10.0, help="Seconds to let background work finish on SIGTERM before giving up."
+    ).tag(config=True)
+
+    @default("log_format")
+    def _default_log_format(self):
+        return LOG_FORMAT
+
+    @default("log_datefmt")
+    def _default_log_datefmt(self):
+        return "%Y-%m-%d %H:%M:%S"
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def initialize(self, argv=None):
+        super().initialize(argv)
+        if self.generate_config:
+            print(self.generate_config_file())
+            self.exit(0)
+        if self.config_file and os.path.exists(self.config_file):
+            self.load_config_file(self.config_file)
+            # command line wins over the file
+            self.update_config(self.cli_config)
+        elif self.config_file != self.config_file_name:
+            self.log.critical("Config file %s not found", self.config_file)
+            self.exit(1)
+        self.registry = make_registry()
+        self.hub_metrics = HubAPIMetrics(self.registry, self.metrics_namespace)
+        self.hub = None
+        self.store = None
+        self.hub_auth = None
+        self._stop_event = None
+
+    def make_hub(self) -> HubAPI:
+        return HubAPI(
+            self.url or None,
+            self.api_token,
+            concurrency=self.hub_concurrency,
+            request_timeout=self.hub_request_timeout,
+            retries=self.hub_retries,
+            on_call=self.hub_metrics.observe,
+        )
+
+    def metadata(self):
+        """Override: a ``sqlalchemy.MetaData`` for the store, or None."""
+        return None
+
+    def make_handlers(self) -> list[tuple]:
+        """Override: ``[(path relative to the prefix, handler class[, kwargs]), ...]``."""
+        return []
+
+    async def on_start(self) -> None:
+        """Override: start background work (the HTTP server is already listening)."""
+
+    async def on_stop(self) -> None:
+        """Override: stop background work."""
+
+    async def health(self) -> dict:
+        """Override to add checks; ``status`` other than ``ok`` answers 503."""
+        return {"status": "ok", "service": self.service_name, "version": self.version}
+
+    def openapi_document(self) -> str | None:
+        if not self.openapi_package:
+            return None
+        return read_package_file(self.openapi_package, "openapi.yaml")
+
+    def endpoint_list(self) -> list[str]:
+        return [self.service_prefix + p for p, *_ in self._all_handlers()]
+
+    def _all_handlers(self):
+        return [
+            ("health", HealthHandler),
+            ("metrics", MetricsHandler),
+            ("api/openapi.yaml", OpenAPIHandler),
+            *self.make_handlers(),
+        ]
+
+    def _cookie_secret(self) -> bytes:
+        path = self.cookie_secret_file
+        if not path:
+            return secrets.token_bytes(32)
+        if os.path.exists(path):
+            with open(path, "rb") as f:
+                secret = f.read().strip()
+            if len(secret) >= 32:
+                return secret
+        secret = secrets.token_hex(32).encode()
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(secret)
+        return secret
+
+    def make_hub_auth(self):
+        """HubOAuth for browser cookies when the hub gave us an OAuth client; else None."""
+        if not (os.environ.get("JUPYTERHUB_CLIENT_ID") and self.api_token and self.url):
+            return None
+        from jupyterhub.services.auth import HubOAuth
+
+        return HubOAuth(
+            api_url=self.url,
+            api_token=self.api_token,
+            base_url=self.service_prefix,
+            cache_max_age=60,
+            parent=self,
+        )
+
+    def make_tornado_app(self) -> web.Application:
+        prefix = self.service_prefix
+        routes = [(prefix.rstrip("/") + "/?", IndexHandler)]
+        if self.hub_auth is not None:
+            routes.append((prefix + "oauth_callback", OAuthCallbackHandler))
+        for path, handler, *kwargs in self._all_handlers():
+            routes.append((prefix + path, handler, *kwargs))
+        return web.Application(
+            routes,
+            service_app=self,
+            hub=self.hub,
+            hub_auth=self.hub_auth,
+            service_name=self.service_name,
+            cookie_secret=self._cookie_secret(),
+            default_handler_class=NotFoundHandler,
+            log_function=self._log_request,
+        )
+
+    def _log_request(self, handler):
+        status = handler.get_status()
+        level = self.log.info if status < 400 else self.log.warning
+        if handler.request.path.endswith(("/health", "/metrics")) and status < 400:
+            level = self.log.debug
+        # path only: never the query string (could hold a token)
+        level(
+            "%s %s %s %.1fms",
+            status,
+            handler.request.method,
+            handler.request.path,
+            1000 * handler.request.request_time(),
+        )
+
+    async def setup(self) -> None:
+        """Create the hub client, the store and the HubOAuth helper (no server, no loop)."""
+        if self.hub is None:
+            self.hub = self.make_hub()
+        md = self.metadata()
+        if md is not None and self.store is None:
+            self.store = Store(self.db_url, md)
+            await self.store.start()
+        if self.service_url and self.hub_auth is None:
+            self.hub_auth = self.make_hub_auth()
+
+    async def teardown(self) -> None:
+        if self.hub is not None:
+            await self.hub.aclose()
+        if self.store is not None:
+            await self.store.close()
+
+    def stop(self) -> None:
+        """Ask a running service to shut down (thread-unsafe; call on its loop)."""
+        if self._stop_event is not None:
+            self._stop_event.set()
+
+    async def run(self) -> None:
+        """Serve until SIGTERM/SIGINT or :meth:`stop`."""
+        self._stop_event = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                loop.add_signal_handler(sig, self._stop_event.set)
+            except (NotImplementedError, RuntimeError):
+                pass
+        server = None
+        try:
+            await self.setup()
+            if self.service_url:
+                bind = urlparse(self.service_url)
+                port = bind.port or (443 if bind.scheme == "https" else 80)
+                server = HTTPServer(self.make_tornado_app(), xheaders=True)
+                server.listen(port, bind.hostname or "127.0.0.1")
+                self.log.info(
+                    "%s %s serving %s at %s",
+                    self.name,
+                    self.version,
+                    self.service_prefix,
+                    self.service_url,
+                )
+            else:
+                self.log.info(
+                    "%s %s running without a REST API (no service URL)", self.name, self.version
+                )
+            await self.on_start()
+            await self._stop_event.wait()
+            self.log.info("Shutting down")
+        finally:
+            if server is not None:
+                server.stop()
+            try:
+                await asyncio.wait_for(self.on_stop(), self.shutdown_timeout)
+            except asyncio.TimeoutError:
+                self.log.warning("Background work did not stop within %ss", self.shutdown_timeout)
+            if server is not None:
+                try:
+                    await asyncio.wait_for(server.close_all_connections(), 2)
+                except asyncio.TimeoutError:
+                    pass
+            await self.teardown()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                try:
+                    loop.remove_signal_handler(sig)
+                except (NotImplementedError, RuntimeError):
+                    pass
+
+    def start(self):
+        if not self.url:
+            self.log.critical("No Hub API URL: pass --url or set JUPYTERHUB_API_URL")
+            self.exit(1)
+        if not self.api_token:
+            self.log.critical("No Hub API token: set JUPYTERHUB_API_TOKEN")
+            self.exit(1)
+        try:
+            asyncio.run(self.run())
+        except KeyboardInterrupt:
+            pass
+
+    @classmethod
+    def main(cls, argv=None):
+        """Console-script entry point."""
+        app = cls.instance()
+        app.initialize(sys.argv[1:] if argv is None else argv)
+        app.start()

@@ -1,0 +1,74 @@
+"""Handlers every service has: health, Prometheus metrics, the OpenAPI document, an index."""
+
+from __future__ import annotations
+
+from importlib import resources
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from tornado import web
+
+from .auth import ServiceHandler
+
+
+class HealthHandler(ServiceHandler):
+    """``GET health``: 200 ``{"status": "ok", ...}`` while healthy, 503 otherwise. No auth."""
+
+    public = True
+
+    async def get(self):
+        report = await self.service.health()
+        self.write_json(report, 200 if report.get("status") == "ok" else 503)
+
+    head = get
+
+
+class MetricsHandler(ServiceHandler):
+    """``GET metrics``: Prometheus text format; needs read access unless metrics are public."""
+
+    @property
+    def public(self):
+        return not self.service.authenticate_metrics
+
+    async def get(self):
+        if self.service.authenticate_metrics:
+            self.require_read()
+        self.set_header("Content-Type", CONTENT_TYPE_LATEST)
+        self.finish(generate_latest(self.service.registry))
+
+
+class OpenAPIHandler(ServiceHandler):
+    """``GET api/openapi.yaml``: the API document shipped in the package. No auth."""
+
+    public = True
+
+    def get(self):
+        doc = self.service.openapi_document()
+        if doc is None:
+            raise web.HTTPError(404, "This service ships no OpenAPI document")
+        self.set_header("Content-Type", "application/yaml; charset=utf-8")
+        self.finish(doc)
+
+
+class IndexHandler(ServiceHandler):
+    """``GET {prefix}``: who you are, what this service is and its endpoints (read access)."""
+
+    async def get(self):
+        self.require_read()
+        self.write_json(
+            {
+                "service": self.service_name,
+                "version": self.service.version,
+                "you": {
+                    "name": self.current_user.get("name"),
+                    "kind": self.current_user.get("kind"),
+                },
+                "endpoints": self.service.endpoint_list(),
+            }
+        )
+
+
+def read_package_file(package: str, name: str) -> str | None:
+    try:
+        return resources.files(package).joinpath(name).read_text(encoding="utf-8")
+    except (FileNotFoundError, ModuleNotFoundError):
+        return None
