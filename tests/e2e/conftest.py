@@ -33,8 +33,14 @@ from harness import (
 )
 
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
 ]
 
 
@@ -93,12 +99,24 @@ def home_root():
 def make_hub(request, tmp_path, oidc, user_prefix, home_root):
     hubs: list[Hub] = []
 
-    def factory(config: str = "", *, userlist: str | None = None,
-                authenticator: str | None = "userlist", start: bool = True, **kwargs) -> Hub:
+    def factory(
+        config: str = "",
+        *,
+        userlist: str | None = None,
+        authenticator: str | None = "userlist",
+        start: bool = True,
+        **kwargs,
+    ) -> Hub:
         kwargs.setdefault("home_root", home_root)
         kwargs.setdefault("username_prefix", user_prefix)
-        hub = Hub(tmp_path / f"hub{len(hubs)}", config=config, provider=oidc,
-                  authenticator=authenticator, userlist=userlist, **kwargs)
+        hub = Hub(
+            tmp_path / f"hub{len(hubs)}",
+            config=config,
+            provider=oidc,
+            authenticator=authenticator,
+            userlist=userlist,
+            **kwargs,
+        )
         hubs.append(hub)
         if start:
             hub.start()
@@ -148,25 +166,75 @@ class Postgres:
         self.port = free_port()
         shutil.chown(root, "postgres")
         root.chmod(0o700)
-        subprocess.run(["runuser", "-u", "postgres", "--", str(self.BIN / "initdb"), "-A", "trust",
-                        "-U", "postgres", "-D", str(self.data)], check=True, capture_output=True)
+        subprocess.run(
+            [
+                "runuser",
+                "-u",
+                "postgres",
+                "--",
+                str(self.BIN / "initdb"),
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "-D",
+                str(self.data),
+            ],
+            check=True,
+            capture_output=True,
+        )
         self.process = Process(
-            ["runuser", "-u", "postgres", "--", str(self.BIN / "postgres"), "-D", str(self.data),
-             "-c", "listen_addresses=127.0.0.1", "-c", f"port={self.port}",
-             "-c", f"unix_socket_directories={root}"],
+            [
+                "runuser",
+                "-u",
+                "postgres",
+                "--",
+                str(self.BIN / "postgres"),
+                "-D",
+                str(self.data),
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                f"port={self.port}",
+                "-c",
+                f"unix_socket_directories={root}",
+            ],
             log_path=root.parent / f"postgres-{self.port}.log",
         )
 
     def start(self) -> Postgres:
         self.process.start()
-        wait_until(lambda: subprocess.run(
-            [str(self.BIN / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port)],
-            capture_output=True).returncode == 0, timeout=30, what="postgres ready")
+        wait_until(
+            lambda: (
+                subprocess.run(
+                    [str(self.BIN / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port)],
+                    capture_output=True,
+                ).returncode
+                == 0
+            ),
+            timeout=30,
+            what="postgres ready",
+        )
         return self
 
     def psql(self, sql: str) -> None:
-        subprocess.run(["psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",
-                        "-v", "ON_ERROR_STOP=1", "-c", sql], check=True, capture_output=True)
+        subprocess.run(
+            [
+                "psql",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-U",
+                "postgres",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-c",
+                sql,
+            ],
+            check=True,
+            capture_output=True,
+        )
 
     def url(self, dbname: str | None = None) -> str:
         """A SQLAlchemy URL (psycopg 3) of a fresh database."""

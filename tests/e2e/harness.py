@@ -52,8 +52,13 @@ class Fatal(Exception):
     """Raised by a ``wait_until`` predicate to stop waiting at once (e.g. the process died)."""
 
 
-def wait_until(predicate: Callable[[], object], *, timeout: float, interval: float = 0.2,
-               what: str = "condition"):
+def wait_until(
+    predicate: Callable[[], object],
+    *,
+    timeout: float,
+    interval: float = 0.2,
+    what: str = "condition",
+):
     """Poll ``predicate`` until it returns a truthy value; return that value or raise TimeoutError."""
     deadline = time.monotonic() + timeout
     last_exc: Exception | None = None
@@ -68,8 +73,10 @@ def wait_until(predicate: Callable[[], object], *, timeout: float, interval: flo
         if value:
             return value
         time.sleep(interval)
-    raise TimeoutError(f"timed out after {timeout}s waiting for {what}" +
-                       (f" (last error: {last_exc!r})" if last_exc else ""))
+    raise TimeoutError(
+        f"timed out after {timeout}s waiting for {what}"
+        + (f" (last error: {last_exc!r})" if last_exc else "")
+    )
 
 
 def test_env(**extra: str) -> dict[str, str]:
@@ -83,8 +90,14 @@ def test_env(**extra: str) -> dict[str, str]:
 class Process:
     """A child process in its own process group with its output in a log file."""
 
-    def __init__(self, argv: list[str], *, log_path: Path, cwd: Path | None = None,
-                 env: dict[str, str] | None = None):
+    def __init__(
+        self,
+        argv: list[str],
+        *,
+        log_path: Path,
+        cwd: Path | None = None,
+        env: dict[str, str] | None = None,
+    ):
         self.argv = argv
         self.log_path = log_path
         self.cwd = cwd
@@ -95,8 +108,13 @@ class Process:
         log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self._log = log
         self.proc = subprocess.Popen(
-            self.argv, cwd=self.cwd, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,
+            self.argv,
+            cwd=self.cwd,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
 
     @property
@@ -154,7 +172,9 @@ def ensure_installed() -> None:
             return
         subprocess.run(
             [str(VENV_BIN / "pip"), "install", "-q", "--no-deps", "--force-reinstall", str(REPO)],
-            check=True, env=test_env(), stdout=subprocess.DEVNULL,
+            check=True,
+            env=test_env(),
+            stdout=subprocess.DEVNULL,
         )
         subprocess.run(["chmod", "-R", "a+rX", str(PREFIX / "venv")], check=True)
         stamp.write_text(digest.hexdigest())
@@ -173,17 +193,31 @@ class OIDCProvider:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process = Process(
-            ["node", str(NODE_DIR / "provider.mjs"), "--port", str(self.port),
-             "--identities", str(self.identities_path)],
-            log_path=workdir / "oidc.log", cwd=NODE_DIR, env=test_env(),
+            [
+                "node",
+                str(NODE_DIR / "provider.mjs"),
+                "--port",
+                str(self.port),
+                "--identities",
+                str(self.identities_path),
+            ],
+            log_path=workdir / "oidc.log",
+            cwd=NODE_DIR,
+            env=test_env(),
         )
 
     def start(self) -> OIDCProvider:
         shutil.copy(REPO / "devtools" / "oidc" / "provider.mjs", NODE_DIR / "provider.mjs")
         self.process.start()
-        wait_until(lambda: self.process.alive() and httpx.get(
-            f"{self.url}/.well-known/openid-configuration", timeout=2).status_code == 200,
-            timeout=30, what=f"OIDC provider on {self.url}; log:\n{self.process.log_text()}")
+        wait_until(
+            lambda: (
+                self.process.alive()
+                and httpx.get(f"{self.url}/.well-known/openid-configuration", timeout=2).status_code
+                == 200
+            ),
+            timeout=30,
+            what=f"OIDC provider on {self.url}; log:\n{self.process.log_text()}",
+        )
         return self
 
     def stop(self) -> None:
@@ -199,12 +233,16 @@ class OIDCProvider:
 
     def register_client(self, redirect_uri: str) -> tuple[str, str]:
         """Register an OAuth client (dynamic registration) and return (client_id, client_secret)."""
-        resp = httpx.post(f"{self.url}/reg", json={
-            "redirect_uris": [redirect_uri],
-            "token_endpoint_auth_method": "client_secret_post",
-            "grant_types": ["authorization_code"],
-            "response_types": ["code"],
-        }, timeout=10)
+        resp = httpx.post(
+            f"{self.url}/reg",
+            json={
+                "redirect_uris": [redirect_uri],
+                "token_endpoint_auth_method": "client_secret_post",
+                "grant_types": ["authorization_code"],
+                "response_types": ["code"],
+            },
+            timeout=10,
+        )
         resp.raise_for_status()
         body = resp.json()
         return body["client_id"], body["client_secret"]
@@ -221,12 +259,19 @@ class _FormParser(HTMLParser):
     def handle_starttag(self, tag, attrs):
         attrs = dict(attrs)
         if tag == "form":
-            self.forms.append({"action": attrs.get("action", ""), "method": attrs.get("method", "get"),
-                               "inputs": {}})
+            self.forms.append(
+                {
+                    "action": attrs.get("action", ""),
+                    "method": attrs.get("method", "get"),
+                    "inputs": {},
+                }
+            )
         elif tag in ("input", "button") and self.forms:
             name = attrs.get("name")
-            if name and attrs.get("type") not in ("submit", "checkbox") or (
-                name and attrs.get("type") == "checkbox" and "checked" in attrs
+            if (
+                name
+                and attrs.get("type") not in ("submit", "checkbox")
+                or (name and attrs.get("type") == "checkbox" and "checked" in attrs)
             ):
                 self.forms[-1]["inputs"][name] = attrs.get("value", "")
 
@@ -254,10 +299,18 @@ class Hub:
     LocalGenericOAuthenticator (``authenticator="generic-local"``, the anchor in benchmarks).
     """
 
-    def __init__(self, workdir: Path, *, config: str = "", provider: OIDCProvider | None = None,
-                 authenticator: str | None = "userlist", userlist: str | None = None,
-                 home_root: Path | None = None, username_prefix: str = "",
-                 env: dict[str, str] | None = None):
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        config: str = "",
+        provider: OIDCProvider | None = None,
+        authenticator: str | None = "userlist",
+        userlist: str | None = None,
+        home_root: Path | None = None,
+        username_prefix: str = "",
+        env: dict[str, str] | None = None,
+    ):
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
@@ -273,8 +326,9 @@ class Hub:
         self.username_prefix = username_prefix
         self.state_dir = self.workdir / "state"
         self.config_path = self.workdir / "jupyterhub_config.py"
-        self.config_path.write_text(self._base_config(authenticator) + "\n" +
-                                    textwrap.dedent(config))
+        self.config_path.write_text(
+            self._base_config(authenticator) + "\n" + textwrap.dedent(config)
+        )
         self.extra_env = env or {}
         self.process: Process | None = None
 
@@ -295,7 +349,7 @@ class Hub:
             "c.Spawner.default_url = '/lab'",
             "c.Spawner.start_timeout = 120",
             "c.Spawner.http_timeout = 90",
-            "c.JupyterHub.services = [{'name': 'e2e-admin', 'api_token': %r}]" % self.admin_token,
+            f"c.JupyterHub.services = [{{'name': 'e2e-admin', 'api_token': {self.admin_token!r}}}]",
             "c.JupyterHub.load_roles = [{'name': 'e2e-admin-role', 'services': ['e2e-admin'],"
             " 'scopes': ['admin:users', 'admin:servers', 'admin:groups', 'access:servers',"
             " 'access:services', 'admin:auth_state', 'tokens', 'list:services', 'read:services',"
@@ -304,8 +358,10 @@ class Hub:
         if self.provider and authenticator:
             cls, authenticator_class = {
                 "userlist": ("UserlistOAuthenticator", "userlist"),
-                "generic-local": ("LocalGenericOAuthenticator",
-                                  "oauthenticator.generic.LocalGenericOAuthenticator"),
+                "generic-local": (
+                    "LocalGenericOAuthenticator",
+                    "oauthenticator.generic.LocalGenericOAuthenticator",
+                ),
             }[authenticator]
             callback = f"{self.url}/hub/oauth_callback"
             client_id, client_secret = self.provider.register_client(callback)
@@ -334,7 +390,8 @@ class Hub:
                 lines += [f"c.{cls}.create_system_users = True", f"c.{cls}.allow_all = True"]
                 if self.home_root:
                     lines.append(
-                        f"c.{cls}.add_user_cmd = ['useradd', '-m', '-b', {_py(self.home_root)}]")
+                        f"c.{cls}.add_user_cmd = ['useradd', '-m', '-b', {_py(self.home_root)}]"
+                    )
         return "\n".join(lines) + "\n"
 
     def append_config(self, text: str) -> None:
@@ -346,7 +403,9 @@ class Hub:
         env = test_env(**self.extra_env)
         self.process = Process(
             [str(VENV_BIN / "jupyterhub"), "-f", str(self.config_path)],
-            log_path=self.workdir / "hub.log", cwd=self.workdir, env=env,
+            log_path=self.workdir / "hub.log",
+            cwd=self.workdir,
+            env=env,
         )
         self.process.start()
 
@@ -384,15 +443,21 @@ class Hub:
         """Call the hub REST API (``path`` relative to /hub/api/) with the admin service token."""
         headers = {"Authorization": f"token {token or self.admin_token}"}
         headers.update(kwargs.pop("headers", {}))
-        return httpx.request(method, f"{self.url}/hub/api/{path.lstrip('/')}", headers=headers,
-                             timeout=kwargs.pop("timeout", 30), **kwargs)
+        return httpx.request(
+            method,
+            f"{self.url}/hub/api/{path.lstrip('/')}",
+            headers=headers,
+            timeout=kwargs.pop("timeout", 30),
+            **kwargs,
+        )
 
     def user_model(self, name: str) -> dict | None:
         resp = self.api("GET", f"users/{name}")
         return resp.json() if resp.status_code == 200 else None
 
-    def start_server(self, name: str, *, options: dict | None = None, wait: bool = True,
-                     timeout: float = 120) -> httpx.Response:
+    def start_server(
+        self, name: str, *, options: dict | None = None, wait: bool = True, timeout: float = 120
+    ) -> httpx.Response:
         """Start ``name``'s default server through the REST API and (by default) wait until ready."""
         resp = self.api("POST", f"users/{name}/server", json=options or {})
         if wait and resp.status_code in (201, 202):
@@ -413,19 +478,32 @@ class Hub:
     def stop_server(self, name: str, server: str = "", timeout: float = 60) -> None:
         path = f"users/{name}/server" + (f"s/{server}" if server else "")
         self.api("DELETE", path)
-        wait_until(lambda: server not in (self.user_model(name) or {}).get("servers", {}),
-                   timeout=timeout, what=f"server of {name} stopped")
+        wait_until(
+            lambda: server not in (self.user_model(name) or {}).get("servers", {}),
+            timeout=timeout,
+            what=f"server of {name} stopped",
+        )
 
     def server_api(self, name: str, method: str, path: str, **kwargs) -> httpx.Response:
         """Call ``name``'s single-user server REST API (``/user/NAME/api/...``) with the admin token
         (which has ``access:servers``)."""
-        return httpx.request(method, f"{self.url}/user/{name}/api/{path.lstrip('/')}",
-                             headers={"Authorization": f"token {self.admin_token}"},
-                             timeout=kwargs.pop("timeout", 30), **kwargs)
+        return httpx.request(
+            method,
+            f"{self.url}/user/{name}/api/{path.lstrip('/')}",
+            headers={"Authorization": f"token {self.admin_token}"},
+            timeout=kwargs.pop("timeout", 30),
+            **kwargs,
+        )
 
     # -- browser-less login through the provider
-    def login(self, login: str, *, password: str = "pw", next_url: str = "/hub/home",
-              client: httpx.Client | None = None) -> tuple[httpx.Client, httpx.Response]:
+    def login(
+        self,
+        login: str,
+        *,
+        password: str = "pw",
+        next_url: str = "/hub/home",
+        client: httpx.Client | None = None,
+    ) -> tuple[httpx.Client, httpx.Response]:
         """Log in through the OIDC provider's login and consent forms; return the client (with the
         hub's cookies) and the final response (its status is 403 when the hub refused the user)."""
         client = client or httpx.Client(follow_redirects=True, timeout=60)
@@ -451,13 +529,32 @@ async def _execute(url: str, token: str, code: str, timeout: float) -> dict:
     req = HTTPRequest(url, headers={"Authorization": f"token {token}"}, request_timeout=timeout)
     conn = await asyncio.wait_for(websocket_connect(req), timeout)
     msg_id = uuid.uuid4().hex
-    conn.write_message(json.dumps({
-        "header": {"msg_id": msg_id, "username": "e2e", "session": uuid.uuid4().hex,
-                   "msg_type": "execute_request", "version": "5.3", "date": ""},
-        "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
-        "content": {"code": code, "silent": False, "store_history": False,
-                    "user_expressions": {}, "allow_stdin": False, "stop_on_error": True},
-    }))
+    conn.write_message(
+        json.dumps(
+            {
+                "header": {
+                    "msg_id": msg_id,
+                    "username": "e2e",
+                    "session": uuid.uuid4().hex,
+                    "msg_type": "execute_request",
+                    "version": "5.3",
+                    "date": "",
+                },
+                "parent_header": {},
+                "metadata": {},
+                "channel": "shell",
+                "buffers": [],
+                "content": {
+                    "code": code,
+                    "silent": False,
+                    "store_history": False,
+                    "user_expressions": {},
+                    "allow_stdin": False,
+                    "stop_on_error": True,
+                },
+            }
+        )
+    )
     out = {"stdout": "", "stderr": "", "error": None}
     deadline = time.monotonic() + timeout
     try:
