@@ -1,0 +1,35 @@
+"""Sphinx configuration for the jupyterhub-lab-ext documentation (MyST markdown)."""
+
+import jupyterhub_lab_ext
+
+project = "jupyterhub-lab-ext"
+author = "jupyterhub-lab-ext developers"
+copyright = "2026, jupyterhub-lab-ext developers"
+version = release = jupyterhub_lab_ext.__version__
+
+extensions = [
+    "myst_parser",
+    "sphinx.ext.autodoc",
+    "sphinx.ext.intersphinx",
+    "autodoc_traits",
+]
+myst_enable_extensions = ["colon_fence", "deflist", "fieldlist"]
+myst_heading_anchors = 3
+source_suffix = {".md": "markdown", ".rst": "restructuredtext"}
+exclude_patterns = ["_build"]
+root_doc = "index"
+
+intersphinx_mapping = {
+    "python": ("https://docs.python.org/3", None),
+    "jupyterhub": ("https://jupyterhub.readthedocs.io/en/stable", None),
+}
+# the build must work offline: intersphinx inventories are optional
+intersphinx_disabled_reftypes = ["*"]
+intersphinx_timeout = 1
+
+autodoc_member_order = "bysource"
+autodoc_default_options = {"members": False}
+
+html_theme = "pydata_sphinx_theme"
+html_title = "jupyterhub-lab-ext"
+html_theme_options = {"navigation_with_keys": False}

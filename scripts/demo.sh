@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Set up and run a demo hub on http://127.0.0.1:8765 (local OIDC provider, sample userlist,
+# home template, shared conda env, SQLite). Works on a fresh Debian 12 machine as root.
+#   JHLE_PREFIX     install location (default /opt/jupyterhub-lab-ext)
+#   JHLE_DEMO_DIR   state of the demo hub (default /srv/jupyterhub-lab-ext-demo)
+# Extra arguments go to devtools/demo.py (e.g. --port 8800, --check).
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+export JHLE_PREFIX=${JHLE_PREFIX:-/opt/jupyterhub-lab-ext}
+JHLE_WITH=demo bash "$here/scripts/bootstrap.sh"
+exec "$JHLE_PREFIX/venv/bin/python" "$here/devtools/demo.py" "$@"
