@@ -1,0 +1,224 @@
+"""The single-user server's kernelspec manager: exactly the kernels of the shared and own envs.
+
+Enable it in the single-user server with (the conda-kernel spawners pass this for you)::
+
+    --ServerApp.kernel_spec_manager_class=jupyterhub_lab_ext.kernelspec.CondaEnvKernelSpecManager
+
+It lists one kernel per language per environment found by :mod:`jupyterhub_lab_ext.conda_envs`
+and nothing else (no ``python3`` of the server's env, no stale specs from
+``~/.local/share/jupyter/kernels``). Every call re-checks the env directories with a few
+``stat`` calls, so a new env shows up and a deleted one disappears while the server runs.
+:meth:`~CondaEnvKernelSpecManager.get_kernel_spec` refuses any name it would not list, so a
+kernel outside the set cannot be started by name either.
+
+Each kernelspec runs the env as if it were activated: an absolute interpreter path, ``PATH``,
+``CONDA_PREFIX`` and ``CONDA_DEFAULT_ENV`` in the kernel's ``env``; only when the env has
+``etc/conda/activate.d/*.sh`` scripts is the kernel started through a tiny ``sh`` wrapper that
+sources them and then ``exec``\\ s the kernel (so the kernel keeps the PID and interrupts work).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import tempfile
+
+from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+from traitlets import Bool, List, Unicode, default
+
+from .conda_envs import CondaEnv, DiscoveryConfig, EnvScanner, KernelInfo, UserContext
+
+#: environment variables the spawner sets to configure this manager in the user's server
+ENV_SHARED_DIRS = "JUPYTERHUB_LAB_EXT_SHARED_ENV_DIRS"
+ENV_USER_DIRS = "JUPYTERHUB_LAB_EXT_USER_ENV_DIRS"
+ENV_ALLOW_VENVS = "JUPYTERHUB_LAB_EXT_ALLOW_VENVS"
+ENV_READ_ENVIRONMENTS_TXT = "JUPYTERHUB_LAB_EXT_READ_ENVIRONMENTS_TXT"
+
+#: sources the env's activate.d scripts, then replaces itself with the kernel ($1 = prefix)
+ACTIVATE_SCRIPT = (
+    'p="$1"; shift; '
+    'for f in "$p"/etc/conda/activate.d/*.sh; do if [ -r "$f" ]; then . "$f"; fi; done; '
+    'exec "$@"'
+)
+ACTIVATE_ARGV0_NAME = "jupyterhub-lab-ext-activate"
+
+
+def _split_dirs(value: str | None) -> list[str] | None:
+    if value is None:
+        return None
+    return [d for d in value.split(os.pathsep) if d]
+
+
+def _truthy(value: str | None, fallback: bool) -> bool:
+    if value is None:
+        return fallback
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+@functools.cache
+def _fallback_resource_dir() -> str:
+    try:
+        from ipykernel.kernelspec import RESOURCES  # logos of the Python kernel
+
+        return RESOURCES
+    except ImportError:  # pragma: no cover - the server env normally has ipykernel
+        return tempfile.mkdtemp(prefix="jhle-kernel-resources-")
+
+
+def display_name(env: CondaEnv, kernel: KernelInfo) -> str:
+    if kernel.key == "python":
+        version = ".".join((env.python_version or "").split(".")[:2])
+        return f"Python {version} ({env.name})" if version else f"Python ({env.name})"
+    return f"{kernel.display_name} ({env.name})"
+
+
+@functools.lru_cache(maxsize=8192)
+def _spec_dict(env: CondaEnv, kernel: KernelInfo, shell: str) -> tuple[str, dict]:
+    prefix = env.prefix
+    argv = list(kernel.argv)
+    if env.activate_scripts:
+        argv = [shell, "-c", ACTIVATE_SCRIPT, ACTIVATE_ARGV0_NAME, prefix, *argv]
+    kenv = {"PATH": os.path.join(prefix, "bin") + os.pathsep + "${PATH}"}
+    if env.is_venv:
+        kenv["VIRTUAL_ENV"] = prefix
+    else:
+        kenv["CONDA_PREFIX"] = prefix
+        kenv["CONDA_DEFAULT_ENV"] = env.conda_default_env
+    kenv.update(dict(kernel.env))
+    metadata = kernel.metadata
+    metadata.update(
+        {
+            "conda_env_name": env.name,
+            "conda_env_path": prefix,
+            "conda_language": kernel.language,
+            "conda_raw_kernel_name": kernel.key,
+        }
+    )
+    spec = {
+        "argv": argv,
+        "env": kenv,
+        "display_name": display_name(env, kernel),
+        "language": kernel.language,
+        "interrupt_mode": kernel.interrupt_mode,
+        "metadata": metadata,
+    }
+    return kernel.resource_dir or _fallback_resource_dir(), spec
+
+
+def build_spec(env: CondaEnv, kernel: KernelInfo, shell: str = "/bin/sh") -> tuple[str, dict]:
+    """``(resource_dir, kernel.json dict)`` for one kernel of one env (a fresh copy)."""
+    resource_dir, spec = _spec_dict(env, kernel, shell)
+    copy = dict(spec)
+    copy["argv"] = list(spec["argv"])
+    copy["env"] = dict(spec["env"])
+    copy["metadata"] = dict(spec["metadata"])
+    return resource_dir, copy
+
+
+def specs_for(envs: list[CondaEnv]) -> dict[str, tuple[CondaEnv, KernelInfo]]:
+    """Kernel name -> (env, kernel) for all envs, in order; the first of a name wins."""
+    out: dict[str, tuple[CondaEnv, KernelInfo]] = {}
+    for env in envs:
+        for kernel in env.kernels:
+            out.setdefault(env.kernel_name(kernel), (env, kernel))
+    return out
+
+
+class CondaEnvKernelSpecManager(KernelSpecManager):
+    """Kernelspecs for exactly the shared conda envs and the current user's own envs."""
+
+    shared_env_dirs = List(
+        Unicode(),
+        help="""
+        Directories holding shared environments (each subdirectory with ``conda-meta/`` is an
+        env), or env prefixes themselves. The conda-kernel spawners set this through the
+        ``JUPYTERHUB_LAB_EXT_SHARED_ENV_DIRS`` environment variable (``:``-separated), so you
+        rarely set it here. Example: ``["/opt/conda/envs"]``.
+        """,
+    ).tag(config=True)
+
+    @default("shared_env_dirs")
+    def _default_shared(self):
+        return _split_dirs(os.environ.get(ENV_SHARED_DIRS)) or ["/opt/conda/envs"]
+
+    user_env_dirs = List(
+        Unicode(),
+        help="""
+        Directories holding the user's own environments; ``~`` is the user's home and
+        ``{username}`` the user's name. Only envs owned by the user, inside the home or these
+        directories, are listed. Set by the spawner through ``JUPYTERHUB_LAB_EXT_USER_ENV_DIRS``.
+        """,
+    ).tag(config=True)
+
+    @default("user_env_dirs")
+    def _default_user(self):
+        value = _split_dirs(os.environ.get(ENV_USER_DIRS))
+        return ["~/.conda/envs"] if value is None else value
+
+    allow_venvs = Bool(
+        help="Also offer plain virtualenvs (a ``pyvenv.cfg`` instead of ``conda-meta/``)."
+    ).tag(config=True)
+
+    @default("allow_venvs")
+    def _default_allow_venvs(self):
+        return _truthy(os.environ.get(ENV_ALLOW_VENVS), False)
+
+    read_environments_txt = Bool(
+        help="Also list the envs named in ``~/.conda/environments.txt`` (owned by the user)."
+    ).tag(config=True)
+
+    @default("read_environments_txt")
+    def _default_read_txt(self):
+        return _truthy(os.environ.get(ENV_READ_ENVIRONMENTS_TXT), True)
+
+    activation_shell = Unicode(
+        "/bin/sh",
+        help="""
+        POSIX shell that runs the env's ``etc/conda/activate.d/*.sh`` scripts before it
+        ``exec``\\ s the kernel. Used only for envs that have such scripts.
+        """,
+    ).tag(config=True)
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._scanner = EnvScanner()
+
+    @property
+    def discovery_config(self) -> DiscoveryConfig:
+        return DiscoveryConfig(
+            shared_env_dirs=tuple(self.shared_env_dirs),
+            user_env_dirs=tuple(self.user_env_dirs),
+            read_environments_txt=self.read_environments_txt,
+            allow_venvs=self.allow_venvs,
+        )
+
+    def list_envs(self) -> list[CondaEnv]:
+        """The envs as they are on disk now (stat-cached)."""
+        return self._scanner.discover(self.discovery_config, UserContext.current())
+
+    def _specs(self) -> dict[str, tuple[CondaEnv, KernelInfo]]:
+        specs = specs_for(self.list_envs())
+        if self.allowed_kernelspecs:
+            specs = {k: v for k, v in specs.items() if k in self.allowed_kernelspecs}
+        return specs
+
+    def find_kernel_specs(self) -> dict[str, str]:
+        return {
+            name: build_spec(env, kernel, self.activation_shell)[0]
+            for name, (env, kernel) in self._specs().items()
+        }
+
+    def get_kernel_spec(self, kernel_name: str):
+        found = self._specs().get(kernel_name.lower())
+        if found is None:
+            self.log.warning("Refusing kernel %r: not one of this user's environments", kernel_name)
+            raise NoSuchKernel(kernel_name)
+        resource_dir, spec = build_spec(*found, self.activation_shell)
+        return self.kernel_spec_class(resource_dir=resource_dir, **spec)
+
+    def get_all_specs(self) -> dict[str, dict]:
+        out = {}
+        for name, (env, kernel) in self._specs().items():
+            resource_dir, spec = build_spec(env, kernel, self.activation_shell)
+            out[name] = {"resource_dir": resource_dir, "spec": spec}
+        return out

@@ -1,0 +1,304 @@
+"""Spawners that let each user pick a shared or a personal conda environment.
+
+``c.JupyterHub.spawner_class = "conda-kernel"`` gives :class:`CondaKernelSpawner`
+(:class:`CondaKernelSpawnerMixin` on JupyterHub's ``LocalProcessSpawner``). The mixin only
+overrides the documented spawner hooks: the options form, ``options_from_form``,
+``apply_user_options`` (validation; also runs for REST spawns), ``get_env``, ``get_args`` and
+``progress``. The single-user server always runs from its own Jupyter env; the choice decides
+which kernel is the default, and the server lists exactly the kernels of the shared envs and the
+user's envs (see :mod:`jupyterhub_lab_ext.kernelspec`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+from jupyterhub.spawner import LocalProcessSpawner
+from tornado import web
+from traitlets import Bool, HasTraits, List, Unicode, default
+
+from . import _data
+from .conda_envs import CondaEnv, DiscoveryConfig, EnvScanner, UserContext, expand_user_dir
+from .kernelspec import (
+    ENV_ALLOW_VENVS,
+    ENV_READ_ENVIRONMENTS_TXT,
+    ENV_SHARED_DIRS,
+    ENV_USER_DIRS,
+)
+
+#: the form field and the ``user_options`` key of the choice (the JupyterHub 6 admin page shows it)
+OPTION = "profile"
+#: accepted as an alias of ``profile`` in REST requests
+OPTION_ALIASES = ("env",)
+
+_scanner = EnvScanner()  # one stat cache for the whole hub
+
+
+def _simple_options_from_form(form_data):
+    """``{"profile": ["shared/geo"]}`` (form) or ``{"profile": "shared/geo"}`` (query) -> options."""
+    options = {}
+    for key in (OPTION, *OPTION_ALIASES):
+        value = form_data.get(key)
+        if isinstance(value, list):
+            value = value[0] if value else None
+        if value is not None:
+            options[OPTION] = value
+            break
+    return options
+
+
+def _apply_user_options(spawner, user_options):
+    return spawner.apply_conda_user_options(user_options)
+
+
+def _render_options_form(spawner):
+    return spawner.render_conda_options_form()
+
+
+class CondaKernelSpawnerMixin(HasTraits):
+    """Adds a choice of conda environment to any JupyterHub spawner.
+
+    Use it before the spawner class: ``class S(CondaKernelSpawnerMixin, SomeSpawner)``.
+    """
+
+    shared_env_dirs = List(
+        Unicode(),
+        default_value=["/opt/conda/envs"],
+        help="""
+        Where the environments shared by all users live: directories whose subdirectories are
+        conda prefixes (``conda create -p /opt/conda/envs/geo ...``), or prefixes themselves.
+        Make them read-only for users (owned by root, mode 755). They are offered to every user
+        as ``shared/<name>``. Example::
+
+            c.CondaKernelSpawner.shared_env_dirs = ["/opt/conda/envs", "/srv/course-envs"]
+        """,
+    ).tag(config=True)
+
+    user_env_dirs = List(
+        Unicode(),
+        default_value=["~/.conda/envs"],
+        help="""
+        Where each user's own environments live; ``~`` is that user's home and ``{username}``
+        their name. They are offered as ``mine/<name>``, together with the entries of the
+        user's ``~/.conda/environments.txt``. An env is offered only when it is owned by the
+        user and lies (after resolving symlinks) in the user's home or one of these directories.
+        The first entry is also where ``conda create -n NAME`` puts new envs (``CONDA_ENVS_DIRS``).
+        Example: ``["~/.conda/envs", "/scratch/{username}/envs"]``.
+        """,
+    ).tag(config=True)
+
+    default_env = Unicode(
+        "",
+        help="""
+        The environment chosen when the user has not picked one (first spawn, or a REST spawn
+        without options), by its name in the form, e.g. ``"shared/python3"``. Empty (default):
+        the first shared environment, else the user's first one.
+        """,
+    ).tag(config=True)
+
+    allow_venvs = Bool(
+        False,
+        help="Also offer plain virtualenvs (a ``pyvenv.cfg`` instead of ``conda-meta/``).",
+    ).tag(config=True)
+
+    read_environments_txt = Bool(
+        True,
+        help="""
+        Also offer the user's envs listed in ``~/.conda/environments.txt`` (conda writes every
+        env it creates there). Entries that the user does not own, or that lead outside the
+        user's home and ``user_env_dirs``, are ignored.
+        """,
+    ).tag(config=True)
+
+    options_form_template = Unicode(
+        "",
+        help="""
+        Path of a Jinja template for the spawn form, to replace the one this package ships
+        (``share/jupyterhub-lab-ext/templates/spawn_form.html``). It gets ``shared_envs``,
+        ``user_envs`` (lists of environment records), ``selected`` (a name) and ``field``
+        (the input name to use, ``profile``).
+        """,
+    ).tag(config=True)
+
+    kernel_spec_manager_class = Unicode(
+        "jupyterhub_lab_ext.kernelspec.CondaEnvKernelSpecManager",
+        help="""
+        Kernelspec manager the single-user server runs with (passed as
+        ``--ServerApp.kernel_spec_manager_class``). It must be importable in the server's env.
+        Set to empty to leave the server's kernels alone (the choice then only picks the
+        default kernel name).
+        """,
+    ).tag(config=True)
+
+    conda_user_dirs = Bool(
+        True,
+        help="""
+        Point ``CONDA_ENVS_DIRS`` and ``CONDA_PKGS_DIRS`` into the user's home, so users can
+        ``conda create`` their own envs even though the shared install is read-only.
+        """,
+    ).tag(config=True)
+
+    @default("options_form")
+    def _default_options_form(self):
+        return _render_options_form
+
+    @default("options_from_form")
+    def _default_options_from_form(self):
+        return _simple_options_from_form
+
+    @default("apply_user_options")
+    def _default_apply_user_options(self):
+        return _apply_user_options
+
+    @default("default_url")
+    def _default_default_url(self):
+        return "/lab"
+
+    # -- discovery -------------------------------------------------------------------------
+
+    @property
+    def discovery_config(self) -> DiscoveryConfig:
+        return DiscoveryConfig(
+            shared_env_dirs=tuple(self.shared_env_dirs),
+            user_env_dirs=tuple(self.user_env_dirs),
+            read_environments_txt=self.read_environments_txt,
+            allow_venvs=self.allow_venvs,
+        )
+
+    def conda_user_context(self) -> UserContext | None:
+        """The system account whose envs are offered (None: only shared envs)."""
+        try:
+            return UserContext.from_passwd(self.user.name)
+        except KeyError:
+            self.log.warning(
+                "user=%s has no system account; offering shared envs only", self.user.name
+            )
+            return None
+
+    async def list_conda_envs(self) -> list[CondaEnv]:
+        """Shared envs, then the user's, read from disk off the event loop."""
+        user = self.conda_user_context()
+        return await asyncio.to_thread(_scanner.discover, self.discovery_config, user)
+
+    def _default_choice(self, envs: list[CondaEnv]) -> CondaEnv | None:
+        for env in envs:
+            if env.name == self.default_env:
+                return env
+        if self.default_env:
+            self.log.warning("default_env %r not found; using the first env", self.default_env)
+        return envs[0] if envs else None
+
+    # -- the form ------------------------------------------------------------------------------
+
+    def _form_template(self):
+        import jinja2
+
+        if self.options_form_template:
+            path = self.options_form_template
+            loader = jinja2.FileSystemLoader(os.path.dirname(os.path.abspath(path)))
+            name = os.path.basename(path)
+        else:
+            loader = jinja2.FileSystemLoader(str(_data.templates_dir()))
+            name = "spawn_form.html"
+        env = jinja2.Environment(loader=loader, autoescape=True)
+        return env.get_template(name)
+
+    async def render_conda_options_form(self) -> str:
+        """The spawn form: shared envs and the user's envs in two groups, last choice selected."""
+        envs = await self.list_conda_envs()
+        names = {e.name for e in envs}
+        last = (self.user_options or {}).get(OPTION)
+        if last not in names:
+            choice = self._default_choice(envs)
+            last = choice.name if choice else None
+        return self._form_template().render(
+            shared_envs=[e for e in envs if e.group == "shared"],
+            user_envs=[e for e in envs if e.group != "shared"],
+            selected=last,
+            field=OPTION,
+        )
+
+    # -- validation (form and REST) ------------------------------------------------------------
+
+    async def apply_conda_user_options(self, user_options: dict) -> CondaEnv | None:
+        """Check the requested env against what is on disk; HTTP 400 for anything else."""
+        user_options = dict(user_options or {})
+        requested = None
+        for key in (OPTION, *OPTION_ALIASES):
+            if key in user_options:
+                requested = user_options.pop(key)
+                break
+        for key in (OPTION, *OPTION_ALIASES):
+            user_options.pop(key, None)
+        if user_options:
+            self.log.warning(
+                "user=%s ignoring unknown options %s", self.user.name, sorted(user_options)
+            )
+        if requested is not None and not isinstance(requested, str):
+            raise web.HTTPError(400, f"Option {OPTION!r} must be an environment name (a string)")
+        envs = await self.list_conda_envs()
+        if requested:
+            env = next((e for e in envs if e.name == requested), None)
+            if env is None:
+                offered = ", ".join(e.name for e in envs) or "none"
+                self.log.warning("user=%s asked for unknown env %r", self.user.name, requested)
+                raise web.HTTPError(
+                    400,
+                    f"Unknown environment {requested!r}: choose one of the offered "
+                    f"environments ({offered}).",
+                )
+        else:
+            env = self._default_choice(envs)
+        self._conda_env = env
+        if env is None:
+            self.log.warning(
+                "user=%s no conda environment found; starting without one", self.user.name
+            )
+        else:
+            self.user_options = {**(self.user_options or {}), OPTION: env.name}
+            if OPTION_ALIASES[0] in self.user_options:
+                self.user_options.pop(OPTION_ALIASES[0])
+            self.log.info("user=%s environment %s (%s)", self.user.name, env.name, env.prefix)
+        return env
+
+    @property
+    def conda_env(self) -> CondaEnv | None:
+        """The validated choice of the current spawn (set by ``apply_user_options``)."""
+        return getattr(self, "_conda_env", None)
+
+    # -- what the server gets ----------------------------------------------------------------
+
+    def get_env(self):
+        env = super().get_env()
+        env[ENV_SHARED_DIRS] = os.pathsep.join(self.shared_env_dirs)
+        env[ENV_USER_DIRS] = os.pathsep.join(self.user_env_dirs)
+        env[ENV_ALLOW_VENVS] = "1" if self.allow_venvs else "0"
+        env[ENV_READ_ENVIRONMENTS_TXT] = "1" if self.read_environments_txt else "0"
+        home = env.get("HOME")
+        if self.conda_user_dirs and home:
+            user = UserContext(name=self.user.name, uid=-1, home=home)
+            first = self.user_env_dirs[0] if self.user_env_dirs else "~/.conda/envs"
+            env.setdefault("CONDA_ENVS_DIRS", expand_user_dir(first, user))
+            env.setdefault("CONDA_PKGS_DIRS", os.path.join(home, ".conda", "pkgs"))
+        return env
+
+    def get_args(self):
+        args = list(super().get_args())
+        if self.kernel_spec_manager_class:
+            args.append(f"--ServerApp.kernel_spec_manager_class={self.kernel_spec_manager_class}")
+        env = self.conda_env
+        if env is not None and env.default_kernel_name:
+            args.append(f"--MappingKernelManager.default_kernel_name={env.default_kernel_name}")
+        return args
+
+    async def progress(self):
+        env = self.conda_env
+        if env is not None:
+            yield {"progress": 30, "message": f"Environment {env.name}: {env.summary()}"}
+        async for event in super().progress():
+            yield event
+
+
+class CondaKernelSpawner(CondaKernelSpawnerMixin, LocalProcessSpawner):
+    """LocalProcessSpawner whose users pick a shared or personal conda env (``conda-kernel``)."""
