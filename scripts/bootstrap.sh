@@ -39,16 +39,18 @@ if [[ ! -x $PREFIX/venv/bin/python ]]; then
   /usr/bin/python3 -m venv "$PREFIX/venv"
 fi
 py=$PREFIX/venv/bin/python
+# this machine's pip config may name local package mirrors that do not exist: hide those warnings only
+pip_install() { "$py" -m pip install -q "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2); }
 extras=demo
 [[ $WITH == *test* ]] && extras=test,docs,bench,docker
 stamp=$PREFIX/venv/.deps-$(sha1sum "$here/setup.cfg" | cut -c1-12)
 if [[ ! -e $stamp ]]; then
-  "$py" -m pip install -q --upgrade pip
-  "$py" -m pip install -q "$here[$extras]"
+  pip_install --upgrade pip
+  pip_install "$here[$extras]"
   touch "$stamp"
 fi
 # always install the current source (not editable: spawned users must be able to read it)
-"$py" -m pip install -q --no-deps --force-reinstall "$here"
+pip_install --no-deps --force-reinstall "$here"
 
 node_dir=$PREFIX/node
 mkdir -p "$node_dir"
