@@ -1,0 +1,157 @@
+"""CondaEnvKernelSpecManager: the exact kernel set, refusal of other names, activation."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+import pytest
+from jupyter_client.kernelspec import NoSuchKernel
+from jupyter_client.manager import KernelManager
+from test_conda_envs import IR_SPEC, PY_SPEC, make_prefix
+
+from jupyterhub_lab_ext.kernelspec import (
+    ACTIVATE_ARGV0_NAME,
+    ACTIVATE_SCRIPT,
+    ENV_ALLOW_VENVS,
+    ENV_SHARED_DIRS,
+    ENV_USER_DIRS,
+    CondaEnvKernelSpecManager,
+)
+
+
+@pytest.fixture
+def dirs(tmp_path, monkeypatch):
+    shared = tmp_path / "shared"
+    home = tmp_path / "home"
+    shared.mkdir()
+    (home / ".conda" / "envs").mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv(ENV_SHARED_DIRS, str(shared))
+    monkeypatch.setenv(ENV_USER_DIRS, "~/.conda/envs")
+    # a stale user kernelspec that the stock manager would list
+    stale = home / ".local" / "share" / "jupyter" / "kernels" / "stale"
+    stale.mkdir(parents=True)
+    (stale / "kernel.json").write_text('{"argv": ["python", "{connection_file}"], "language": "x"}')
+    return shared, home
+
+
+def test_lists_exactly_shared_and_own_kernels(dirs):
+    shared, home = dirs
+    make_prefix(shared / "geo", kernelspecs={"python3": PY_SPEC, "ir": IR_SPEC})
+    make_prefix(home / ".conda" / "envs" / "ml")
+    ksm = CondaEnvKernelSpecManager()
+    assert sorted(ksm.find_kernel_specs()) == ["mine-ml", "shared-geo", "shared-geo-ir"]
+    specs = ksm.get_all_specs()
+    assert sorted(specs) == ["mine-ml", "shared-geo", "shared-geo-ir"]
+    assert specs["shared-geo"]["spec"]["display_name"] == "Python 3.11 (shared/geo)"
+    assert specs["shared-geo-ir"]["spec"]["display_name"] == "R (shared/geo)"
+    assert specs["mine-ml"]["spec"]["metadata"]["conda_env_path"] == str(
+        home / ".conda" / "envs" / "ml"
+    )
+
+
+@pytest.mark.parametrize("name", ["python3", "stale", "mine-other", "../shared-geo"])
+def test_refuses_kernels_it_does_not_list(dirs, name):
+    shared, home = dirs
+    make_prefix(shared / "geo")
+    ksm = CondaEnvKernelSpecManager()
+    with pytest.raises(NoSuchKernel):
+        ksm.get_kernel_spec(name)
+    assert ksm.get_kernel_spec("SHARED-GEO").display_name.startswith("Python")
+
+
+def test_activation_in_env_without_wrapper(dirs):
+    shared, home = dirs
+    prefix = make_prefix(shared / "geo")
+    spec = CondaEnvKernelSpecManager().get_kernel_spec("shared-geo")
+    assert spec.argv[0] == os.path.join(prefix, "bin", "python")
+    assert spec.env == {
+        "PATH": f"{prefix}/bin:${{PATH}}",
+        "CONDA_PREFIX": prefix,
+        "CONDA_DEFAULT_ENV": "geo",
+    }
+
+
+def test_venv_gets_virtual_env_instead_of_conda_vars(dirs, monkeypatch):
+    shared, home = dirs
+    prefix = make_prefix(shared / "v", conda=False, venv=True)
+    monkeypatch.setenv(ENV_ALLOW_VENVS, "1")
+    spec = CondaEnvKernelSpecManager().get_kernel_spec("shared-v")
+    assert spec.env["VIRTUAL_ENV"] == prefix and "CONDA_PREFIX" not in spec.env
+
+
+def test_server_does_not_swap_in_its_own_python(dirs):
+    """jupyter_client replaces argv[0] "python" with the server's interpreter; ours is absolute."""
+    shared, home = dirs
+    prefix = make_prefix(shared / "geo", ipykernel=False, kernelspecs={"python3": PY_SPEC})
+    km = KernelManager(kernel_name="shared-geo", kernel_spec_manager=CondaEnvKernelSpecManager())
+    cmd = km.format_kernel_cmd()
+    assert cmd[0] == os.path.join(prefix, "bin", "python")
+
+
+def test_wrapper_only_with_activate_scripts(dirs):
+    shared, home = dirs
+    make_prefix(shared / "plain")
+    prefix = make_prefix(shared / "act", activate={"x.sh": "export X=1\n"})
+    ksm = CondaEnvKernelSpecManager()
+    assert ksm.get_kernel_spec("shared-plain").argv[0].endswith("/bin/python")
+    argv = ksm.get_kernel_spec("shared-act").argv
+    assert argv[:5] == ["/bin/sh", "-c", ACTIVATE_SCRIPT, ACTIVATE_ARGV0_NAME, prefix]
+    assert argv[5:] == [
+        f"{prefix}/bin/python",
+        "-m",
+        "ipykernel_launcher",
+        "-f",
+        "{connection_file}",
+    ]
+
+
+def test_wrapper_sources_scripts_and_execs_in_place(tmp_path):
+    """The real sh wrapper: activate.d variables reach the program, which keeps the wrapper's PID."""
+    prefix = make_prefix(
+        tmp_path / "act",
+        activate={"a.sh": "export JHLE_A=from-a\n", "b.sh": 'export JHLE_B="$JHLE_A+b"\n'},
+    )
+    program = ["/bin/sh", "-c", 'echo "$$ $JHLE_A $JHLE_B"']
+    proc = subprocess.Popen(
+        ["/bin/sh", "-c", ACTIVATE_SCRIPT, ACTIVATE_ARGV0_NAME, prefix, *program],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    out, _ = proc.communicate(timeout=10)
+    assert proc.returncode == 0
+    assert out.split() == [str(proc.pid), "from-a", "from-a+b"]
+
+
+def test_new_env_appears_and_deleted_env_disappears(dirs):
+    shared, home = dirs
+    make_prefix(shared / "geo")
+    ksm = CondaEnvKernelSpecManager()
+    assert sorted(ksm.find_kernel_specs()) == ["shared-geo"]
+    make_prefix(home / ".conda" / "envs" / "fresh")
+    assert sorted(ksm.get_all_specs()) == ["mine-fresh", "shared-geo"]
+    ksm.get_kernel_spec("mine-fresh")
+    shutil.rmtree(home / ".conda" / "envs" / "fresh")
+    assert sorted(ksm.find_kernel_specs()) == ["shared-geo"]
+    with pytest.raises(NoSuchKernel):
+        ksm.get_kernel_spec("mine-fresh")
+
+
+def test_allowed_kernelspecs_still_narrows_the_set(dirs):
+    shared, home = dirs
+    make_prefix(shared / "a")
+    make_prefix(shared / "b")
+    ksm = CondaEnvKernelSpecManager(allowed_kernelspecs={"shared-b"})
+    assert list(ksm.find_kernel_specs()) == ["shared-b"]
+    with pytest.raises(NoSuchKernel):
+        ksm.get_kernel_spec("shared-a")
+
+
+def test_returned_specs_are_copies(dirs):
+    shared, home = dirs
+    make_prefix(shared / "geo")
+    ksm = CondaEnvKernelSpecManager()
+    ksm.get_all_specs()["shared-geo"]["spec"]["env"]["PATH"] = "mutated"
+    assert ksm.get_all_specs()["shared-geo"]["spec"]["env"]["PATH"] != "mutated"

@@ -1,0 +1,227 @@
+"""The conda-kernel spawner mixin without a hub: form, validation, env and args, progress."""
+
+from __future__ import annotations
+
+import html
+import os
+import re
+
+import pytest
+from jupyterhub.spawner import LocalProcessSpawner, Spawner
+from test_conda_envs import IR_SPEC, make_prefix
+from tornado import web
+
+from jupyterhub_lab_ext.conda_envs import UserContext
+from jupyterhub_lab_ext.kernelspec import ENV_SHARED_DIRS, ENV_USER_DIRS
+from jupyterhub_lab_ext.spawner import CondaKernelSpawner, CondaKernelSpawnerMixin
+
+
+class FakeUser:
+    def __init__(self, name):
+        self.name = name
+        self.escaped_name = name
+        self.url = f"/user/{name}/"
+
+
+class FakeBase(Spawner):
+    """Stands in for any spawner the mixin is applied to."""
+
+    def get_env(self):
+        return {"HOME": self._home, "FROM_BASE": "1"}
+
+    async def start(self):  # pragma: no cover - not used
+        raise NotImplementedError
+
+    async def stop(self, now=False):  # pragma: no cover - not used
+        raise NotImplementedError
+
+    async def poll(self):  # pragma: no cover - not used
+        return 0
+
+
+class FakeCondaSpawner(CondaKernelSpawnerMixin, FakeBase):
+    def conda_user_context(self):
+        return UserContext(name=self.user.name, uid=os.getuid(), home=self._home)
+
+
+@pytest.fixture
+def tree(tmp_path):
+    shared = tmp_path / "shared"
+    home = tmp_path / "home"
+    make_prefix(shared / "geo", conda_meta_python="3.12.1", kernelspecs={"ir": IR_SPEC})
+    make_prefix(shared / "base")
+    make_prefix(home / ".conda" / "envs" / "ml", python="3.10")
+    return shared, home
+
+
+@pytest.fixture
+def spawner(tree):
+    shared, home = tree
+    s = FakeCondaSpawner(user=FakeUser("alice"), shared_env_dirs=[str(shared)])
+    s._home = str(home)
+    return s
+
+
+def radio_values(form):
+    return re.findall(r'<input[^>]*type="radio" name="profile" value="([^"]+)"', form)
+
+
+def checked(form):
+    return re.findall(r'value="([^"]+)"\s+checked', form)
+
+
+async def test_form_has_both_groups_with_details(spawner):
+    form = await spawner.get_options_form()
+    shared_part, mine_part = form.split('id="jhle-user-envs"')
+    assert radio_values(shared_part) == ["shared/base", "shared/geo"]
+    assert radio_values(mine_part) == ["mine/ml"]
+    assert "Shared environments" in shared_part and "My environments" in mine_part
+    geo = form[form.index('data-env-name="shared/geo"') :]
+    assert re.search(r"Python 3\.12\.1\s*&middot; kernels:\s*Python, R", geo[:800])
+    assert checked(form) == ["shared/base"]  # no last choice: the first shared env
+
+
+@pytest.mark.parametrize(
+    "last, default_env, expected",
+    [
+        ("mine/ml", "", "mine/ml"),
+        ("shared/gone", "shared/geo", "shared/geo"),
+        (None, "shared/geo", "shared/geo"),
+        (None, "shared/missing", "shared/base"),
+    ],
+    ids=["last-choice", "last-choice-deleted", "default-env", "default-env-missing"],
+)
+async def test_form_preselects(spawner, last, default_env, expected):
+    spawner.default_env = default_env
+    spawner.user_options = {"profile": last} if last else {}
+    assert checked(await spawner.get_options_form()) == [expected]
+
+
+async def test_form_escapes_paths(tmp_path):
+    shared = tmp_path / "<b>x</b>"
+    make_prefix(shared / "e")
+    s = FakeCondaSpawner(user=FakeUser("alice"), shared_env_dirs=[str(shared)])
+    s._home = str(tmp_path / "nohome")
+    form = await s.get_options_form()
+    assert "<b>x</b>" not in form and html.escape("<b>x</b>") in form
+
+
+async def test_form_without_user_envs_explains_how_to_make_one(spawner, tree):
+    shared, home = tree
+    import shutil
+
+    shutil.rmtree(home / ".conda")
+    form = await spawner.get_options_form()
+    assert radio_values(form.split('id="jhle-user-envs"')[1]) == []
+    assert "conda create -n myenv python ipykernel" in form
+
+
+@pytest.mark.parametrize(
+    "form_data, expected",
+    [
+        ({"profile": ["mine/ml"]}, {"profile": "mine/ml"}),
+        ({"profile": "shared/geo"}, {"profile": "shared/geo"}),
+        ({"env": ["shared/geo"]}, {"profile": "shared/geo"}),
+        ({}, {}),
+    ],
+    ids=["form", "query", "alias", "empty"],
+)
+def test_options_from_form(spawner, form_data, expected):
+    assert spawner.run_options_from_form(form_data) == expected
+
+
+async def test_valid_choice_is_applied_and_stored_as_profile(spawner):
+    spawner.user_options = {"env": "mine/ml"}
+    await spawner._run_apply_user_options(spawner.user_options)
+    assert spawner.conda_env.name == "mine/ml"
+    assert spawner.user_options == {"profile": "mine/ml"}
+    args = spawner.get_args()
+    assert (
+        "--ServerApp.kernel_spec_manager_class="
+        "jupyterhub_lab_ext.kernelspec.CondaEnvKernelSpecManager" in args
+    )
+    assert "--MappingKernelManager.default_kernel_name=mine-ml" in args
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"profile": "mine/other"}, "Unknown environment 'mine/other'"),
+        ({"profile": "/home/bob/.conda/envs/x"}, "Unknown environment '/home/bob"),
+        ({"profile": "shared/../mine/ml"}, "Unknown environment"),
+        ({"env": "shared/geo2"}, "Unknown environment"),
+        ({"profile": ["shared/geo"]}, "must be an environment name"),
+        ({"profile": {"path": "/opt"}}, "must be an environment name"),
+    ],
+    ids=["other-users-name", "path", "traversal", "alias", "list", "dict"],
+)
+async def test_forged_choice_is_a_clear_400(spawner, options, message):
+    spawner.user_options = options
+    with pytest.raises(web.HTTPError) as info:
+        await spawner._run_apply_user_options(options)
+    assert info.value.status_code == 400
+    assert message in info.value.log_message
+    assert spawner.conda_env is None
+
+
+async def test_no_choice_uses_default_env(spawner):
+    spawner.default_env = "shared/geo"
+    await spawner._run_apply_user_options({})
+    assert spawner.user_options["profile"] == "shared/geo"
+    assert "--MappingKernelManager.default_kernel_name=shared-geo" in spawner.get_args()
+
+
+async def test_no_envs_at_all_still_spawns_without_default_kernel(tmp_path):
+    s = FakeCondaSpawner(user=FakeUser("alice"), shared_env_dirs=[str(tmp_path / "none")])
+    s._home = str(tmp_path)
+    assert await s.apply_conda_user_options({}) is None
+    assert not any(a.startswith("--MappingKernelManager") for a in s.get_args())
+
+
+def test_env_for_the_server(spawner, tree):
+    shared, home = tree
+    spawner.user_env_dirs = ["~/.conda/envs", "/scratch/{username}"]
+    env = spawner.get_env()
+    assert env["FROM_BASE"] == "1"
+    assert env[ENV_SHARED_DIRS] == str(shared)
+    assert env[ENV_USER_DIRS] == "~/.conda/envs:/scratch/{username}"
+    assert env["CONDA_ENVS_DIRS"] == f"{home}/.conda/envs"
+    assert env["CONDA_PKGS_DIRS"] == f"{home}/.conda/pkgs"
+    spawner.conda_user_dirs = False
+    assert "CONDA_ENVS_DIRS" not in spawner.get_env()
+
+
+async def test_progress_names_the_environment(spawner):
+    await spawner.apply_conda_user_options({"profile": "shared/geo"})
+    events = [e async for e in spawner.progress()]
+    assert events[0]["message"].startswith("Environment shared/geo: Python 3.12.1")
+    assert events[-1] == {"progress": 50, "message": "Spawning server..."}
+
+
+def test_custom_template(spawner, tmp_path):
+    tpl = tmp_path / "mine.html"
+    tpl.write_text("{% for e in shared_envs %}[{{ e.name }}]{% endfor %}|{{ selected }}")
+    spawner.options_form_template = str(tpl)
+    import asyncio
+
+    assert asyncio.run(spawner.get_options_form()) == "[shared/base][shared/geo]|shared/base"
+
+
+def test_conda_kernel_spawner_is_a_local_process_spawner():
+    assert issubclass(CondaKernelSpawner, LocalProcessSpawner)
+    assert CondaKernelSpawner.__mro__[1] is CondaKernelSpawnerMixin
+    s = CondaKernelSpawner()
+    assert s.default_url == "/lab"
+    assert s.shared_env_dirs == ["/opt/conda/envs"] and s.user_env_dirs == ["~/.conda/envs"]
+
+
+def test_docker_classes_load_lazily():
+    from jupyterhub_lab_ext import docker_spawner
+
+    cls = docker_spawner.CondaKernelDockerSpawner
+    assert cls.__mro__[1] is docker_spawner.CondaKernelDockerMixin
+    s = cls(shared_env_dirs=["/srv/envs"])
+    assert s.read_only_volumes == {"/srv/envs": "/srv/envs"}
+    assert docker_spawner.CondaKernelSwarmSpawner.__name__ == "CondaKernelSwarmSpawner"
+    with pytest.raises(AttributeError):
+        docker_spawner.NoSuchSpawner  # noqa: B018
