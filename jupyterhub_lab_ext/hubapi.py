@@ -26,7 +26,7 @@ import os
 import random
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
@@ -52,7 +52,14 @@ class HubAPIError(Exception):
 
 
 def endpoint_label(path: str) -> str:
-    """``/users/alice/servers/x`` -> ``/users/{}/servers/{}``: a path without names or query."""
+    """``/users/alice/servers/x`` -> ``/users/{}/servers/{}``: a path without names or query.
+
+    Absolute URLs (a single-user server's API through the proxy) become ``server:/api/...``.
+    """
+    if path.startswith(("http://", "https://")):
+        p = urlsplit(path).path
+        i = p.rfind("/api/")
+        return "server:" + (p[i:] if i >= 0 else "/")
     parts = path.split("?", 1)[0].strip("/").split("/")
     out = []
     named = False
@@ -299,51 +306,88 @@ class HubAPI:
 
     # -- pagination ------------------------------------------------------------------------
     async def paginate(
-        self, path: str, params: dict | None = None, page_size: int | None = None
+        self,
+        path: str,
+        params: dict | None = None,
+        page_size: int | None = None,
+        *,
+        removal_safe: bool = False,
     ) -> AsyncIterator[dict]:
         """Yield every item of a paginated listing, prefetching the next page.
 
-        Uses ``offset``/``limit`` from ``_pagination.next`` (against our own API URL, so a hub
-        behind a proxy with a different public URL still works). A hub that answers with a
-        bare list (no pagination support) is yielded as is.
+        Uses ``offset``/``limit`` from ``_pagination`` against our own API URL (a hub behind a
+        proxy with another public URL still works). A hub that answers with a bare list (no
+        pagination support) is yielded as is.
+
+        ``removal_safe``: the caller removes items from the listing while iterating (stopping
+        servers of a ``state=ready`` listing). Offset pagination would then skip items that
+        shift into pages already read. So after the first page (which gives ``total``) the
+        pages are read from the last one down, and the first page's items are yielded last:
+        removing an item only shifts items at higher offsets, which have been read already.
         """
         params = dict(params or {})
         size = self.page_size if page_size is None else page_size
         if size:
             params["limit"] = size
         headers = {"Accept": PAGINATION_MEDIA_TYPE}
+        label = endpoint_label(path)
 
-        def fetch(offset: int):
-            p = dict(params, offset=offset) if offset else dict(params)
-            return asyncio.ensure_future(
-                self.request("GET", path, params=p, headers=headers, ok=(200,))
-            )
+        def fetch(offset: int, limit: int | None = None):
+            p = dict(params)
+            if offset:
+                p["offset"] = offset
+            if limit:
+                p["limit"] = limit
+            coro = self.request("GET", path, params=p, headers=headers, ok=(200,))
+            return asyncio.ensure_future(coro)
+
+        def unpack(page):
+            if isinstance(page, list):
+                return page, None
+            if not isinstance(page, dict) or not isinstance(page.get("items", []), list):
+                raise HubAPIError("GET", label, 200, "unexpected listing body")
+            return page.get("items") or [], page.get("_pagination") or {}
 
         task = fetch(0)
-        last_offset = -1
         try:
-            for _ in range(_MAX_PAGES):
-                _, page = await task
-                task = None
-                if isinstance(page, list):
-                    for item in page:
+            _, first = await task
+            task = None
+            items, pag = unpack(first)
+            if pag is None or not pag.get("next"):
+                for item in items:
+                    yield item
+                return
+            limit = int(pag.get("limit") or size or len(items) or 1)
+            if removal_safe:
+                total = int(pag.get("total") or 0)
+                offsets = list(range(limit * ((max(total, 1) - 1) // limit), 0, -limit))[
+                    :_MAX_PAGES
+                ]
+                if offsets:
+                    task = fetch(offsets[0], limit)
+                for i in range(len(offsets)):
+                    _, page = await task
+                    task = fetch(offsets[i + 1], limit) if i + 1 < len(offsets) else None
+                    for item in unpack(page)[0]:
                         yield item
-                    return
-                if not isinstance(page, dict):
-                    raise HubAPIError("GET", endpoint_label(path), 200, "unexpected listing body")
-                items = page.get("items") or []
-                nxt = (page.get("_pagination") or {}).get("next")
+                for item in items:
+                    yield item
+                return
+            last_offset = 0
+            for _ in range(_MAX_PAGES):
+                nxt = pag.get("next") if pag else None
                 if nxt and items:
                     offset = int(nxt.get("offset") or 0)
                     if offset > last_offset:
                         last_offset = offset
-                        if nxt.get("limit"):
-                            params["limit"] = nxt["limit"]
-                        task = fetch(offset)
+                        task = fetch(offset, int(nxt.get("limit") or limit))
                 for item in items:
                     yield item
                 if task is None:
                     return
+                _, page = await task
+                task = None
+                items, pag = unpack(page)
         finally:
             if task is not None and not task.done():
                 task.cancel()
@@ -357,14 +401,19 @@ class HubAPI:
         state: str | None = None,
         page_size: int | None = None,
         include_stopped_servers: bool = False,
+        *,
+        removal_safe: bool = False,
         **params,
     ) -> AsyncIterator[dict]:
-        """Page through ``GET /users`` (``state``: ``active``, ``ready``, ``inactive`` or None)."""
+        """Page through ``GET /users`` (``state``: ``active``, ``ready``, ``inactive`` or None).
+
+        See :meth:`paginate` for ``removal_safe``.
+        """
         if state:
             params["state"] = state
         if include_stopped_servers:
             params["include_stopped_servers"] = True
-        return self.paginate("/users", params, page_size)
+        return self.paginate("/users", params, page_size, removal_safe=removal_safe)
 
     def iter_groups(self, page_size: int | None = None) -> AsyncIterator[dict]:
         """Page through ``GET /groups``."""

@@ -26,6 +26,7 @@ from http.client import responses
 
 from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated, check_scopes
 from tornado import web
+from tornado.log import app_log
 
 from ...hubapi import HubAPIError
 
@@ -35,14 +36,27 @@ AUTH_HEADER = re.compile(r"\s*(?:token|bearer)\s+(\S+)\s*$", re.IGNORECASE)
 class JSONErrorMixin:
     """Render every error as ``{"status": code, "message": ...}``."""
 
+    def log_exception(self, typ, value, tb):
+        if isinstance(value, HubAPIError):
+            app_log.warning("%s %s: %s", self.request.method, self.request.path, value)
+            return
+        if isinstance(value, web.HTTPError) and value.status_code < 500:
+            return  # the access log has it; the message went to the client
+        super().log_exception(typ, value, tb)
+
     def write_error(self, status_code, **kwargs):
         message = responses.get(status_code, "Unknown error")
         exc_info = kwargs.get("exc_info")
-        if exc_info:
-            exc = exc_info[1]
-            if isinstance(exc, web.HTTPError) and exc.log_message:
+        exc = exc_info[1] if exc_info else None
+        if isinstance(exc, web.HTTPError):
+            if exc.log_message:
                 message = exc.log_message % exc.args if exc.args else exc.log_message
-        if status_code >= 500 and not (exc_info and isinstance(exc_info[1], web.HTTPError)):
+        elif isinstance(exc, HubAPIError):
+            # the hub failed us: a gateway problem, not a bug here
+            status_code = 404 if exc.status == 404 else 502
+            message = f"Hub API error: {exc}"
+            self.set_status(status_code)
+        elif status_code >= 500:
             message = "Internal error; see the service log"
         self.clear_header("Location")
         self.set_header("Content-Type", "application/json")
@@ -66,6 +80,10 @@ class ServiceHandler(JSONErrorMixin, HubOAuthenticated, web.RequestHandler):
     @property
     def hub(self):
         return self.settings["hub"]
+
+    @property
+    def log(self):
+        return self.service.log
 
     @property
     def hub_auth(self):

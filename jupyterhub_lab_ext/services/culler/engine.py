@@ -1,0 +1,555 @@
+"""The culling pass: list users through the Hub API, decide with :mod:`.policy`, act concurrently.
+
+``Culler.run_pass()`` never overlaps itself (one lock), keeps at most ``concurrency`` Hub API
+requests in flight (the shared :class:`~jupyterhub_lab_ext.hubapi.HubAPI`), streams the
+``state=ready`` listing (``state=active`` when stuck spawns are culled) while stopping servers,
+never DELETEs a server that is already stopping, and records one user's failure in the report
+without aborting the pass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+
+from tornado.httpclient import AsyncHTTPClient, HTTPRequest
+
+from ...hubapi import HubAPI, HubAPIError
+from . import policy as P
+from .metrics import CullerMetrics
+from .store import CullerStore, Exemption
+
+log = logging.getLogger(__name__)
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class WebhookSender:
+    """POSTs a JSON warning to ``url`` (own HTTP client; headers e.g. for a shared secret)."""
+
+    def __init__(self, url: str, headers: dict | None = None, timeout: float = 10.0):
+        self.url = url
+        self.headers = {"Content-Type": "application/json", **(headers or {})}
+        self.timeout = timeout
+        self._client = AsyncHTTPClient(force_instance=True)
+
+    async def send(self, payload: dict) -> int:
+        req = HTTPRequest(
+            self.url,
+            method="POST",
+            headers=self.headers,
+            body=json.dumps(payload),
+            request_timeout=self.timeout,
+            follow_redirects=False,
+        )
+        resp = await self._client.fetch(req, raise_error=False)
+        if resp.code >= 400 or resp.code == 599:
+            raise RuntimeError(f"webhook answered {resp.code}")
+        return resp.code
+
+    def close(self):
+        self._client.close()
+
+
+class PassReport:
+    """What one pass saw and did; lists are capped at ``limit`` entries, counts are exact."""
+
+    LISTS = ("culled", "stopping", "warned", "users_deleted", "stuck", "errors")
+
+    def __init__(self, pass_id: int, trigger: str, dry_run: bool, started: datetime, limit: int):
+        self.pass_id = pass_id
+        self.trigger = trigger
+        self.dry_run = dry_run
+        self.started = started
+        self.finished: datetime | None = None
+        self.duration = 0.0
+        self.limit = limit
+        self.users_scanned = 0
+        self.servers_scanned = 0
+        self.inactive_users_scanned = 0
+        self.complete = True
+        self.lists: dict[str, list] = {k: [] for k in self.LISTS}
+        self.counts: dict[str, int] = dict.fromkeys(self.LISTS, 0)
+
+    def add(self, kind: str, entry: dict) -> None:
+        self.counts[kind] += 1
+        if len(self.lists[kind]) < self.limit:
+            self.lists[kind].append(entry)
+
+    def error(self, stage: str, user: str | None, server: str | None, message: str) -> None:
+        self.add("errors", {"stage": stage, "user": user, "server": server, "error": message})
+
+    def summary(self) -> dict:
+        return {
+            "id": self.pass_id,
+            "trigger": self.trigger,
+            "dry_run": self.dry_run,
+            "started": self.started.isoformat(),
+            "finished": self.finished.isoformat() if self.finished else None,
+            "duration_seconds": round(self.duration, 3),
+            "complete": self.complete,
+            "users_scanned": self.users_scanned,
+            "servers_scanned": self.servers_scanned,
+            "inactive_users_scanned": self.inactive_users_scanned,
+            "counts": dict(self.counts),
+        }
+
+    def as_dict(self) -> dict:
+        out = self.summary()
+        out.update({k: list(v) for k, v in self.lists.items()})
+        return out
+
+
+class Culler:
+    """Runs passes. All I/O goes through ``hub``, ``store`` and ``webhook``; time through ``clock``."""
+
+    def __init__(
+        self,
+        hub: HubAPI,
+        policy: P.Policy,
+        *,
+        store: CullerStore | None = None,
+        metrics: CullerMetrics | None = None,
+        webhook: WebhookSender | None = None,
+        clock: Callable[[], datetime] = utcnow,
+        concurrency: int = 10,
+        page_size: int = 0,
+        remove_named_servers: bool = False,
+        server_base_url: str = "",
+        report_limit: int = 1000,
+        service_name: str = "",
+    ):
+        self.hub = hub
+        self.policy = policy
+        self.store = store
+        self.metrics = metrics
+        self.webhook = webhook
+        self.clock = clock
+        self.concurrency = max(1, concurrency)
+        self.page_size = page_size
+        self.remove_named_servers = remove_named_servers
+        self.server_base_url = server_base_url.rstrip("/")
+        self.report_limit = report_limit
+        self.service_name = service_name
+        self.last_report: PassReport | None = None
+        self.running: PassReport | None = None
+        self.passes = 0
+        self.warned: dict[tuple[str, str], datetime] = {}
+        self.pending_seen: dict[tuple[str, str], datetime] = {}
+        self._lock = asyncio.Lock()
+        self._exemptions: dict[str, Exemption] = {}
+        self._no_kernel_url_logged = False
+
+    async def load(self) -> None:
+        """Load persisted warnings and exemptions (call once at start)."""
+        if self.store is not None:
+            self.warned = await self.store.load_warnings()
+            self._exemptions = await self.store.list_exemptions()
+
+    # -- helpers ---------------------------------------------------------------------------
+    @property
+    def uses_groups(self) -> bool:
+        return bool(self.policy.group_timeouts or self.policy.exempt_groups)
+
+    async def active_exemptions(self, now: datetime) -> dict[str, Exemption]:
+        if self.store is not None:
+            self._exemptions = await self.store.list_exemptions()
+        active = {n: e for n, e in self._exemptions.items() if e.active(now)}
+        if self.metrics:
+            self.metrics.exemptions.set(len(active))
+        return active
+
+    async def group_map(self) -> dict[str, list[str]]:
+        """user -> groups, from ``GET /groups`` (only used when user models lack ``groups``)."""
+        members: dict[str, list[str]] = {}
+        async for group in self.hub.iter_groups():
+            for user in group.get("users") or []:
+                members.setdefault(user, []).append(group["name"])
+        return members
+
+    def timeout_for(self, user: dict, groups, exemptions: dict, now: datetime) -> P.Timeout:
+        ex = exemptions.get(user["name"])
+        return P.effective_timeout(
+            self.policy,
+            user["name"],
+            groups,
+            now,
+            exemption_until=ex.until if ex else None,
+            exempt_forever=bool(ex and ex.until is None),
+        )
+
+    def server_url(self, server: dict) -> str | None:
+        if server.get("full_url"):
+            return server["full_url"]
+        if self.server_base_url and server.get("url"):
+            return self.server_base_url + server["url"]
+        return None
+
+    async def check_kernels(self, user: str, server: dict, report: PassReport) -> bool:
+        url = self.server_url(server)
+        if not url:
+            if not self._no_kernel_url_logged:
+                log.warning(
+                    "kernel_aware is on but no server_base_url is set: not checking kernels"
+                )
+                self._no_kernel_url_logged = True
+            return False
+        try:
+            _, kernels = await self.hub.request(
+                "GET", url.rstrip("/") + "/api/kernels", ok=(200,), retries=1
+            )
+        except HubAPIError as e:
+            report.error("kernels", user, server.get("name", ""), str(e))
+            if self.metrics:
+                self.metrics.errors.labels("kernels").inc()
+            return False
+        return P.kernels_busy(kernels)
+
+    # -- the pass --------------------------------------------------------------------------
+    async def run_pass(self, dry_run: bool = False, trigger: str = "timer") -> PassReport:
+        """Run one pass (waits for a running one to finish first: passes never overlap)."""
+        async with self._lock:
+            return await self._run_pass(dry_run, trigger)
+
+    @property
+    def busy(self) -> bool:
+        return self._lock.locked()
+
+    async def _run_pass(self, dry_run: bool, trigger: str) -> PassReport:
+        now = self.clock()
+        self.passes += 1
+        report = PassReport(self.passes, trigger, dry_run, now, self.report_limit)
+        self.running = report
+        t0 = time.perf_counter()
+        result = "ok"
+        try:
+            await self._scan(report, now, dry_run)
+            if not report.complete or report.counts["errors"]:
+                result = "partial"
+        except Exception as e:  # store down etc.: nothing was decided without exemptions
+            log.exception("Culling pass %d failed", report.pass_id)
+            report.complete = False
+            report.error("pass", None, None, f"{type(e).__name__}: {e}")
+            result = "error"
+        finally:
+            report.duration = time.perf_counter() - t0
+            report.finished = self.clock()
+            self.running = None
+            self.last_report = report
+        if self.metrics:
+            m = self.metrics
+            m.passes.labels(result, str(dry_run).lower()).inc()
+            m.pass_duration.observe(report.duration)
+            m.users_scanned.set(report.users_scanned)
+            m.stuck_servers.set(report.counts["stuck"])
+            m.last_pass.set(time.time())
+        log.info(
+            "Pass %d%s: %d users, %d servers, culled %d, stopping %d, warned %d, users deleted %d,"
+            " stuck %d, errors %d in %.2fs",
+            report.pass_id,
+            " (dry run)" if dry_run else "",
+            report.users_scanned,
+            report.servers_scanned,
+            report.counts["culled"],
+            report.counts["stopping"],
+            report.counts["warned"],
+            report.counts["users_deleted"],
+            report.counts["stuck"],
+            report.counts["errors"],
+            report.duration,
+        )
+        return report
+
+    async def _scan(self, report: PassReport, now: datetime, dry_run: bool) -> None:
+        exemptions = await self.active_exemptions(now)
+        if self.store is not None and not dry_run:
+            await self.store.purge_expired(now)
+        groups_by_user: dict[str, list[str]] | None = None
+        alive: set[str] = set()
+        seen_servers: set[tuple[str, str]] = set()
+        new_warnings: dict[tuple[str, str], datetime] = {}
+        cleared: set[tuple[str, str]] = set()
+        limiter = asyncio.Semaphore(self.concurrency * 2)
+        tasks: set[asyncio.Task] = set()
+
+        async def submit(coro):
+            await limiter.acquire()
+            task = asyncio.ensure_future(coro)
+            tasks.add(task)
+
+            def done(t):
+                tasks.discard(t)
+                limiter.release()
+
+            task.add_done_callback(done)
+
+        async def groups_of(user: dict) -> list[str]:
+            nonlocal groups_by_user
+            if not self.uses_groups:
+                return []
+            if "groups" in user:
+                return list(user["groups"] or [])
+            if groups_by_user is None:
+                groups_by_user = await self.group_map()
+            return groups_by_user.get(user["name"], [])
+
+        async def handle_server(user, timeout, sname, server):
+            name = user["name"]
+            key = (name, sname)
+            seen_servers.add(key)
+            report.servers_scanned += 1
+            if server.get("pending") == "stop":
+                self.pending_seen.setdefault(key, now)
+            else:
+                self.pending_seen.pop(key, None)
+            warned_at = self.warned.get(key)
+            last = P.parse_date(server.get("last_activity"))
+            if warned_at is not None and last is not None and last > warned_at:
+                cleared.add(key)  # activity since the warning
+                self.warned.pop(key, None)
+                warned_at = None
+            dec = P.decide_server(
+                self.policy,
+                name,
+                sname,
+                server,
+                timeout,
+                now,
+                warned_at=warned_at,
+                pending_since=self.pending_seen.get(key),
+            )
+            if dec.check_kernels:
+                busy = await self.check_kernels(name, server, report)
+                dec = P.decide_server(
+                    self.policy, name, sname, server, timeout, now, warned_at=warned_at,
+                    pending_since=self.pending_seen.get(key), kernels_busy=busy,
+                )  # fmt: skip
+            if dec.reason == P.STUCK_STOP:
+                report.add("stuck", dec.as_dict())
+            if dec.action == P.WARN:
+                alive.add(name)
+                await self.warn(dec, report, dry_run, new_warnings)
+            elif dec.action == P.CULL:
+                if not await self.stop(dec, report, dry_run):
+                    alive.add(name)
+                elif key in self.warned and not dry_run:
+                    cleared.add(key)
+                    self.warned.pop(key, None)
+            else:
+                alive.add(name)
+
+        async def handle_user(user):
+            name = user.get("name", "?")
+            try:
+                timeout = self.timeout_for(user, await groups_of(user), exemptions, now)
+            except Exception as e:
+                report.error("user", name, None, f"{type(e).__name__}: {e}")
+                alive.add(name)
+                return
+            for sname, server in (user.get("servers") or {}).items():
+                try:
+                    await handle_server(user, timeout, sname, server)
+                except Exception as e:  # one server's failure never aborts the pass
+                    log.exception("user=%s server=%r: error while culling", name, sname)
+                    report.error("server", name, sname, f"{type(e).__name__}: {e}")
+                    alive.add(name)
+
+        async def handle_inactive(user):
+            name = user.get("name", "?")
+            try:
+                timeout = self.timeout_for(user, await groups_of(user), exemptions, now)
+                dec = P.decide_user(self.policy, user, timeout, now, servers_alive=name in alive)
+                if dec.action == P.CULL:
+                    await self.delete_user(dec, report, dry_run)
+            except Exception as e:
+                log.exception("user=%s: error while deleting user", name)
+                report.error("user", name, None, f"{type(e).__name__}: {e}")
+
+        state = "active" if self.policy.pending_timeout else "ready"
+        seen_users: set[str] = set()
+        try:
+            async for user in self.hub.iter_users(
+                state=state, page_size=self.page_size, removal_safe=True
+            ):
+                if user.get("name") in seen_users:
+                    continue
+                seen_users.add(user.get("name"))
+                report.users_scanned += 1
+                await submit(handle_user(user))
+        except HubAPIError as e:
+            report.complete = False
+            report.error("list", None, None, str(e))
+            if self.metrics:
+                self.metrics.errors.labels("list").inc()
+        finally:
+            if tasks:
+                await asyncio.gather(*list(tasks))
+
+        if self.policy.cull_users and report.complete:
+            try:
+                async for user in self.hub.iter_users(
+                    state="inactive", page_size=self.page_size, removal_safe=True
+                ):
+                    report.inactive_users_scanned += 1
+                    await submit(handle_inactive(user))
+            except HubAPIError as e:
+                report.complete = False
+                report.error("list", None, None, f"inactive users: {e}")
+                if self.metrics:
+                    self.metrics.errors.labels("list").inc()
+            finally:
+                if tasks:
+                    await asyncio.gather(*list(tasks))
+
+        if report.complete:
+            # forget servers that are gone
+            for key in [k for k in self.pending_seen if k not in seen_servers]:
+                del self.pending_seen[key]
+            for key in [k for k in self.warned if k not in seen_servers]:
+                cleared.add(key)
+                del self.warned[key]
+        if self.store is not None and not dry_run:
+            await self.store.save_warnings(new_warnings, cleared - set(new_warnings))
+
+    # -- actions ---------------------------------------------------------------------------
+    async def stop(self, dec: P.Decision, report: PassReport, dry_run: bool) -> bool:
+        """Stop a server; True if it is gone (204, or would be in a dry run)."""
+        entry = dec.as_dict()
+        if dry_run:
+            report.add("culled", {**entry, "status": None})
+            return True
+        remove = self.remove_named_servers and bool(dec.server)
+        try:
+            status = await self.hub.stop_server(dec.user, dec.server or "", remove=remove)
+        except HubAPIError as e:
+            if e.status == 404:  # gone already
+                return True
+            report.error("stop", dec.user, dec.server, str(e))
+            if self.metrics:
+                self.metrics.errors.labels("stop").inc()
+            return False
+        if self.metrics:
+            self.metrics.culls.labels("server", dec.reason).inc()
+        log.info(
+            "user=%s server=%r: stopped (%s, idle %s s) -> %s",
+            dec.user,
+            dec.server,
+            dec.reason,
+            None if dec.inactive is None else int(dec.inactive),
+            status,
+        )
+        if status == 202:
+            self.pending_seen.setdefault((dec.user, dec.server or ""), self.clock())
+            report.add("stopping", {**entry, "status": status})
+            return False
+        report.add("culled", {**entry, "status": status})
+        return True
+
+    async def warn(self, dec: P.Decision, report: PassReport, dry_run: bool, new: dict) -> None:
+        entry = dec.as_dict()
+        if dry_run:
+            report.add("warned", {**entry, "webhook_status": None})
+            return
+        key = (dec.user, dec.server or "")
+        now = self.clock()
+        self.warned[key] = now
+        new[key] = now
+        if self.metrics:
+            self.metrics.warnings.inc()
+        status = None
+        if self.webhook is not None:
+            payload = {
+                "event": "cull-warning",
+                "service": self.service_name,
+                "user": dec.user,
+                "server": dec.server or "",
+                "reason": dec.reason,
+                "idle_seconds": entry["inactive_seconds"],
+                "timeout_seconds": entry["timeout_seconds"],
+                "cull_at": entry["cull_at"],
+                "seconds_left": max(0, round((dec.cull_at - now).total_seconds()))
+                if dec.cull_at
+                else None,
+            }
+            try:
+                status = await self.webhook.send(payload)
+            except Exception as e:
+                report.error("webhook", dec.user, dec.server, f"{type(e).__name__}: {e}")
+                if self.metrics:
+                    self.metrics.errors.labels("webhook").inc()
+        log.info("user=%s server=%r: warned, cull at %s", dec.user, dec.server, entry["cull_at"])
+        report.add("warned", {**entry, "webhook_status": status})
+
+    async def delete_user(self, dec: P.Decision, report: PassReport, dry_run: bool) -> None:
+        entry = dec.as_dict()
+        if dry_run:
+            report.add("users_deleted", {**entry, "status": None})
+            return
+        try:
+            status = await self.hub.delete_user(dec.user)
+        except HubAPIError as e:
+            if e.status == 404:
+                return
+            report.error("delete_user", dec.user, None, str(e))
+            if self.metrics:
+                self.metrics.errors.labels("delete_user").inc()
+            return
+        if self.metrics:
+            self.metrics.culls.labels("user", dec.reason).inc()
+        log.info("user=%s: deleted (%s)", dec.user, dec.reason)
+        report.add("users_deleted", {**entry, "status": status})
+
+    # -- per-user view ---------------------------------------------------------------------
+    async def user_view(self, name: str) -> dict | None:
+        """Each server's idle time, when it will be culled, and the user's exemption."""
+        user = await self.hub.get_user(name)
+        if user is None:
+            return None
+        now = self.clock()
+        exemptions = await self.active_exemptions(now)
+        groups = []
+        if self.uses_groups:
+            groups = (
+                user.get("groups") if "groups" in user else (await self.group_map()).get(name, [])
+            )
+        timeout = self.timeout_for(user, groups or [], exemptions, now)
+        servers = {}
+        for sname, server in (user.get("servers") or {}).items():
+            key = (name, sname)
+            dec = P.decide_server(
+                self.policy, name, sname, server, timeout, now,
+                warned_at=self.warned.get(key), pending_since=self.pending_seen.get(key),
+            )  # fmt: skip
+            servers[sname] = {
+                "ready": bool(server.get("ready")),
+                "pending": server.get("pending"),
+                "last_activity": server.get("last_activity"),
+                "started": server.get("started"),
+                "idle_seconds": None if dec.inactive is None else round(dec.inactive, 3),
+                "cull_at": dec.cull_at.isoformat() if dec.cull_at else None,
+                "seconds_left": max(0.0, round((dec.cull_at - now).total_seconds(), 3))
+                if dec.cull_at
+                else None,
+                "warned_at": self.warned[key].isoformat() if key in self.warned else None,
+                "next_action": dec.action,
+                "reason": dec.reason,
+            }
+        ex = exemptions.get(name)
+        out = {
+            "name": name,
+            "now": now.isoformat(),
+            "timeout_seconds": timeout.seconds,
+            "timeout_source": timeout.source,
+            "exemption": ex.as_dict() if ex else None,
+            "servers": servers,
+        }
+        if self.policy.cull_users:
+            dec = P.decide_user(self.policy, user, timeout, now)
+            out["user_cull_at"] = dec.cull_at.isoformat() if dec.cull_at else None
+        return out
