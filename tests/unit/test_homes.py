@@ -286,3 +286,49 @@ def test_archive(home, owner, tmp_path, victim):
         archive_home(str(home), path, owner[0])
     with pytest.raises(HomeError, match="owned by uid"):
         archive_home(str(home), str(out / "other.tar.gz"), owner[0] + 1)
+
+
+# -- the homes sync-template command ----------------------------------------------------------
+async def test_sync_template_command(tmp_path, template, owner):
+    from test_system_users import FakeSystem  # the fake account database of the sibling tests
+
+    from jupyterhub_lab_ext.cli_homes import sync_template
+    from jupyterhub_lab_ext.system_users import Account, AccountSpec, SystemUsers, UserEntry
+
+    fake = FakeSystem()
+    uid, gid = owner
+    root = tmp_path / "homes"
+    su = SystemUsers(fake, lookup=fake, state_dir=str(tmp_path / "state"), uid_min=min(uid, 1000),
+                     gid_min=1000, flavour="useradd")  # fmt: skip
+    names = ["ann", "ben", "cat"]
+    for name in names:  # accounts the package created earlier, owned by a uid we may chown to
+        fake.users[name] = UserEntry(name, uid, gid, str(root / name), "/bin/bash")
+        su.registry.set_user(name, uid=uid, gid=gid, home=str(root / name))
+        await su.ensure_account(AccountSpec(name, str(root / name)))
+    ann = Account("ann", uid, gid, str(root / "ann"), created=False)
+    assert await su.populate_home(ann, str(template)) == 4
+    (root / "ann" / "README.md").write_text("ann's notes")  # ann changed a delivered file
+    await su.lock_account("cat")
+    (template / "new.ipynb").write_text("{}")
+    lines = []
+    failed = await sync_template(su, str(template), dry_run=True, out=lines.append)
+    assert failed == 0 and not (root / "ann" / "new.ipynb").exists()
+    assert lines[0] == "(dry run) ann: 1 new, 0 updated, 4 kept, 0 removed by user, 0 skipped"
+    lines.clear()
+    failed = await sync_template(su, str(template), verbose=True, out=lines.append)
+    assert lines == [
+        "ann: 1 new, 0 updated, 4 kept, 0 removed by user, 0 skipped",
+        "    new: new.ipynb",
+        "ben: 5 new, 0 updated, 0 kept, 0 removed by user, 0 skipped",
+        *[f"    new: {p}" for p in
+          ["README.md", "nb/deep/data.csv", "nb/intro.ipynb", "new.ipynb", "run.sh"]],
+        "cat: skipped (account locked)",
+        f"{template}: 2 homes synced, 1 skipped, 0 failed",
+    ]  # fmt: skip
+    assert (root / "ann" / "README.md").read_text() == "ann's notes"
+    assert owner_of(root / "ben" / "new.ipynb") == owner
+    assert not (root / "cat" / "new.ipynb").exists()
+    lines.clear()
+    assert await sync_template(su, str(template), ["olduser", "nosuch"], out=lines.append) == 2
+    assert "olduser: error:" in lines[0] and "not created by" in lines[0]
+    assert "nosuch: error: no system account" in lines[1]
