@@ -1,0 +1,111 @@
+"""What the userlist authenticator does in the background: poll the file, act on removals.
+
+Removal actions (see ``on_removal``): stop the user's servers through the hub app, lock the
+system account, archive the home. Each runs as a task on the hub's event loop; failures are
+logged, never raised into a request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+
+from tornado.ioloop import PeriodicCallback
+
+
+class RemovalActions:
+    """Background work of one authenticator (``auth``): polling and removal actions."""
+
+    def __init__(self, auth):
+        self.auth = auth
+        self.log = auth.log
+        self._tasks: set[asyncio.Task] = set()
+        self._poller: PeriodicCallback | None = None
+
+    def spawn(self, coro: Awaitable) -> asyncio.Task | None:
+        """Run ``coro`` as a tracked task (or drop it with a log line if no loop runs)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.log.warning("no running event loop: removal action skipped")
+            coro.close()
+            return None
+        task = loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+        return task
+
+    def _done(self, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self.log.error("userlist removal action failed", exc_info=task.exception())
+
+    async def wait(self) -> None:
+        """Wait for pending removal actions (tests, shutdown)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    def start_polling(self) -> None:
+        """Start the background check of the userlist file (idempotent, needs a running loop)."""
+        interval = self.auth.userlist_poll_interval
+        if self._poller is not None or interval <= 0:
+            return
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self._poller = PeriodicCallback(self.auth.poll_userlist, interval * 1000, jitter=0.1)
+        self._poller.start()
+
+    def stop_polling(self) -> None:
+        if self._poller is not None:
+            self._poller.stop()
+            self._poller = None
+
+    async def apply(self, username: str) -> None:
+        """Apply ``on_removal`` and ``archive_removed_homes`` to a removed user."""
+        auth = self.auth
+        mode = auth.on_removal
+        if mode == "revoke":
+            return
+        await self.stop_servers(username)
+        if mode == "lock" and auth.create_system_users:
+            await self._system_user_action(username, "lock_account")
+        if auth.archive_removed_homes and auth.create_system_users:
+            await self._system_user_action(username, "archive_home", auth.archive_removed_homes)
+
+    async def _system_user_action(self, username: str, method: str, *args) -> None:
+        su = self.auth.system_users
+        if not await asyncio.to_thread(su.created_by_us, username):
+            self.log.info("user=%s: no account created by us, %s skipped", username, method)
+            return
+        try:
+            result = await getattr(su, method)(username, *args)
+        except Exception as e:  # SystemUserError and friends: log, keep going
+            self.log.error("user=%s: %s failed: %s", username, method, e)
+        else:
+            self.log.info("user=%s: %s done%s", username, method, f" ({result})" if result else "")
+
+    async def stop_servers(self, username: str) -> int:
+        """Stop every active server of ``username`` (via the hub app); return how many."""
+        app = getattr(self.auth, "parent", None)
+        users = getattr(app, "users", None)
+        if users is None:
+            self.log.warning("user=%s: no hub app available, servers not stopped", username)
+            return 0
+        try:
+            user = users[username]
+        except KeyError:
+            return 0
+        stopped = 0
+        for name, spawner in list(user.spawners.items()):
+            if not spawner.active or spawner.pending == "stop":
+                continue
+            self.log.info("user=%s removed from the userlist: stopping server %r", username, name)
+            try:
+                await app.proxy.delete_user(user, name)
+                await user.stop(name)
+                stopped += 1
+            except Exception as e:
+                self.log.error("user=%s: stopping server %r failed: %s", username, name, e)
+        return stopped

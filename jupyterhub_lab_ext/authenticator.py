@@ -1,0 +1,405 @@
+"""OAuth login restricted by a hot-reloaded userlist, with system users and homes.
+
+:class:`UserlistAuthenticatorMixin` works on any oauthenticator class; three ready classes
+are registered as JupyterHub entry points: ``userlist`` (:class:`UserlistOAuthenticator`,
+generic OAuth2/OIDC), ``userlist-github`` and ``userlist-google``.
+
+Glue only: parsing lives in :mod:`.userlist`, names in :mod:`.naming`, accounts and homes in
+:mod:`.system_users`, configuration in :mod:`._auth_config`, removal actions in
+:mod:`._auth_sync`.
+
+Override points for subclasses (documented in docs/authenticator.md, "Subclassing"):
+:meth:`~UserlistAuthenticatorMixin.identity_from_userinfo`,
+:meth:`~UserlistAuthenticatorMixin.username_for_identity`,
+:meth:`~UserlistAuthenticatorMixin.home_for`,
+:meth:`~UserlistAuthenticatorMixin.account_spec_for`,
+:meth:`~UserlistAuthenticatorMixin.groups_for`,
+:meth:`~UserlistAuthenticatorMixin.on_user_removed`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import os
+import time
+
+from jupyterhub import orm
+from oauthenticator.generic import GenericOAuthenticator
+from oauthenticator.github import GitHubOAuthenticator
+from oauthenticator.google import GoogleOAuthenticator
+from tornado.web import HTTPError
+from traitlets import default
+
+from . import naming
+from ._auth_config import UserlistAuthConfig
+from ._auth_sync import RemovalActions
+from .userlist import (
+    Userlist,
+    UserlistEntry,
+    UserlistFile,
+    UserlistLoadError,
+    remove_entry,
+    set_entry,
+)
+
+__all__ = [
+    "UserlistAuthenticatorMixin",
+    "UserlistOAuthenticator",
+    "UserlistGitHubOAuthenticator",
+    "UserlistGoogleOAuthenticator",
+]
+
+_MEMO_SIZE = 1024
+_MEMO_TTL = 120.0
+
+
+class UserlistAuthenticatorMixin(UserlistAuthConfig):
+    """Userlist allow/admin/groups, idempotent POSIX names and system users for any
+    oauthenticator class: ``class MyAuth(UserlistAuthenticatorMixin, SomeOAuthenticator)``.
+    """
+
+    # JupyterHub refreshes auth every auth_refresh_age seconds; our check is one stat(),
+    # so a shorter default makes list edits apply quickly to logged-in users.
+    @default("auth_refresh_age")
+    def _default_auth_refresh_age(self):
+        return 60
+
+    # group:NAME in the file -> hub groups (JupyterHub's manage_groups semantics)
+    @default("manage_groups")
+    def _default_manage_groups(self):
+        return True
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        if not self.userlist_file:
+            raise ValueError(f"{type(self).__name__}.userlist_file must be set")
+        if self.allow_all:
+            self.log.warning("allow_all is True: the userlist %s is bypassed!", self.userlist_file)
+        self._normalize = naming.make_normalizer(
+            prefix=self.username_prefix, domain_rules=self.domain_rules
+        )
+        self._extra_reserved = frozenset(self.reserved_usernames)
+        self._system_names: frozenset[str] | None = None
+        self._userlist = UserlistFile(
+            self.userlist_file,
+            username_for=self.username_for_identity,
+            reserved=self.reserved_reason,
+            log=self.log,
+        )
+        self._known: Userlist | None = None
+        self._recent_identities: dict[str, tuple[str, float]] = {}
+        self._ensured: set[str] = set()
+        self.actions = RemovalActions(self)
+        try:
+            self._current_list()
+        except UserlistLoadError as e:
+            self.log.error("%s", e)
+
+    # ---- override points -------------------------------------------------------------------
+
+    def identity_from_userinfo(self, user_info: dict) -> str:
+        """The identity matched against the userlist (a login or an email).
+
+        Default: the provider's ``username_claim`` (``login`` for GitHub, ``email`` for Google,
+        ``username`` or your setting for generic OIDC).
+        """
+        return super().user_info_to_username(user_info)
+
+    def username_for_identity(self, identity: str) -> str:
+        """Map an identity to its POSIX username (must be idempotent); see :mod:`.naming`."""
+        return self._normalize(identity)
+
+    def home_for(self, username: str) -> str:
+        """Home directory path of ``username``; default ``home_root/username``."""
+        return os.path.join(self.home_root, username)
+
+    def account_spec_for(self, username: str):
+        """The :class:`~jupyterhub_lab_ext.system_users.AccountSpec` for ``username``."""
+        from .system_users import AccountSpec
+
+        return AccountSpec(
+            name=username,
+            home=self.home_for(username),
+            home_mode=self.home_mode,
+            gid=self.system_gid,
+            group=self.system_group or None,
+            supplementary_groups=tuple(self.supplementary_groups),
+            shell=self.user_shell,
+            comment="jupyterhub-lab-ext user",
+        )
+
+    def groups_for(self, entry: UserlistEntry) -> list[str]:
+        """Hub groups of a listed user; default: the ``group:NAME`` tokens of its line."""
+        return list(entry.groups)
+
+    async def on_user_removed(self, username: str, entry: UserlistEntry | None) -> None:
+        """Called once when ``username`` leaves the userlist (file edit or admin page delete).
+
+        Default: apply :attr:`on_removal` (stop servers, lock the account) and
+        :attr:`archive_removed_homes`. Access itself is already revoked.
+        """
+        await self.actions.apply(username)
+
+    # ---- userlist ---------------------------------------------------------------------------
+
+    def reserved_reason(self, username: str) -> str | None:
+        """Why ``username`` must never be handed out (reserved/system account), else None."""
+        if self._system_names is None:
+            self._system_names = self.system_names_loader(self.uid_min)
+        return naming.reserved_reason(username, self._system_names | self._extra_reserved)
+
+    def _current_list(self) -> Userlist:
+        new = self._userlist.get()
+        if new is not self._known:
+            old, self._known = self._known, new
+            if old is not None:
+                self._on_list_changed(old, new)
+        return new
+
+    def _on_list_changed(self, old: Userlist, new: Userlist) -> None:
+        removed = old.usernames - new.usernames
+        for name in sorted(removed):
+            self._ensured.discard(name)
+            self.log.info("user=%s removed from the userlist: access revoked", name)
+            self.actions.spawn(self.on_user_removed(name, old.get(name)))
+        for name in sorted(new.usernames - old.usernames):
+            self.log.info("user=%s added to the userlist", name)
+
+    def userlist_entry(self, username: str) -> UserlistEntry | None:
+        """The hot-reloaded entry of ``username`` (None if not listed or no list loaded)."""
+        try:
+            return self._current_list().get(username)
+        except UserlistLoadError:
+            return None
+
+    async def poll_userlist(self) -> None:
+        """Re-check the file now (the hub calls this every :attr:`userlist_poll_interval`)."""
+        try:
+            self._current_list()
+        except UserlistLoadError:
+            pass
+
+    def _admin_for(self, username: str, entry: UserlistEntry | None) -> bool:
+        return bool(entry and entry.admin) or username in self.admin_users
+
+    # ---- JupyterHub / oauthenticator hooks --------------------------------------------------
+
+    def user_info_to_username(self, user_info):
+        return self.identity_from_userinfo(user_info)
+
+    def normalize_username(self, username):
+        name = self.username_for_identity(username)
+        if name != username:
+            memo = self._recent_identities
+            memo[name] = (username, time.monotonic())
+            if len(memo) > _MEMO_SIZE:
+                memo.pop(next(iter(memo)))
+        return name
+
+    def check_blocked_users(self, username, authentication=None):
+        why = self.reserved_reason(username)
+        if why:
+            self.log.warning("user=%s refused: %s", username, why)
+            raise HTTPError(403, f"Login refused: {why}.")
+        return super().check_blocked_users(username, authentication)
+
+    def _check_email_verified(self, identity: str, user_info: dict) -> None:
+        if not self.require_verified_email or "@" not in identity:
+            return
+        if user_info.get("email_verified") is False or user_info.get("verified_email") is False:
+            self.log.warning("refusing %s: email address not verified by the provider", identity)
+            raise HTTPError(
+                403,
+                f"Login refused: your email address {identity} is not verified by the "
+                "identity provider. Verify it there, then log in again.",
+            )
+
+    async def update_auth_model(self, auth_model):
+        auth_model = await super().update_auth_model(auth_model)
+        user_info = auth_model["auth_state"][self.user_auth_state_key]
+        self._check_email_verified(self.identity_from_userinfo(user_info), user_info)
+        entry = self.userlist_entry(auth_model["name"])
+        auth_model["admin"] = self._admin_for(auth_model["name"], entry)
+        return auth_model
+
+    async def get_user_groups(self, auth_state):
+        identity = self.identity_from_userinfo(auth_state[self.user_auth_state_key])
+        entry = self.userlist_entry(self.username_for_identity(identity))
+        return set(self.groups_for(entry)) if entry else set()
+
+    async def check_allowed(self, username, auth_model):
+        try:
+            ul = self._current_list()
+        except UserlistLoadError as e:
+            self.log.error("user=%s refused: %s", username, e)
+            raise HTTPError(
+                403,
+                "Login is unavailable: the hub's user list could not be loaded. "
+                "The administrator can see why in the hub log.",
+            ) from None
+        entry = ul.get(username)
+        identity = username
+        if auth_model and auth_model.get("auth_state"):
+            identity = self.identity_from_userinfo(
+                auth_model["auth_state"][self.user_auth_state_key]
+            )
+        if entry is None or entry.identity.casefold() != identity.casefold():
+            if entry is not None:
+                self.log.warning(
+                    "user=%s refused: identity %r is not %r (line %d)",
+                    username,
+                    identity,
+                    entry.identity,
+                    entry.lineno,
+                )
+            else:
+                self.log.warning("user=%s refused: %r is not in the userlist", username, identity)
+            raise HTTPError(
+                403,
+                f"Login refused: {identity} is not on this hub's user list. "
+                "Ask the hub administrator to add you.",
+            )
+        await self._provision(username, during_login=True)
+        return True
+
+    async def refresh_user(self, user, handler=None, **kwargs):
+        entry = self.userlist_entry(user.name)
+        if entry is None:
+            self.log.info("user=%s not in the userlist any more: login required", user.name)
+            return False
+        result = await super().refresh_user(user, handler, **kwargs)
+        if result is False:
+            return False
+        model = {} if result is True else dict(result)
+        model["admin"] = self._admin_for(user.name, entry)
+        if self.manage_groups:
+            model["groups"] = sorted(self.groups_for(entry))
+        return model
+
+    async def add_user(self, user):
+        """Called at login, for admin-page adds and for every database user at hub start."""
+        if not self.validate_username(user.name):
+            raise ValueError(f"Invalid username: {user.name}")
+        self.actions.start_polling()
+        if isinstance(user, orm.User):
+            # hub start: cheap, no subprocess; accounts are ensured at login / before spawn
+            if self.userlist_entry(user.name) is None:
+                self.log.warning(
+                    "user=%s is in the hub database but not in the userlist: refused at login",
+                    user.name,
+                )
+            return
+        why = self.reserved_reason(user.name)
+        if why:
+            raise ValueError(why)
+        entry = self.userlist_entry(user.name)
+        if entry is None:
+            if not self.sync_admin_page_changes:
+                self.log.warning(
+                    "user=%s added on the admin page but not in the userlist: cannot log in",
+                    user.name,
+                )
+                return
+            identity = self._identity_memo(user.name)
+            self.log.info(
+                "user=%s added on the admin page: writing %r to the userlist", user.name, identity
+            )
+            await asyncio.to_thread(
+                set_entry, self.userlist_file, identity, admin=bool(getattr(user, "admin", False))
+            )
+            self._userlist.invalidate()
+            self._current_list()
+        await self._provision(user.name)
+
+    def _identity_memo(self, username: str) -> str:
+        hit = self._recent_identities.get(username)
+        if hit and time.monotonic() - hit[1] < _MEMO_TTL:
+            return hit[0]
+        return username
+
+    async def delete_user(self, user):
+        """Admin-page delete: remove the user's line (if configured), then removal actions."""
+        super().delete_user(user)
+        entry = self.userlist_entry(user.name)
+        if entry is not None and self.sync_admin_page_changes:
+            self.log.info(
+                "user=%s deleted on the admin page: removing %r", user.name, entry.identity
+            )
+            await asyncio.to_thread(remove_entry, self.userlist_file, entry.identity)
+            self._userlist.invalidate()
+            await self.poll_userlist()
+
+    async def pre_spawn_start(self, user, spawner):
+        result = super().pre_spawn_start(user, spawner)
+        if inspect.isawaitable(result):
+            await result
+        await self._provision(user.name)
+
+    # ---- system users -----------------------------------------------------------------------
+
+    @default("system_users")
+    def _default_system_users(self):
+        from .system_users import SystemUsers
+
+        return SystemUsers(
+            log=self.log,
+            state_dir=self.system_users_state_dir,
+            allow_existing=self.allow_existing_system_users,
+            uid_min=self.uid_min,
+        )
+
+    async def _provision(self, username: str, *, during_login: bool = False) -> None:
+        """Ensure account + home (once per process per user); 403/500 with a clear message."""
+        if not self.create_system_users or username in self._ensured:
+            return
+        from .system_users import ExistingAccountError, SystemUserError
+
+        su = self.system_users
+        try:
+            record = await asyncio.to_thread(lambda: su.accounts().get(username) or {})
+            if record.get("locked"):
+                await su.unlock_account(username)
+            account = await su.ensure_account(self.account_spec_for(username))
+            if account.created and self.home_template:
+                n = await su.populate_home(
+                    account, self.home_template, readonly=self.template_readonly
+                )
+                self.log.info(
+                    "user=%s home %s filled with %d template files", username, account.home, n
+                )
+        except ExistingAccountError as e:
+            self.log.error("user=%s refused: %s", username, e)
+            raise HTTPError(
+                403,
+                f"Login refused: the system account name {username!r} belongs to an existing "
+                "account that this hub did not create. Ask the hub administrator.",
+            ) from None
+        except SystemUserError as e:
+            self.log.error("user=%s: creating the system account failed: %s", username, e)
+            if during_login:
+                raise HTTPError(
+                    500,
+                    "Your system account could not be created; the administrator can see why in the hub log.",
+                ) from None
+            raise
+        self._ensured.add(username)
+
+
+class UserlistOAuthenticator(UserlistAuthenticatorMixin, GenericOAuthenticator):
+    """Generic OAuth2/OIDC login restricted by the userlist (entry point ``userlist``)."""
+
+
+class UserlistGitHubOAuthenticator(UserlistAuthenticatorMixin, GitHubOAuthenticator):
+    """GitHub login restricted by a userlist of GitHub logins (entry point ``userlist-github``)."""
+
+
+class UserlistGoogleOAuthenticator(UserlistAuthenticatorMixin, GoogleOAuthenticator):
+    """Google login restricted by a userlist of emails (entry point ``userlist-google``).
+
+    Domains are never stripped by ``strip_domain`` here: use :attr:`domain_rules`.
+    """
+
+    @default("strip_domain")
+    def _default_strip_domain(self):
+        return False
