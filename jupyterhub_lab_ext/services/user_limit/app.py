@@ -1,0 +1,470 @@
+"""``jupyterhub-lab-user-limit``: the user-limit hub service.
+
+Caps on running servers (overall, per hub group, per user), seats (how many users may log in),
+a first-come-first-served queue when full, and a REST API. The hub asks it before every spawn
+through the hub-side hook (``hook.py``); the service starts a queued user's server itself when
+a place frees up. Decisions are made in memory, atomically (``ledger.py``), persisted before the
+answer (``store.py``) and reconciled with the Hub API at start and periodically.
+
+Run it as a managed hub service (``hook.enable_user_limit`` adds the entry), or by hand::
+
+    jupyterhub-lab-user-limit --UserLimitApp.max_active_servers=20
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from urllib.parse import quote
+
+from traitlets import Bool, Dict, Float, Int, Unicode, default
+
+from ...hubapi import HubAPIError
+from ..common import ServiceApp
+from . import policy
+from .handlers import (
+    AdmissionHandler,
+    AdmissionsHandler,
+    LimitsHandler,
+    QueueHandler,
+    QueuePageHandler,
+    StatusHandler,
+    UserHandler,
+)
+from .ledger import Admission, Ledger, Outcome
+from .metrics import UserLimitMetrics
+from .store import LimitStore
+
+SETTINGS_ENV = "JUPYTERHUB_USER_LIMIT_SETTINGS"
+HOOK_TOKEN_ENV = "JUPYTERHUB_USER_LIMIT_HOOK_TOKEN"
+
+
+class UserLimitApp(ServiceApp):
+    """Caps, seats, group quotas and a waiting queue for a JupyterHub."""
+
+    name = "jupyterhub-lab-user-limit"
+    description = __doc__
+    service_default_name = "user-limit"
+    config_file_name = "user_limit_config.py"
+    metrics_namespace = "jhle_user_limit"
+    openapi_package = "jupyterhub_lab_ext.services.user_limit"
+
+    aliases = {
+        **ServiceApp.base_aliases,
+        "max-active-servers": "UserLimitApp.max_active_servers",
+        "max-users": "UserLimitApp.max_users",
+        "max-servers-per-user": "UserLimitApp.max_servers_per_user",
+    }
+    flags = dict(ServiceApp.base_flags)
+
+    max_active_servers = Int(
+        0,
+        help="""How many servers may run at once on the whole hub (pending spawns included).
+
+        0: no limit. When the hub is full a spawn waits in line (first come, first served) and
+        the service starts it when a place frees up. Example: ``c.UserLimitApp.max_active_servers = 40``.
+        """,
+    ).tag(config=True)
+
+    max_users = Int(
+        0,
+        help="""Seats: how many distinct users may have an account on the hub and log in.
+
+        0: no limit. Users the hub already knows keep their seats; a new user beyond the cap is
+        refused at login with a clear page (needs the hook's ``post_auth_hook``). A seat frees up
+        when the user is deleted from the hub. Example: ``c.UserLimitApp.max_users = 100``.
+        """,
+    ).tag(config=True)
+
+    group_quotas = Dict(
+        value_trait=Int(),
+        help="""Concurrent servers per hub group, ``{group: count}``.
+
+        A user in several limited groups must fit in each of them. Example:
+        ``c.UserLimitApp.group_quotas = {"students": 30, "guests": 5}``.
+        """,
+    ).tag(config=True)
+
+    max_servers_per_user = Int(
+        0,
+        help="""How many servers (default + named) one user may run at once. 0: no limit.
+
+        Going over it is refused, not queued: the user must stop one of their servers first.
+        """,
+    ).tag(config=True)
+
+    exempt_admins = Bool(
+        True,
+        help="""Hub admins are never queued or refused (their servers still count as usage).""",
+    ).tag(config=True)
+
+    hook_token = Unicode(
+        help=f"""Shared secret of the hub-side admission hook.
+
+        Only a caller presenting it (``Authorization: token <secret>``) may use
+        ``POST/DELETE api/admissions``. Default: ``${HOOK_TOKEN_ENV}``, which
+        ``enable_user_limit`` sets for the managed service. Never logged.
+        """,
+    ).tag(config=True)
+
+    @default("hook_token")
+    def _default_hook_token(self):
+        return os.environ.get(HOOK_TOKEN_ENV, "")
+
+    admin_scope = Unicode(
+        "custom:user-limit:admin",
+        help="""Scope (besides hub admin) that allows ``PUT api/limits``.
+
+        Define it in ``c.JupyterHub.custom_scopes`` and grant it with a role.
+        """,
+    ).tag(config=True)
+
+    start_queued_servers = Bool(
+        True,
+        help="""Start the server of the first waiter in line when a place frees up.
+
+        Uses ``POST /hub/api/users/<name>/server`` with the options of the queued request, so
+        the service's role needs ``start:servers`` (JupyterHub 6) or ``servers``. With False,
+        the place is reserved and the waiter's next spawn attempt takes it.
+        """,
+    ).tag(config=True)
+
+    offer_timeout = Float(
+        120.0,
+        help="""Seconds a place reserved for the head of the line waits for that user's spawn
+        before it goes to the next waiter.""",
+    ).tag(config=True)
+
+    reconcile_interval = Float(
+        60.0,
+        help="""Seconds between reconciliations with the Hub API (running servers, users).
+
+        Places of servers that stopped without telling the service (hub crash, lost hook call)
+        are freed at the next one. 0 disables the periodic pass (one still runs at start).
+        """,
+    ).tag(config=True)
+
+    reconcile_grace = Float(
+        10.0,
+        help="""Admissions younger than this (seconds before a reconciliation listed the hub)
+        are kept even if the hub does not list their server yet.""",
+    ).tag(config=True)
+
+    retry_after_per_position = Float(
+        30.0,
+        help="""Retry-After for queued API spawns: this many seconds per place in line
+        (5 s at least, 10 minutes at most).""",
+    ).tag(config=True)
+
+    public_base_url = Unicode(
+        help="""Base URL of the hub as browsers see it (``c.JupyterHub.base_url``), for the links of
+        the queue page. Default: ``$JUPYTERHUB_BASE_URL`` or ``/``.""",
+    ).tag(config=True)
+
+    @default("public_base_url")
+    def _default_public_base_url(self):
+        return os.environ.get("JUPYTERHUB_BASE_URL") or "/"
+
+    def hub_base_url(self) -> str:
+        return (
+            "/" + self.public_base_url.strip("/") + "/" if self.public_base_url.strip("/") else "/"
+        )
+
+    housekeeping_interval = Float(2.0, help="Seconds between checks for lapsed reservations.").tag(
+        config=True
+    )
+
+    # -- setup -----------------------------------------------------------------------------
+    def initialize(self, argv=None):
+        super().initialize(argv)
+        raw = os.environ.get(SETTINGS_ENV)
+        if raw:
+            # settings from enable_user_limit(); the command line still wins
+            try:
+                settings = json.loads(raw)
+            except ValueError:
+                self.log.critical("$%s is not valid JSON", SETTINGS_ENV)
+                self.exit(1)
+            self.update_config({"UserLimitApp": settings})
+            self.update_config(self.cli_config)
+        self.metrics = UserLimitMetrics(self.registry, self.metrics_namespace, self)
+        self.ledger = Ledger(self.configured_limits(), time.time)
+        self.limit_store: LimitStore | None = None
+        self._tasks: list[asyncio.Task] = []
+        self._starting: set[str] = set()
+        self._groups_cache: dict[str, tuple[float, frozenset[str], bool]] = {}
+        self.last_reconcile: float | None = None
+        self.reconcile_error = ""
+
+    def configured_limits(self) -> policy.Limits:
+        return policy.Limits(
+            max_active_servers=self.max_active_servers,
+            max_users=self.max_users,
+            group_quotas=dict(self.group_quotas),
+            max_servers_per_user=self.max_servers_per_user,
+            exempt_admins=self.exempt_admins,
+        )
+
+    def make_handlers(self):
+        return [
+            ("api/status", StatusHandler),
+            ("api/users/([^/]+)", UserHandler),
+            ("api/admissions", AdmissionsHandler),
+            ("api/admissions/([^/]+)", AdmissionHandler),
+            ("api/queue", QueueHandler),
+            ("api/limits", LimitsHandler),
+            ("queue", QueuePageHandler),
+        ]
+
+    async def setup(self):
+        await super().setup()
+        if self.limit_store is None:
+            self.limit_store = LimitStore(self.db_url)
+            await self.limit_store.start()
+            saved = await self.limit_store.load()
+            self.ledger.load(
+                saved["settings"].get("limits", {}),
+                saved["admissions"],
+                saved["waiters"],
+                saved["seats"],
+            )
+            self.log.info(
+                "Loaded %d place(s), %d waiter(s), %d seat(s); limits %s",
+                len(self.ledger.admissions),
+                len(self.ledger.queue),
+                len(self.ledger.seats),
+                self.ledger.limits.to_dict(),
+            )
+        if not self.hook_token:
+            self.log.warning(
+                "No hook token (set $%s or UserLimitApp.hook_token): every admission request "
+                "will be refused with 403",
+                HOOK_TOKEN_ENV,
+            )
+
+    async def teardown(self):
+        await super().teardown()
+        if self.limit_store is not None:
+            await self.limit_store.close()
+
+    async def on_start(self):
+        self._tasks.append(asyncio.ensure_future(self._reconcile_loop()))
+        self._tasks.append(asyncio.ensure_future(self._housekeeping_loop()))
+
+    async def on_stop(self):
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            try:
+                await t
+            except (asyncio.CancelledError, Exception):
+                pass
+        self._tasks.clear()
+
+    async def health(self):
+        report = await super().health()
+        store_ok = await self.limit_store.ping() if self.limit_store else False
+        report.update(
+            store="ok" if store_ok else "error",
+            last_reconcile=self.last_reconcile,
+            reconcile_error=self.reconcile_error or None,
+        )
+        if not store_ok:
+            report["status"] = "error"
+        return report
+
+    # -- decisions (called by the handlers) ------------------------------------------------
+    async def admit(self, req: policy.Request, options: dict | None) -> Outcome:
+        started = time.perf_counter()
+        out = self.ledger.admit(req, options)  # atomic: no await before the book is updated
+        self.metrics.decision(out.decision, time.perf_counter() - started)
+        if out.decision.outcome == policy.ADMIT:
+            self.log.info(
+                "Admitted user=%s server=%r (%s)", req.user, req.server_name, out.decision.reason
+            )
+        else:
+            self.log.info(
+                "%s user=%s server=%r: %s %s position=%s",
+                out.decision.outcome,
+                req.user,
+                req.server_name,
+                out.decision.reason,
+                out.decision.limit,
+                out.decision.position,
+            )
+        await self.limit_store.write(out.ops)
+        return out
+
+    async def take_seat(self, user: str, admin: bool, existing: bool) -> Outcome:
+        started = time.perf_counter()
+        out = self.ledger.take_seat(user, admin, existing)
+        self.metrics.decision(out.decision, time.perf_counter() - started, kind="seat")
+        if not out.decision.admitted:
+            self.log.warning("Refused login of user=%s: %s", user, out.decision.limit)
+        await self.limit_store.write(out.ops)
+        return out
+
+    async def release(self, admission_id: str) -> bool:
+        ops = self.ledger.release(admission_id)
+        if ops is None:
+            return False
+        self.metrics.releases.inc()
+        self.log.info("Released admission %s", admission_id)
+        await self.limit_store.write(ops)
+        await self.fill_free_places()
+        return True
+
+    async def set_limits(self, patch: dict) -> policy.Limits:
+        ops = self.ledger.set_limits(patch)
+        self.log.info("Limits changed over REST: %s -> %s", patch, self.ledger.limits.to_dict())
+        await self.limit_store.write(ops)
+        await self.fill_free_places()
+        return self.ledger.limits
+
+    def retry_after(self, position: int) -> int:
+        return policy.retry_after(position, self.retry_after_per_position)
+
+    async def user_groups(self, user: str) -> tuple[frozenset[str], bool]:
+        """A user's hub groups and admin flag, from the book or (cached) from the hub."""
+        for a in self.ledger.for_user(user):
+            return a.groups, a.admin
+        w = self.ledger.queue.get(user)
+        if w is not None:
+            return w.groups, w.admin
+        hit = self._groups_cache.get(user)
+        now = time.monotonic()
+        if hit and hit[0] > now:
+            return hit[1], hit[2]
+        try:
+            model = await self.hub.get_user(user)
+        except HubAPIError as e:
+            self.log.warning("Could not look up user=%s in the hub: %s", user, e)
+            model = None
+        groups = frozenset((model or {}).get("groups") or ())
+        admin = bool((model or {}).get("admin"))
+        self._groups_cache[user] = (now + 60, groups, admin)
+        return groups, admin
+
+    # -- queue progress --------------------------------------------------------------------
+    async def fill_free_places(self) -> None:
+        """Reserve free places for waiters in order and start their servers."""
+        offers, ops = self.ledger.promote(self.offer_timeout)
+        if not offers:
+            return
+        await self.limit_store.write(ops)
+        for adm in offers:
+            self.metrics.offers.inc()
+            self.log.info(
+                "Place free: offering it to user=%s server=%r (waited in line)",
+                adm.user,
+                adm.server_name,
+            )
+            if self.start_queued_servers:
+                self._spawn_task(self._start_server(adm))
+
+    def _spawn_task(self, coro) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.append(task)
+        task.add_done_callback(lambda t: self._tasks.remove(t) if t in self._tasks else None)
+
+    async def _start_server(self, adm: Admission) -> None:
+        """Start a queued user's server through the Hub API, retrying until the offer lapses."""
+        user = quote(adm.user, safe="")
+        path = f"/users/{user}/server"
+        if adm.server_name:
+            path = f"/users/{user}/servers/{quote(adm.server_name, safe='')}"
+        attempt = 0
+        while (
+            adm.id in self.ledger.admissions and self.ledger.admissions[adm.id].state == "reserved"
+        ):
+            try:
+                status, _ = await self.hub.request(
+                    "POST", path, json=adm.options or None, ok=(201, 202), retries=0
+                )
+            except HubAPIError as e:
+                if e.status == 400:
+                    # already running or pending: the user's own request is on its way
+                    self.log.info("Server of user=%s already starting: %s", adm.user, e.message)
+                    return
+                if e.status in (403, 404):
+                    self.log.error(
+                        "Cannot start the server of queued user=%s (%s); giving the place to the next",
+                        adm.user,
+                        e,
+                    )
+                    await self.release(adm.id)
+                    return
+                attempt += 1
+                delay = min(10.0, 0.5 * 2**attempt)
+                self.log.warning(
+                    "Starting the server of user=%s failed (%s); retry in %.1fs", adm.user, e, delay
+                )
+                await asyncio.sleep(delay)
+            else:
+                self.metrics.started.inc()
+                self.log.info(
+                    "Started the server of queued user=%s (hub answered %s)", adm.user, status
+                )
+                return
+
+    async def _housekeeping_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.housekeeping_interval)
+            try:
+                gone, ops = self.ledger.expire()
+                for a in gone:
+                    self.log.warning(
+                        "Reserved place of user=%s lapsed (no spawn within %ss)",
+                        a.user,
+                        self.offer_timeout,
+                    )
+                if ops:
+                    await self.limit_store.write(ops)
+                await self.fill_free_places()
+            except Exception:
+                self.log.exception("Housekeeping failed")
+
+    # -- reconciliation --------------------------------------------------------------------
+    async def reconcile(self) -> dict:
+        """One pass: match the book to the hub's active servers and users."""
+        snapshot_started = time.time()
+        active = []
+        users = []
+        async for u in self.hub.iter_users(include_stopped_servers=False):
+            users.append(u["name"])
+            groups = frozenset(u.get("groups") or ())
+            for sname, server in (u.get("servers") or {}).items():
+                if server.get("ready") or server.get("pending"):
+                    active.append((u["name"], sname, groups, bool(u.get("admin"))))
+        summary, ops = self.ledger.reconcile(active, users, snapshot_started, self.reconcile_grace)
+        await self.limit_store.write(ops)
+        self.last_reconcile = time.time()
+        self.reconcile_error = ""
+        if any(summary.values()):
+            self.log.info("Reconciled with the hub: %s", summary)
+        await self.fill_free_places()
+        return summary
+
+    async def _reconcile_loop(self) -> None:
+        delay = 0.0
+        while True:
+            await asyncio.sleep(delay)
+            try:
+                await self.reconcile()
+                self.metrics.reconciles.labels("ok").inc()
+                delay = self.reconcile_interval
+                if not delay:
+                    return
+            except Exception as e:
+                self.metrics.reconciles.labels("error").inc()
+                self.reconcile_error = str(e)
+                self.log.error("Reconciliation with the hub failed: %s", e)
+                delay = min(self.reconcile_interval or 30.0, 5.0)
+
+
+main = UserLimitApp.main
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,422 @@
+"""Hub-side admission for the user-limit service: one line in ``jupyterhub_config.py``.
+
+::
+
+    from jupyterhub_lab_ext.services.user_limit.hook import enable_user_limit
+    enable_user_limit(c, max_active_servers=40, group_quotas={"students": 30}, max_users=200)
+
+This adds the managed service ``user-limit`` (with its role, a custom admin scope and read access
+for every user) and three hooks that work with any spawner:
+
+- ``Spawner.pre_spawn_hook`` asks the service before every spawn (default or named server, from
+  the UI, the REST API or the service itself). When the hub is full it raises JupyterHub's
+  ``SpawnException`` with status 429, ``Retry-After`` and the place in line; the page sends the
+  person to the live queue page, and the service starts the server when a place frees up;
+- ``Spawner.post_stop_hook`` frees the place when the server stops or its spawn fails;
+- ``Authenticator.post_auth_hook`` refuses a new user at login when all seats are taken.
+
+Existing hooks in ``c`` are kept and run after ours. When the service cannot be reached,
+``fail_open=False`` (default) refuses spawns with a clear message and logs an error; True lets
+them through (and logs an error too).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+import os
+import secrets
+import sys
+from urllib.parse import quote
+
+from tornado import web
+
+from ...hubapi import HubAPI, HubAPIError
+
+log = logging.getLogger("jupyterhub_lab_ext.user_limit.hook")
+
+ATTR = "_jhle_user_limit_admission"
+_MISSING = object()
+
+try:  # JupyterHub >= 6
+    from jupyterhub.spawner import SpawnException
+except ImportError:  # pragma: no cover - JupyterHub 5
+    SpawnException = None
+
+
+def _refusal(message: str, *, reason: str, status: int, message_html: str = "", headers=None):
+    """A ``SpawnException`` (JupyterHub 6) or an ``HTTPError`` carrying the hub's message attributes."""
+    if SpawnException is not None:
+        exc = SpawnException(message, reason=reason, status_code=status, message_html=message_html)
+    else:  # pragma: no cover - JupyterHub 5
+        exc = web.HTTPError(status, message)
+        exc.reason = reason
+    exc.jupyterhub_message = message
+    if message_html:
+        exc.jupyterhub_html_message = message_html
+    if headers:
+        exc.headers = dict(headers)
+    return exc
+
+
+def _json_safe(value) -> dict:
+    if not isinstance(value, dict):
+        return {}
+    try:
+        return json.loads(json.dumps(value))
+    except (TypeError, ValueError):
+        return {}
+
+
+class UserLimitHook:
+    """The hook callables plus their client; :func:`enable_user_limit` wires them into ``c``.
+
+    :param service_url: where the hub reaches the service directly, including its prefix,
+        e.g. ``http://127.0.0.1:10101/services/user-limit/``.
+    :param token: the shared hook secret the service expects.
+    :param public_prefix: the service's prefix as browsers see it (for the queue page link).
+    :param fail_open: let spawns and logins through when the service cannot be reached.
+    :param timeout: seconds per request; ``retries``: extra attempts on connection errors and 5xx.
+    """
+
+    def __init__(
+        self,
+        service_url: str,
+        token: str,
+        *,
+        public_prefix: str = "/services/user-limit/",
+        fail_open: bool = False,
+        timeout: float = 5.0,
+        retries: int = 2,
+        check_seats: bool = True,
+    ):
+        self.service_url = service_url.rstrip("/") + "/"
+        self.token = token
+        self.public_prefix = "/" + public_prefix.strip("/") + "/"
+        self.fail_open = fail_open
+        self.timeout = timeout
+        self.retries = retries
+        self.check_seats = check_seats
+        self._client: HubAPI | None = None
+
+    @property
+    def client(self) -> HubAPI:
+        # created on first use, on the hub's running loop
+        if self._client is None:
+            self._client = HubAPI(
+                self.service_url + "api",
+                self.token,
+                concurrency=100,
+                request_timeout=self.timeout,
+                connect_timeout=min(self.timeout, 3.0),
+                retries=self.retries,
+                backoff_base=0.2,
+                backoff_max=2.0,
+            )
+        return self._client
+
+    async def _call(self, method: str, path: str, *, json=None, ok=(200,)):
+        return await self.client.request(method, path, json=json, ok=ok, retries=self.retries)
+
+    def queue_url(self, server_name: str) -> str:
+        url = self.public_prefix + "queue"
+        if server_name:
+            url += "?server=" + quote(server_name, safe="")
+        return url
+
+    # -- spawns ----------------------------------------------------------------------------
+    async def pre_spawn_hook(self, spawner) -> None:
+        """Ask the service whether this spawn may go ahead; raise to refuse or queue it."""
+        setattr(spawner, ATTR, None)
+        user = spawner.user
+        body = {
+            "user": user.name,
+            "server_name": spawner.name or "",
+            "groups": sorted(g.name for g in (user.groups or [])),
+            "admin": bool(user.admin),
+            "user_options": _json_safe(spawner.user_options),
+        }
+        try:
+            _, doc = await self._call("POST", "admissions", json=body)
+        except HubAPIError as e:
+            self._unreachable("spawn", user.name, e)
+            return
+        if not isinstance(doc, dict):
+            self._unreachable(
+                "spawn", user.name, HubAPIError("POST", "/admissions", 200, "no JSON body")
+            )
+            return
+        outcome = doc.get("outcome")
+        message = doc.get("message") or "The hub cannot start your server right now."
+        if outcome == "admitted":
+            setattr(spawner, ATTR, doc.get("id"))
+            return
+        if outcome == "queued":
+            position = doc.get("position") or 0
+            retry = int(doc.get("retry_after") or 30)
+            url = self.queue_url(spawner.name or "")
+            page = html.escape(url, quote=True)
+            message_html = (
+                f"{html.escape(message)} "
+                f'<a href="{page}">Follow your place in line</a>; this page takes you there.'
+                f'<meta http-equiv="refresh" content="1;url={page}">'
+            )
+            raise _refusal(
+                message,
+                reason="capacity",
+                status=429,
+                message_html=message_html,
+                headers={"Retry-After": str(retry), "X-JupyterHub-Queue-Position": str(position)},
+            )
+        raise _refusal(message, reason=str(doc.get("reason") or "limit"), status=403)
+
+    def _unreachable(self, what: str, user: str, error: Exception) -> None:
+        if self.fail_open:
+            log.error(
+                "USER-LIMIT SERVICE UNREACHABLE (%s): letting the %s of user=%s through "
+                "(fail_open=True); limits are NOT enforced",
+                error,
+                what,
+                user,
+            )
+            return
+        log.error(
+            "USER-LIMIT SERVICE UNREACHABLE (%s): refusing the %s of user=%s (fail_open=False)",
+            error,
+            what,
+            user,
+        )
+        raise _refusal(
+            "The service that shares this hub's capacity cannot be reached, so new servers "
+            "cannot be started right now. Please try again in a minute; the hub's administrators "
+            "have been notified in the hub log.",
+            reason="user-limit-unavailable",
+            status=503,
+            headers={"Retry-After": "30"},
+        )
+
+    async def post_stop_hook(self, spawner) -> None:
+        """Free the place of a stopped server (or of a spawn that failed)."""
+        aid = getattr(spawner, ATTR, _MISSING)
+        if aid is None:
+            return  # refused or queued: it never held a place
+        ids = [aid] if aid is not _MISSING else None
+        try:
+            if ids is None:
+                # the hub restarted since the spawn: find the place by user and server
+                _, doc = await self._call("GET", f"users/{quote(spawner.user.name, safe='')}")
+                ids = [
+                    a["id"]
+                    for a in (doc or {}).get("admissions", [])
+                    if a.get("server_name") == (spawner.name or "") and a.get("state") != "reserved"
+                ]
+            for i in ids:
+                await self._call("DELETE", f"admissions/{quote(str(i), safe='')}", ok=(204, 404))
+        except HubAPIError as e:
+            log.error(
+                "Could not free the place of user=%s server=%r (%s); the service frees it at its "
+                "next reconciliation",
+                spawner.user.name,
+                spawner.name,
+                e,
+            )
+        finally:
+            if hasattr(spawner, ATTR):
+                delattr(spawner, ATTR)
+
+    # -- logins ----------------------------------------------------------------------------
+    async def post_auth_hook(self, authenticator, handler, auth_model):
+        """Refuse a login when all seats are taken (``max_users``); users the hub knows pass."""
+        if not auth_model or not self.check_seats:
+            return auth_model
+        name = auth_model["name"]
+        existing = False
+        find_user = getattr(handler, "find_user", None)
+        if find_user is not None:
+            existing = find_user(name) is not None
+        body = {
+            "kind": "seat",
+            "user": name,
+            "admin": bool(auth_model.get("admin")),
+            "existing": existing,
+        }
+        try:
+            _, doc = await self._call("POST", "admissions", json=body)
+        except HubAPIError as e:
+            if self.fail_open:
+                log.error(
+                    "USER-LIMIT SERVICE UNREACHABLE (%s): login of user=%s let through", e, name
+                )
+                return auth_model
+            log.error("USER-LIMIT SERVICE UNREACHABLE (%s): login of user=%s refused", e, name)
+            exc = web.HTTPError(503, "user-limit service unreachable")
+            exc.jupyterhub_message = (
+                "Logins are paused because the service that manages this hub's seats cannot be "
+                "reached. Please try again in a minute."
+            )
+            raise exc from None
+        if isinstance(doc, dict) and doc.get("outcome") == "refused":
+            log.warning("Login of user=%s refused: %s", name, doc.get("limit"))
+            exc = web.HTTPError(403, "no free seat")
+            exc.jupyterhub_message = doc.get("message") or "This hub is full."
+            raise exc
+        return auth_model
+
+
+def _chain(ours, theirs, *, first_ours: bool = True):
+    """One hook that runs ``ours`` and an existing hook (both may be async)."""
+    if theirs is None:
+        return ours
+    from jupyterhub.utils import maybe_future
+
+    async def both(*args):
+        if first_ours:
+            result = await maybe_future(ours(*args))
+            other = await maybe_future(theirs(*args))
+        else:
+            other = await maybe_future(theirs(*args))
+            result = await maybe_future(ours(*args))
+        return other if other is not None else result
+
+    return both
+
+
+def _chain_auth(ours, theirs):
+    if theirs is None:
+        return ours
+    from jupyterhub.utils import maybe_future
+
+    async def both(authenticator, handler, auth_model):
+        auth_model = await maybe_future(ours(authenticator, handler, auth_model))
+        return await maybe_future(theirs(authenticator, handler, auth_model))
+
+    return both
+
+
+def _existing(section, key, default=None):
+    """A config value already set in ``section`` (lazy ``.append``/``.add`` values resolved)."""
+    if key not in section:
+        return default
+    value = section[key]
+    get_value = getattr(value, "get_value", None)
+    if get_value is not None and default is not None:
+        return get_value(default)
+    return value
+
+
+def read_or_create_secret(path: str) -> str:
+    """The secret in ``path``; a new random one (file mode 0600) if the file is missing."""
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            secret = f.read().strip()
+        if len(secret) >= 32:
+            return secret
+    secret = secrets.token_hex(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(secret)
+    return secret
+
+
+def enable_user_limit(
+    c,
+    *,
+    name: str = "user-limit",
+    url: str = "http://127.0.0.1:10101",
+    managed: bool = True,
+    api_token: str | None = None,
+    hook_token: str | None = None,
+    hook_token_file: str = "jupyterhub-user-limit-hook-token",
+    fail_open: bool = False,
+    check_seats: bool = True,
+    timeout: float = 5.0,
+    db_url: str | None = None,
+    environment: dict | None = None,
+    admin_scope: str = "custom:user-limit:admin",
+    **settings,
+) -> UserLimitHook:
+    """Enable the user-limit service and its hub-side hooks in a hub config ``c``.
+
+    ``settings`` are ``UserLimitApp`` options for the managed service, e.g.
+    ``max_active_servers=40, max_users=200, group_quotas={"students": 30},
+    max_servers_per_user=2, exempt_admins=False, reconcile_interval=60``.
+
+    :param name: service name (URL prefix ``/services/<name>/``).
+    :param url: where the service listens (127.0.0.1 and a free port).
+    :param managed: let the hub start and restart the service (False: run it yourself and pass
+        ``api_token``, the hub token of the external service).
+    :param hook_token: shared secret between hook and service; default: read from (or created
+        in) ``hook_token_file``.
+    :param fail_open: what to do when the service cannot be reached (see the module docs).
+    :param db_url: the service's database (default: ``sqlite:///user-limit.sqlite`` in the hub's
+        working directory; ``postgresql://...`` works too).
+    :returns: the :class:`UserLimitHook` (its ``pre_spawn_hook`` etc. are already set in ``c``).
+    """
+    import jupyterhub
+
+    if hook_token is None:
+        hook_token = read_or_create_secret(hook_token_file)
+    base_url = _existing(c.JupyterHub, "base_url", "/")
+    base_url = "/" + str(base_url).strip("/") + "/" if str(base_url).strip("/") else "/"
+    prefix = f"{base_url}services/{name}/"
+    hook = UserLimitHook(
+        url.rstrip("/") + prefix,
+        hook_token,
+        public_prefix=prefix,
+        fail_open=fail_open,
+        timeout=timeout,
+        check_seats=check_seats,
+    )
+    c.Spawner.pre_spawn_hook = _chain(hook.pre_spawn_hook, _existing(c.Spawner, "pre_spawn_hook"))
+    c.Spawner.post_stop_hook = _chain(
+        hook.post_stop_hook, _existing(c.Spawner, "post_stop_hook"), first_ours=False
+    )
+    if check_seats:
+        c.Authenticator.post_auth_hook = _chain_auth(
+            hook.post_auth_hook, _existing(c.Authenticator, "post_auth_hook")
+        )
+
+    service = {"name": name, "url": url, "oauth_no_confirm": True}
+    if managed:
+        env = {"JUPYTERHUB_USER_LIMIT_HOOK_TOKEN": hook_token}
+        app_settings = dict(settings, admin_scope=admin_scope)
+        if db_url:
+            app_settings["db_url"] = db_url
+        env["JUPYTERHUB_USER_LIMIT_SETTINGS"] = json.dumps(app_settings)
+        env.update(environment or {})
+        service["command"] = [sys.executable, "-m", "jupyterhub_lab_ext.services.user_limit"]
+        service["environment"] = env
+    else:
+        if not api_token:
+            raise ValueError(
+                "enable_user_limit(managed=False) needs api_token= for the external service"
+            )
+        service["api_token"] = api_token
+    services = list(_existing(c.JupyterHub, "services", []))
+    c.JupyterHub.services = [s for s in services if s.get("name") != name] + [service]
+
+    major = int(jupyterhub.__version__.split(".")[0])
+    start_scope = "start:servers" if major >= 6 else "servers"
+    role = {
+        "name": f"{name}-service",
+        "description": "The user-limit service: reads users, groups and servers; starts queued servers.",
+        "scopes": [
+            "list:users",
+            "read:users:name",
+            "read:users:groups",
+            "read:servers",
+            start_scope,
+        ],
+        "services": [name],
+    }
+    roles = list(_existing(c.JupyterHub, "load_roles", []))
+    c.JupyterHub.load_roles = [r for r in roles if r.get("name") != role["name"]] + [role]
+    scopes = dict(_existing(c.JupyterHub, "custom_scopes", {}))
+    scopes.setdefault(admin_scope, {"description": "Change the limits of the user-limit service."})
+    c.JupyterHub.custom_scopes = scopes
+    if major >= 6:
+        extra = set(_existing(c.JupyterHub, "extra_user_scopes", set()))
+        extra.add(f"access:services!service={name}")
+        c.JupyterHub.extra_user_scopes = extra
+    return hook

@@ -1,0 +1,325 @@
+"""The service's in-memory book of places, waiters and seats.
+
+Every method is synchronous and does not await, so on the service's single event loop each
+decision and its bookkeeping happen as one atomic step: two concurrent spawn requests can never
+both take the last place. Each change returns the store operations (``store.Op``) that make it
+durable; the app writes them (group commit) before it answers.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+
+from . import policy
+from .store import Op
+
+
+def new_id() -> str:
+    return secrets.token_hex(12)
+
+
+@dataclass(frozen=True)
+class Admission:
+    """A place in use, with its bookkeeping."""
+
+    id: str
+    user: str
+    server_name: str = ""
+    groups: frozenset[str] = frozenset()
+    admin: bool = False
+    #: "admitted" (by the hook), "reserved" (offered to the head of the queue), "observed"
+    #: (an active server the hub reported that no admission covered)
+    state: str = "admitted"
+    created: float = 0.0
+    #: reservations lapse at this time if the user's spawn has not arrived
+    expires: float | None = None
+    options: dict = field(default_factory=dict)
+
+    def place(self) -> policy.Place:
+        return policy.Place(
+            self.user, self.server_name, self.groups, self.admin, self.state == "reserved"
+        )
+
+    def to_dict(self) -> dict:
+        return {
+            "id": self.id,
+            "user": self.user,
+            "server_name": self.server_name,
+            "groups": sorted(self.groups),
+            "admin": self.admin,
+            "state": self.state,
+            "created": self.created,
+            "expires": self.expires,
+        }
+
+
+@dataclass(frozen=True)
+class Waiter:
+    user: str
+    server_name: str = ""
+    groups: frozenset[str] = frozenset()
+    admin: bool = False
+    seq: int = 0
+    enqueued: float = 0.0
+    options: dict = field(default_factory=dict)
+
+    def request(self) -> policy.Request:
+        return policy.Request(self.user, self.server_name, self.groups, self.admin)
+
+    def to_dict(self, position: int) -> dict:
+        return {
+            "position": position,
+            "user": self.user,
+            "server_name": self.server_name,
+            "groups": sorted(self.groups),
+            "enqueued": self.enqueued,
+        }
+
+
+@dataclass
+class Outcome:
+    decision: policy.Decision
+    admission: Admission | None = None
+    ops: list[Op] = field(default_factory=list)
+
+
+class Ledger:
+    def __init__(self, limits: policy.Limits, clock: Callable[[], float]):
+        self.base_limits = limits
+        self.overrides: dict = {}
+        self.limits = limits
+        self.clock = clock
+        self.admissions: dict[str, Admission] = {}
+        self.queue: dict[str, Waiter] = {}  # user -> waiter, insertion (= seq) order
+        self.seats: dict[str, float] = {}
+        self._seq = 0
+
+    # -- loading ---------------------------------------------------------------------------
+    def load(
+        self,
+        overrides: dict,
+        admissions: Iterable[Admission],
+        waiters: Iterable[Waiter],
+        seats: dict,
+    ):
+        self.overrides = {k: v for k, v in (overrides or {}).items() if k in policy.LIMIT_FIELDS}
+        self.limits = policy.merge_limits(self.base_limits, self.overrides)
+        self.admissions = {a.id: a for a in admissions}
+        ordered = sorted(waiters, key=lambda w: w.seq)
+        self.queue = {w.user: w for w in ordered}
+        self._seq = max((w.seq for w in ordered), default=0)
+        self.seats = dict(seats)
+
+    # -- views -----------------------------------------------------------------------------
+    def places(self) -> list[policy.Place]:
+        return [a.place() for a in self.admissions.values()]
+
+    def waiting(self) -> list[policy.Request]:
+        return [w.request() for w in self.queue.values()]
+
+    def position(self, user: str) -> int:
+        return policy.queue_position(self.waiting(), user)
+
+    def for_user(self, user: str) -> list[Admission]:
+        return [a for a in self.admissions.values() if a.user == user]
+
+    def usage(self) -> policy.Usage:
+        return policy.usage(self.places())
+
+    # -- spawn admission -------------------------------------------------------------------
+    def admit(self, req: policy.Request, options: dict | None = None) -> Outcome:
+        """Decide a spawn request and book the result (place, or place in line)."""
+        now = self.clock()
+        decision = policy.decide(self.limits, self.places(), self.waiting(), req)
+        out = Outcome(decision)
+        if decision.outcome == policy.ADMIT:
+            existing = self._match(req)
+            if existing is not None:
+                adm = replace(
+                    existing,
+                    server_name=req.server_name,
+                    groups=req.groups,
+                    admin=req.admin,
+                    state="admitted",
+                    expires=None,
+                )
+            else:
+                adm = Admission(
+                    new_id(), req.user, req.server_name, req.groups, req.admin, "admitted", now
+                )
+            self.admissions[adm.id] = adm
+            out.admission = adm
+            out.ops.append(Op("put_admission", adm))
+            if req.user in self.queue:
+                del self.queue[req.user]
+                out.ops.append(Op("del_waiter", req.user))
+        elif decision.outcome == policy.QUEUE:
+            old = self.queue.get(req.user)
+            if old is None:
+                self._seq += 1
+                w = Waiter(
+                    req.user,
+                    req.server_name,
+                    req.groups,
+                    req.admin,
+                    self._seq,
+                    now,
+                    dict(options or {}),
+                )
+            else:
+                # one place per user: keep the place, remember the latest request
+                w = replace(
+                    old,
+                    server_name=req.server_name,
+                    groups=req.groups,
+                    admin=req.admin,
+                    options=dict(options or {}),
+                )
+            self.queue[req.user] = w
+            out.ops.append(Op("put_waiter", w))
+        return out
+
+    def _match(self, req: policy.Request) -> Admission | None:
+        for a in self.admissions.values():
+            if a.user == req.user and a.state == "reserved":
+                return a
+        for a in self.admissions.values():
+            if a.user == req.user and a.server_name == req.server_name:
+                return a
+        return None
+
+    def release(self, admission_id: str) -> list[Op] | None:
+        """Free a place; None if there is no such admission."""
+        if self.admissions.pop(admission_id, None) is None:
+            return None
+        return [Op("del_admission", admission_id)]
+
+    def promote(self, offer_timeout: float) -> tuple[list[Admission], list[Op]]:
+        """Reserve places for the waiters that fit now; the caller starts their servers."""
+        now = self.clock()
+        offers, ops = [], []
+        for req in policy.promote(self.limits, self.places(), self.waiting()):
+            w = self.queue.pop(req.user)
+            adm = Admission(
+                new_id(),
+                w.user,
+                w.server_name,
+                w.groups,
+                w.admin,
+                "reserved",
+                now,
+                now + offer_timeout,
+                dict(w.options),
+            )
+            self.admissions[adm.id] = adm
+            offers.append(adm)
+            ops += [Op("del_waiter", w.user), Op("put_admission", adm)]
+        return offers, ops
+
+    def expire(self) -> tuple[list[Admission], list[Op]]:
+        """Drop reservations whose user's spawn never arrived."""
+        now = self.clock()
+        gone = [a for a in self.admissions.values() if a.expires is not None and a.expires <= now]
+        for a in gone:
+            del self.admissions[a.id]
+        return gone, [Op("del_admission", a.id) for a in gone]
+
+    def dequeue(self, user: str) -> list[Op]:
+        if self.queue.pop(user, None) is None:
+            return []
+        return [Op("del_waiter", user)]
+
+    # -- reconciliation with the hub -------------------------------------------------------
+    def reconcile(
+        self,
+        active: Iterable[tuple[str, str, frozenset[str], bool]],
+        hub_users: Iterable[str] | None,
+        snapshot_started: float,
+        grace: float,
+    ) -> tuple[dict, list[Op]]:
+        """Make the book match the hub's view.
+
+        ``active``: (user, server_name, groups, admin) for each server the hub reports active
+        (spawn pending, running or stopping). ``hub_users``: every user the hub knows (for seats),
+        or None to leave seats alone. Book entries younger than ``snapshot_started - grace`` are
+        kept even when the snapshot does not show them (their spawn may have started after it).
+        """
+        ops: list[Op] = []
+        seen: set[tuple[str, str]] = set()
+        added = removed = 0
+        by_key = {
+            (a.user, a.server_name): a for a in self.admissions.values() if a.state != "reserved"
+        }
+        reserved_users = {a.user for a in self.admissions.values() if a.state == "reserved"}
+        for user, server_name, groups, admin in active:
+            key = (user, server_name)
+            seen.add(key)
+            a = by_key.get(key)
+            if a is None:
+                if user in reserved_users:
+                    continue  # the reservation covers this spawn until its hook call arrives
+                a = Admission(
+                    new_id(), user, server_name, frozenset(groups), admin, "observed", self.clock()
+                )
+                self.admissions[a.id] = a
+                ops.append(Op("put_admission", a))
+                added += 1
+            elif a.groups != frozenset(groups) or a.admin != admin:
+                a = replace(a, groups=frozenset(groups), admin=admin)
+                self.admissions[a.id] = a
+                ops.append(Op("put_admission", a))
+        cutoff = snapshot_started - grace
+        for a in list(self.admissions.values()):
+            if a.state == "reserved" or (a.user, a.server_name) in seen or a.created > cutoff:
+                continue
+            del self.admissions[a.id]
+            ops.append(Op("del_admission", a.id))
+            removed += 1
+        seats_added = seats_removed = 0
+        if hub_users is not None:
+            users = set(hub_users)
+            for u in users - set(self.seats):
+                self.seats[u] = self.clock()
+                ops.append(Op("put_seat", u, self.seats[u]))
+                seats_added += 1
+            for u, created in list(self.seats.items()):
+                if u not in users and created <= cutoff:
+                    del self.seats[u]
+                    ops.append(Op("del_seat", u))
+                    seats_removed += 1
+        summary = {
+            "added": added,
+            "removed": removed,
+            "seats_added": seats_added,
+            "seats_removed": seats_removed,
+        }
+        return summary, ops
+
+    # -- seats -----------------------------------------------------------------------------
+    def take_seat(self, user: str, admin: bool, existing: bool = False) -> Outcome:
+        """Give ``user`` a seat if one is free; ``existing`` hub users always keep theirs."""
+        has = user in self.seats or existing
+        decision = policy.decide_seat(self.limits, len(self.seats), user, admin, has)
+        out = Outcome(decision)
+        if decision.admitted and user not in self.seats:
+            self.seats[user] = self.clock()
+            out.ops.append(Op("put_seat", user, self.seats[user]))
+        return out
+
+    def free_seat(self, user: str) -> list[Op] | None:
+        if self.seats.pop(user, None) is None:
+            return None
+        return [Op("del_seat", user)]
+
+    # -- limits ----------------------------------------------------------------------------
+    def set_limits(self, patch: dict) -> list[Op]:
+        """Apply a validated patch (``policy.validate_limits_patch``); null clears an override."""
+        for key, value in patch.items():
+            if value is None:
+                self.overrides.pop(key, None)
+            else:
+                self.overrides[key] = value
+        self.limits = policy.merge_limits(self.base_limits, self.overrides)
+        return [Op("put_setting", "limits", dict(self.overrides))]
