@@ -1,0 +1,124 @@
+import json
+
+import pytest
+
+from jupyterhub_lab_ext import cli
+
+
+@pytest.fixture
+def ul(tmp_path):
+    p = tmp_path / "userlist"
+    p.write_text(
+        "# staff\nalice@example.org admin group:teachers\nbob@gmail.com group:a group:b\ndave\n"
+    )
+    return p
+
+
+def run(capsys, *argv):
+    rc = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def test_check_valid(ul, capsys):
+    rc, out, err = run(capsys, "userlist", "check", str(ul), "--no-system-accounts")
+    assert (rc, err) == (0, "")
+    assert out == f"{ul}: OK, 3 users (1 admins)\n"
+
+
+@pytest.mark.parametrize(
+    "text, lines",
+    [
+        ("alice admn\n", ["{p}:1: unknown token 'admn' (expected 'admin' or 'group:NAME')"]),
+        (
+            "a\nb\nA\nroot\n",
+            [
+                "{p}:3: duplicate identity 'A' (first on line 1)",
+                "{p}:4: identity 'root': 'root' is a reserved or system account name and is never handed out",
+            ],
+        ),
+    ],
+    ids=["unknown-token", "duplicate-and-reserved"],
+)
+def test_check_invalid(tmp_path, capsys, text, lines):
+    p = tmp_path / "userlist"
+    p.write_text(text)
+    rc, out, err = run(capsys, "userlist", "check", str(p), "--no-system-accounts")
+    assert rc == 1 and out == ""
+    assert err.splitlines() == [line.format(p=p) for line in lines]
+
+
+def test_check_uses_machine_accounts(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(cli.naming, "load_system_names", lambda uid_min=None: frozenset({"svc"}))
+    p = tmp_path / "userlist"
+    p.write_text("svc\n")
+    rc, _, err = run(capsys, "userlist", "check", str(p))
+    assert rc == 1 and "'svc' is a reserved" in err
+
+
+def test_check_missing_file(tmp_path, capsys):
+    rc, _, err = run(capsys, "userlist", "check", str(tmp_path / "nope"), "--no-system-accounts")
+    assert rc == 1 and "cannot read" in err
+
+
+def test_show_table_with_domain_rule(ul, capsys):
+    rc, out, _ = run(
+        capsys, "userlist", "show", str(ul), "--domain-rule", "example.org=", "--no-system-accounts"
+    )
+    assert rc == 0
+    assert out.splitlines() == [
+        "IDENTITY           USERNAME       ADMIN  GROUPS",
+        "alice@example.org  alice          yes    teachers",
+        "bob@gmail.com      bob-gmail-com         a,b",
+        "dave               dave",
+    ]
+
+
+def test_show_json_with_hub_config(ul, tmp_path, capsys):
+    cfg = tmp_path / "jupyterhub_config.py"
+    cfg.write_text(
+        "c = get_config()\n"
+        f"c.UserlistOAuthenticator.userlist_file = {str(ul)!r}\n"
+        "c.UserlistOAuthenticator.username_prefix = 'jh-'\n"
+        "c.UserlistOAuthenticator.domain_rules = {'example.org': ''}\n"
+    )
+    rc, out, _ = run(
+        capsys, "userlist", "show", "--config", str(cfg), "--json", "--no-system-accounts"
+    )
+    assert rc == 0
+    rows = json.loads(out)
+    assert [r["username"] for r in rows] == ["jh-alice", "jh-bob-gmail-com", "jh-dave"]
+    assert rows[0] == {
+        "identity": "alice@example.org",
+        "username": "jh-alice",
+        "admin": True,
+        "groups": ["teachers"],
+        "line": 2,
+    }
+
+
+def test_collision_from_hub_rules(tmp_path, capsys):
+    p = tmp_path / "userlist"
+    p.write_text("alice\nalice@example.org\n")
+    assert run(capsys, "userlist", "check", str(p), "--no-system-accounts")[0] == 0
+    rc, _, err = run(
+        capsys, "userlist", "check", str(p), "--domain-rule", "example.org=", "--no-system-accounts"
+    )
+    assert rc == 1 and "both map to system username 'alice'" in err
+
+
+def test_bad_rule_and_usage(capsys, ul):
+    with pytest.raises(SystemExit):
+        cli.main(["userlist", "check", str(ul), "--domain-rule", "nodash"])
+    assert (
+        run(capsys, "userlist", "check", str(ul), "--prefix", "9x", "--no-system-accounts")[0] == 1
+    )
+    assert run(capsys, "userlist", "check", "--no-system-accounts")[0] == 1
+    assert run(capsys)[0] == 2
+    assert run(capsys, "userlist")[0] == 2
+
+
+def test_every_area_registers():
+    parser = cli.build_parser()
+    commands = parser._subparsers._group_actions[0].choices
+    assert {"userlist", "homes"} <= set(commands)
