@@ -25,7 +25,8 @@ SYSTEM_PYTHON = "/usr/bin/python3"
 CACHE = PREFIX / "cache"
 
 
-def _py_tag() -> str:
+def python_version() -> str:
+    """``3.11``: the Python of every env these helpers build."""
     out = subprocess.run(
         [SYSTEM_PYTHON, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
         check=True,
@@ -39,7 +40,7 @@ def base_env() -> Path:
     """The cached venv with ipykernel (built on first use; serialised by a file lock)."""
     CACHE.mkdir(parents=True, exist_ok=True)
     CACHE.chmod(0o755)
-    target = CACHE / f"kernel-env-py{_py_tag()}"
+    target = CACHE / f"kernel-env-py{python_version()}"
     with open(CACHE / ".kernel-env.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if (target / ".complete").exists():
