@@ -64,6 +64,8 @@ NAME_RE = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}$")
 _BAD_FIELD = re.compile(r"[:\n\r\x00]")
 # rc 10 is useradd's "cannot update/lock group file"; lock messages also come with rc 1
 RETRY_RCS = frozenset({10})
+# nobody/nogroup and the "no id" values: never handed out, whatever allow_existing says
+OVERFLOW_IDS = frozenset({65534, 65535, 2**32 - 2, 2**32 - 1})
 _LOCK_MESSAGE = re.compile(r"cannot lock|unable to lock|try again later", re.IGNORECASE)
 
 
@@ -239,9 +241,10 @@ class SystemUsers:
     async def _check_usable(self, pw: UserEntry) -> bool:
         """Raise unless we may use existing account ``pw``; return True if we created it."""
         uid_min, _ = await self._limits()
-        if pw.uid == 0 or pw.uid < uid_min:
+        if pw.uid == 0 or pw.uid < uid_min or pw.uid in OVERFLOW_IDS:
             raise ExistingAccountError(
-                f"refusing system account {pw.name!r} (uid {pw.uid} < UID_MIN {uid_min})"
+                f"refusing system account {pw.name!r} (uid {pw.uid}: below UID_MIN {uid_min}, "
+                "root or nobody)"
             )
         record = await self._reg("user", pw.name)
         if record is not None and record.get("uid") in (None, pw.uid):
@@ -276,8 +279,8 @@ class SystemUsers:
             raise SystemUserError(f"group {name!r} exists with gid {gr.gid}, not {gid}")
         record = await self._reg("group", name)
         ours = record is not None and record.get("gid") == gr.gid
-        if gr.gid == 0:
-            raise ExistingAccountError(f"refusing group {name!r} with gid 0")
+        if gr.gid == 0 or gr.gid in OVERFLOW_IDS:
+            raise ExistingAccountError(f"refusing group {name!r} with gid {gr.gid}")
         if personal and gr.gid < gid_min:
             raise ExistingAccountError(f"refusing system group {name!r} (gid {gr.gid})")
         if personal and not ours and not self.allow_existing:
@@ -302,7 +305,7 @@ class SystemUsers:
         self._validate(spec)
         uid_min, gid_min = await self._limits()
         for label, value, low in (("uid", spec.uid, uid_min), ("gid", spec.gid, gid_min)):
-            if value is not None and (value == 0 or value < low):
+            if value is not None and (value == 0 or value < low or value in OVERFLOW_IDS):
                 raise ExistingAccountError(f"refusing {label} {value} for {spec.name} (< {low})")
         async with self._lock_for(spec.name):
             pw = await asyncio.to_thread(self.lookup.user, spec.name)

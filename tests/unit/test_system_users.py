@@ -66,10 +66,12 @@ class FakeSystem:
         self.users: dict[str, UserEntry] = {
             "root": UserEntry("root", 0, 0, "/root", "/bin/bash"),
             "daemon": UserEntry("daemon", 1, 1, "/usr/sbin", "/usr/sbin/nologin"),
+            "nobody": UserEntry("nobody", 65534, 65534, "/nonexistent", "/usr/sbin/nologin"),
             "olduser": UserEntry("olduser", 1400, 1400, "/home/olduser", "/bin/bash"),
         }
         self.groups: dict[str, GroupEntry] = {
             "root": GroupEntry("root", 0),
+            "nogroup": GroupEntry("nogroup", 65534),
             "daemon": GroupEntry("daemon", 1),
             "sudo": GroupEntry("sudo", 27),
             "audio": GroupEntry("audio", 29),
@@ -397,6 +399,7 @@ REFUSE_CASES = {
     "root": ("root", {}),
     "root-allow-existing": ("root", {"allow_existing": True}),
     "daemon-allow-existing": ("daemon", {"allow_existing": True}),
+    "nobody-allow-existing": ("nobody", {"allow_existing": True}),
     "existing-not-ours": ("olduser", {}),
     "below-login-defs-uid-min": ("olduser", {"allow_existing": True, "uid_min": 1401}),
 }
@@ -438,6 +441,7 @@ GROUP_REFUSALS = {
     "personal-group-not-ours": (spec("olduser2", group=None), "olduser", "not created"),
     "system-group-supplementary": (spec(supplementary_groups=("sudo",)), None, "sudo"),
     "root-group-primary": (spec(group="root"), None, "gid 0"),
+    "nogroup-primary": (spec(group="nogroup"), None, "gid 65534"),
     "pinned-gid-mismatch": (spec(group="students", gid=1600), None, "gid 1500"),
 }
 
@@ -474,6 +478,7 @@ INVALID = {
     "uid-zero": spec(uid=0),
     "uid-below-min": spec(uid=999),
     "gid-zero": spec(gid=0),
+    "uid-nobody": spec(uid=65534),
 }
 
 
