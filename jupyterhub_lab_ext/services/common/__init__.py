@@ -1,18 +1,30 @@
-"""Shared pieces of the package's hub services: app base, auth, metrics, store, a fake hub."""
+"""Shared pieces of the package's hub services: app base, auth, metrics, store, a fake hub.
 
-from .app import ServiceApp
-from .auth import JSONErrorMixin, OAuthCallbackHandler, ServiceHandler
-from .metrics import HubAPIMetrics, make_registry
-from .store import Store, make_engine, normalize_db_url
+The names below are loaded on first use, so a service without a REST API never imports
+``jupyterhub.services.auth`` (and with it the hub's ORM).
+"""
 
-__all__ = [
-    "HubAPIMetrics",
-    "JSONErrorMixin",
-    "OAuthCallbackHandler",
-    "ServiceApp",
-    "ServiceHandler",
-    "Store",
-    "make_engine",
-    "make_registry",
-    "normalize_db_url",
-]
+import importlib
+
+_EXPORTS = {
+    "ServiceApp": ".app",
+    "JSONErrorMixin": ".auth",
+    "OAuthCallbackHandler": ".auth",
+    "ServiceHandler": ".auth",
+    "HealthHandler": ".handlers",
+    "MetricsHandler": ".handlers",
+    "OpenAPIHandler": ".handlers",
+    "HubAPIMetrics": ".metrics",
+    "make_registry": ".metrics",
+    "Store": ".store",
+    "make_engine": ".store",
+    "normalize_db_url": ".store",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

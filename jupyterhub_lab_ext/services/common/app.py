@@ -23,6 +23,7 @@ import os
 import secrets
 import signal
 import sys
+from importlib import resources
 from urllib.parse import urlparse
 
 from tornado import web
@@ -32,8 +33,6 @@ from traitlets.config import Application
 
 from ... import __version__
 from ...hubapi import HubAPI
-from .auth import NotFoundHandler, OAuthCallbackHandler
-from .handlers import HealthHandler, IndexHandler, MetricsHandler, OpenAPIHandler, read_package_file
 from .metrics import HubAPIMetrics, make_registry
 from .store import Store
 
@@ -246,12 +245,18 @@ class ServiceApp(Application):
     def openapi_document(self) -> str | None:
         if not self.openapi_package:
             return None
-        return read_package_file(self.openapi_package, "openapi.yaml")
+        try:
+            return resources.files(self.openapi_package).joinpath("openapi.yaml").read_text("utf-8")
+        except (FileNotFoundError, ModuleNotFoundError):
+            return None
 
     def endpoint_list(self) -> list[str]:
         return [self.service_prefix + p for p, *_ in self._all_handlers()]
 
     def _all_handlers(self):
+        # imported here: a service without a REST API never loads jupyterhub.services.auth
+        from .handlers import HealthHandler, MetricsHandler, OpenAPIHandler
+
         return [
             ("health", HealthHandler),
             ("metrics", MetricsHandler),
@@ -289,6 +294,9 @@ class ServiceApp(Application):
         )
 
     def make_tornado_app(self) -> web.Application:
+        from .auth import NotFoundHandler, OAuthCallbackHandler
+        from .handlers import IndexHandler
+
         prefix = self.service_prefix
         routes = [(prefix.rstrip("/") + "/?", IndexHandler)]
         if self.hub_auth is not None:

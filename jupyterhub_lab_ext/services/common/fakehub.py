@@ -24,6 +24,7 @@ import asyncio
 import collections
 import json
 import socket
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from urllib.parse import urlencode
@@ -135,6 +136,25 @@ class FakeHub:
         self.peak_deletes_in_flight = 0
         self.port = 0
         self._server: HTTPServer | None = None
+        #: monotonic times of the first request received and the last response finished
+        self.t_first: float | None = None
+        self.t_last: float | None = None
+        self.in_flight = 0
+        self._version = 0  # bumped on every change of users/servers (listing cache key)
+        self._listing_cache: dict = {}
+
+    def changed(self) -> None:
+        """Call after changing ``users``/servers directly (invalidates the listing cache)."""
+        self._version += 1
+        self._listing_cache.clear()
+
+    def listing(self, state: str | None) -> list:
+        key = (state, self._version)
+        hit = self._listing_cache.get(key)
+        if hit is None:
+            hit = [u for u in self.users.values() if not state or u.state() == state]
+            self._listing_cache[key] = hit
+        return hit
 
     # -- state helpers ---------------------------------------------------------------------
     def add_user(
@@ -142,6 +162,7 @@ class FakeHub:
     ):
         user = FakeUser(name, admin, list(groups), created, last_activity, dict(servers or {}))
         self.users[name] = user
+        self.changed()
         for g in groups:
             members = self.groups.setdefault(g, [])
             if name not in members:
@@ -151,6 +172,7 @@ class FakeHub:
     def add_server(self, user, name="", **kw) -> FakeServer:
         server = FakeServer(name=name, **kw)
         self.users[user].servers[name] = server
+        self.changed()
         return server
 
     def count(self, method: str, endpoint: str) -> int:
@@ -205,6 +227,11 @@ class _Base(web.RequestHandler):
         self.hub = hub
 
     def prepare(self):
+        now = time.monotonic()
+        if self.hub.t_first is None:
+            self.hub.t_first = now
+        self.hub.in_flight += 1
+        self._counted = True
         path = self.request.path
         if path.startswith("/hub/api"):
             path = path[len("/hub/api") :] or "/"
@@ -216,6 +243,11 @@ class _Base(web.RequestHandler):
         token = auth.split(None, 1)[1] if " " in auth else ""
         if token != self.hub.token:
             raise web.HTTPError(403)
+
+    def on_finish(self):
+        if getattr(self, "_counted", False):
+            self.hub.in_flight -= 1
+            self.hub.t_last = time.monotonic()
 
     def write_error(self, status_code, **kwargs):
         self.finish({"status": status_code, "message": self._reason})
@@ -256,7 +288,7 @@ class UsersHandler(_Base):
         offset = int(self.get_argument("offset", "0"))
         limit = int(self.get_argument("limit", "0") or 0) or self.hub.default_page
         limit = min(limit, self.hub.max_page)
-        users = [u for u in self.hub.users.values() if not state or u.state() == state]
+        users = self.hub.listing(state)
         total = len(users)
         page = users[offset : offset + limit]
         items = [u.model() for u in page]
@@ -294,6 +326,7 @@ class UserHandler(_Base):
     def delete(self, name):
         if self.hub.users.pop(name, None) is None:
             raise web.HTTPError(404)
+        self.hub.changed()
         for members in self.hub.groups.values():
             if name in members:
                 members.remove(name)
@@ -317,9 +350,11 @@ class ServerHandler(_Base):
             if server.pending == "stop" or name in hub.slow_stop:
                 server.pending = "stop"
                 server.ready = False
+                hub.changed()
                 self.set_status(202)
                 return
             del user.servers[server_name]
+            hub.changed()
             self.set_status(204)
         finally:
             hub.deletes_in_flight -= 1

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from importlib import resources
-
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from tornado import web
 
@@ -65,10 +63,3 @@ class IndexHandler(ServiceHandler):
                 "endpoints": self.service.endpoint_list(),
             }
         )
-
-
-def read_package_file(package: str, name: str) -> str | None:
-    try:
-        return resources.files(package).joinpath(name).read_text(encoding="utf-8")
-    except (FileNotFoundError, ModuleNotFoundError):
-        return None

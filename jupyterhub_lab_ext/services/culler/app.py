@@ -25,7 +25,6 @@ from traitlets import Bool, Dict, Float, Int, List, Unicode, default, validate
 from ..common.app import ServiceApp
 from . import policy as P
 from .engine import Culler, WebhookSender, utcnow
-from .handlers import ExemptionHandler, PassesHandler, StatusHandler, UserHandler
 from .metrics import CullerMetrics
 from .store import CullerStore, metadata
 
@@ -218,6 +217,8 @@ class LabIdleCuller(ServiceApp):
         return metadata
 
     def make_handlers(self):
+        from .handlers import ExemptionHandler, PassesHandler, StatusHandler, UserHandler
+
         return [
             ("api/status", StatusHandler),
             (r"api/users/([^/]+)", UserHandler),
