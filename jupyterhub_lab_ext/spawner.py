@@ -16,7 +16,8 @@ import os
 
 from jupyterhub.spawner import LocalProcessSpawner
 from tornado import web
-from traitlets import Bool, HasTraits, List, Unicode, default
+from traitlets import Bool, List, Unicode, default
+from traitlets.config import LoggingConfigurable
 
 from . import _data
 from .conda_envs import CondaEnv, DiscoveryConfig, EnvScanner, UserContext, expand_user_dir
@@ -56,7 +57,7 @@ def _render_options_form(spawner):
     return spawner.render_conda_options_form()
 
 
-class CondaKernelSpawnerMixin(HasTraits):
+class CondaKernelSpawnerMixin(LoggingConfigurable):
     """Adds a choice of conda environment to any JupyterHub spawner.
 
     Use it before the spawner class: ``class S(CondaKernelSpawnerMixin, SomeSpawner)``.

@@ -1,0 +1,78 @@
+"""``jupyterhub-lab-ext envs USER``: what a user would be offered, with the hub's settings."""
+
+from __future__ import annotations
+
+import getpass
+import json
+
+from test_conda_envs import IR_SPEC, make_prefix
+
+from jupyterhub_lab_ext.cli import main
+from jupyterhub_lab_ext.cli_envs import spawner_settings
+
+
+def write_config(tmp_path, text):
+    path = tmp_path / "jupyterhub_config.py"
+    path.write_text("c = get_config()  # noqa\n" + text)
+    return str(path)
+
+
+def test_settings_come_from_the_configured_spawner_sections(tmp_path):
+    cfg = write_config(
+        tmp_path,
+        "c.JupyterHub.spawner_class = 'conda-kernel'\n"
+        "c.CondaKernelSpawner.shared_env_dirs = ['/srv/envs']\n"
+        "c.Spawner.default_env = 'shared/geo'\n"
+        "c.CondaKernelSpawnerMixin.allow_venvs = True\n",
+    )
+    settings = spawner_settings(cfg)
+    assert settings["shared_env_dirs"] == ["/srv/envs"]
+    assert settings["user_env_dirs"] == ["~/.conda/envs"]
+    assert settings["default_env"] == "shared/geo"
+    assert settings["allow_venvs"] is True
+
+
+def test_docker_spawner_sections_are_used_for_the_docker_spawner(tmp_path):
+    cfg = write_config(
+        tmp_path,
+        "c.JupyterHub.spawner_class = 'conda-kernel-docker'\n"
+        "c.CondaKernelDockerSpawner.shared_env_dirs = ['/docker/envs']\n"
+        "c.CondaKernelSpawner.shared_env_dirs = ['/not/this']\n",
+    )
+    assert spawner_settings(cfg)["shared_env_dirs"] == ["/docker/envs"]
+
+
+def test_table_and_json_for_a_user(tmp_path, capsys):
+    shared = tmp_path / "shared"
+    mine = tmp_path / "mine"
+    make_prefix(shared / "geo", kernelspecs={"ir": IR_SPEC})
+    make_prefix(shared / "base")
+    make_prefix(mine / "ml")
+    cfg = write_config(
+        tmp_path,
+        f"c.CondaKernelSpawner.shared_env_dirs = [{str(shared)!r}]\n"
+        "c.CondaKernelSpawner.default_env = 'shared/geo'\n",
+    )
+    user = getpass.getuser()
+    assert main(["envs", user, "--config", cfg, "--user-dir", str(mine)]) == 0
+    out = capsys.readouterr().out
+    assert f"Environments offered to {user}" in out
+    assert "* shared/geo  [Python 3.11; kernels: Python, R]" in out
+    assert "kernel shared-geo-ir: R (shared/geo)" in out
+    assert "  mine/ml  [" in out
+
+    assert main(["envs", user, "--config", cfg, "--user-dir", str(mine), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["preselected"] == "shared/geo"
+    assert [e["name"] for e in data["environments"]] == ["shared/base", "shared/geo", "mine/ml"]
+    geo = data["environments"][1]
+    assert [k["name"] for k in geo["kernels"]] == ["shared-geo", "shared-geo-ir"]
+    assert geo["kernels"][1]["argv0"] == str(shared / "geo" / "bin" / "R")
+
+
+def test_unknown_user_and_broken_config(tmp_path, capsys):
+    assert main(["envs", "no-such-user-jhle"]) == 1
+    assert "no system user" in capsys.readouterr().err
+    bad = write_config(tmp_path, "raise RuntimeError('boom')\n")
+    assert main(["envs", getpass.getuser(), "--config", bad]) == 1
+    assert "cannot read" in capsys.readouterr().err
