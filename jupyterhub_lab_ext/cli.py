@@ -24,7 +24,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from . import __version__, cli_homes, naming
+from . import __version__, cli_envs, cli_homes, naming
 from .userlist import Userlist, UserlistParseError, load_userlist
 
 _AUTH_SECTIONS = (
@@ -165,6 +165,7 @@ def register_userlist(subparsers) -> argparse.ArgumentParser:
 REGISTRARS: list[Callable[[argparse._SubParsersAction], object]] = [
     register_userlist,
     cli_homes.register,
+    cli_envs.register,
 ]
 
 
