@@ -17,11 +17,17 @@ if TYPE_CHECKING:
     from .system_users import AccountSpec
 
 # fixed PATH (the hub may run without sbin in PATH) and C locale (stable messages)
+COMMAND_TIMEOUT = 120.0
 ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"}
 
 
-async def run_command(argv: Sequence[str]) -> tuple[int, str, str]:
-    """Run ``argv`` (no shell, fixed PATH, C locale); return ``(rc, stdout, stderr)``."""
+async def run_command(
+    argv: Sequence[str], *, timeout: float = COMMAND_TIMEOUT
+) -> tuple[int, str, str]:
+    """Run ``argv`` (no shell, fixed PATH, C locale); return ``(rc, stdout, stderr)``.
+
+    A command still running after ``timeout`` seconds is killed and reported as rc -9.
+    """
     try:
         proc = await asyncio.create_subprocess_exec(
             *argv,
@@ -32,7 +38,12 @@ async def run_command(argv: Sequence[str]) -> tuple[int, str, str]:
         )
     except FileNotFoundError as e:
         return 127, "", f"{argv[0]}: not found ({e})"
-    out, err = await proc.communicate()
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    except asyncio.TimeoutError:
+        proc.kill()
+        await proc.wait()
+        return -9, "", f"{argv[0]}: killed after {timeout:g} s"
     return proc.returncode, out.decode(errors="replace"), err.decode(errors="replace")
 
 

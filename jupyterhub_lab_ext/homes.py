@@ -353,8 +353,11 @@ def copy_template(
         os.close(tfd)
 
 
-def archive_home(home: str, archive_path: str, uid: int) -> str:
+def archive_home(home: str, archive_path: str, uid: int, *, unique: bool = False) -> str:
     """Write ``home`` as a gzip'ed tar to ``archive_path`` (mode 0600, created exclusively).
+
+    An existing archive is never replaced: with ``unique`` the name gets a ``-1``, ``-2`` ...
+    suffix instead, otherwise :class:`FileExistsError` is raised. Returns the path written.
 
     Symlinks are stored as links (never followed); FIFOs and devices as their entries (never
     read); sockets are left out. The archive is written to a temporary name and renamed.
@@ -373,7 +376,16 @@ def archive_home(home: str, archive_path: str, uid: int) -> str:
             tar.close()
             raw.flush()
             os.fsync(raw.fileno())
-        os.link(tmp, archive_path)  # fails instead of replacing an existing archive
+        stem = archive_path.removesuffix(".tar.gz")
+        for n in range(1000 if unique else 1):
+            candidate = archive_path if n == 0 else f"{stem}-{n}.tar.gz"
+            try:
+                os.link(tmp, candidate)  # fails instead of replacing an existing archive
+                archive_path = candidate
+                break
+            except FileExistsError:
+                if not unique or n == 999:
+                    raise
     finally:
         try:
             os.unlink(tmp)

@@ -226,7 +226,7 @@ class SystemUsers:
             if name is not None and not NAME_RE.match(name):
                 raise SystemUserError(f"invalid account or group name {name!r}")
         home = spec.home
-        if not os.path.isabs(home) or os.path.normpath(home) != home.rstrip("/") or home == "/":
+        if not os.path.isabs(home) or os.path.normpath(home) != home or home == "/":
             raise SystemUserError(
                 f"home of {spec.name} must be a normalized absolute path: {home!r}"
             )
@@ -330,7 +330,7 @@ class SystemUsers:
         for argv in build_add_to_groups_argvs(await self.flavour(), pw.name, missing):
             await self._run(argv, "adding to groups failed")
         if pw.home != spec.home:
-            self.log.warning("system users: %s has home %s, not %s", pw.name, pw.home, spec.home)
+            self.log.warning("user=%s has home %s, not %s", pw.name, pw.home, spec.home)
         await self._make_home(pw, spec.home_mode, adopt=False)
         return Account(pw.name, pw.uid, pw.gid, pw.home, created=False)
 
@@ -349,8 +349,9 @@ class SystemUsers:
         started = time.monotonic()
         try:
             await self._run(argv, f"creating system user {spec.name} failed")
-        except SystemUserError:
-            if await asyncio.to_thread(self.lookup.user, spec.name) is None:
+        except SystemUserError as e:
+            # rc 9: the name was taken meanwhile by someone else; otherwise nothing was made
+            if e.rc == 9 or await asyncio.to_thread(self.lookup.user, spec.name) is None:
                 await self._reg("drop_user", spec.name)
             raise
         flavour = await self.flavour()
@@ -364,7 +365,7 @@ class SystemUsers:
         await self._check_usable(pw)
         await self._make_home(pw, spec.home_mode, adopt=True)
         self.log.info(
-            "system users: created %s (uid %s, gid %s, home %s) in %.0f ms",
+            "user=%s system account created (uid %s, gid %s, home %s) in %.0f ms",
             pw.name, pw.uid, pw.gid, pw.home, 1000 * (time.monotonic() - started),
         )  # fmt: skip
         return Account(pw.name, pw.uid, pw.gid, pw.home, created=True)
@@ -376,7 +377,7 @@ class SystemUsers:
         except (OSError, homes.HomeError) as e:
             raise SystemUserError(f"home of {pw.name} ({pw.home}): {e}") from e
         if made:
-            self.log.info("system users: created home %s (mode %o)", pw.home, mode)
+            self.log.info("user=%s created home %s (mode %o)", pw.name, pw.home, mode)
 
     async def sync_home(
         self, account: Account, template: str, *, readonly: bool = False, dry_run: bool = False
@@ -396,7 +397,7 @@ class SystemUsers:
                 raise SystemUserError(f"template copy into {account.home} failed: {e}") from e
             if not dry_run and report.manifest != manifest:
                 await self._reg("set_manifest", account.name, report.manifest)
-        self.log.info("system users: %s template %s: %s", account.name, template, report.summary())
+        self.log.info("user=%s template %s: %s", account.name, template, report.summary())
         return report
 
     async def populate_home(
@@ -423,7 +424,7 @@ class SystemUsers:
                 await self._run(argv, f"locking {name} failed")
             if await self._reg("user", name) is not None:
                 await self._reg("set_user", name, locked=utcnow_iso())
-        self.log.info("system users: locked %s (uid %s)", name, pw.uid)
+        self.log.info("user=%s system account locked (uid %s)", name, pw.uid)
 
     async def unlock_account(self, name: str) -> None:
         """Undo :meth:`lock_account` (e.g. the user is back in the userlist)."""
@@ -433,7 +434,7 @@ class SystemUsers:
                 await self._run(argv, f"unlocking {name} failed")
             if await self._reg("user", name) is not None:
                 await self._reg("set_user", name, locked=None)
-        self.log.info("system users: unlocked %s", name)
+        self.log.info("user=%s system account unlocked", name)
 
     async def archive_home(self, name: str, archive_dir: str) -> str:
         """Write the home of ``name`` to ``archive_dir/<name>-<UTC time>.tar.gz`` (mode 0600).
@@ -447,13 +448,13 @@ class SystemUsers:
 
             def work() -> str:
                 homes.make_parents(archive_dir, 0o700)
-                return homes.archive_home(pw.home, path, pw.uid)
+                return homes.archive_home(pw.home, path, pw.uid, unique=True)
 
             try:
                 result = await asyncio.to_thread(work)
             except (OSError, homes.HomeError) as e:
                 raise SystemUserError(f"archiving {pw.home} to {path} failed: {e}") from e
-        self.log.info("system users: archived home of %s to %s", name, result)
+        self.log.info("user=%s home archived to %s", name, result)
         return result
 
     def created_by_us(self, name: str) -> bool:

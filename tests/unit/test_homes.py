@@ -284,6 +284,9 @@ def test_archive(home, owner, tmp_path, victim):
     assert "root:x" not in open(path, "rb").read().decode("latin-1")
     with pytest.raises(FileExistsError):  # an existing archive is never replaced
         archive_home(str(home), path, owner[0])
+    again = archive_home(str(home), path, owner[0], unique=True)
+    assert again == str(out / "alice-1.tar.gz") and mode(again) == 0o600
+    assert sorted(os.listdir(out)) == ["alice-1.tar.gz", "alice.tar.gz"]  # no temp files
     with pytest.raises(HomeError, match="owned by uid"):
         archive_home(str(home), str(out / "other.tar.gz"), owner[0] + 1)
 

@@ -471,6 +471,7 @@ INVALID = {
     "relative-home": spec(home="homes/alice"),
     "dotdot-home": spec(home="/srv/../etc/alice"),
     "root-home": spec(home="/"),
+    "trailing-slash-home": spec(home="/srv/homes/alice/"),
     "colon-in-comment": spec(comment="a:b"),
     "newline-in-comment": spec(comment="a\nroot::0:0::/:/bin/sh"),
     "relative-shell": spec(shell="bash"),  # noqa: S604
@@ -505,6 +506,23 @@ async def test_failure_carries_command_rc_and_stderr(fake, make_users):
     assert "rc=3" in str(err) and "'useradd'" in str(err) and "invalid home" in str(err)
     assert len([c for c in fake.calls if c[0] == "useradd"]) == 1  # not retried
     assert not su.created_by_us("alice")  # the intent record was dropped
+
+
+async def test_name_taken_meanwhile_is_not_claimed(fake, make_users):
+    su = make_users()
+    original = fake._add_user
+
+    def someone_else_was_faster(name, *args):
+        original(name, "/home/other", "/bin/sh", "students", None, [])
+        return 9, "", f"useradd: user '{name}' already exists\n"
+
+    fake._add_user = someone_else_was_faster
+    with pytest.raises(SystemUserError, match="rc=9"):
+        await su.ensure_account(spec())
+    assert not su.created_by_us("alice")
+    fake._add_user = original
+    with pytest.raises(ExistingAccountError, match="not created by"):
+        await su.ensure_account(spec())
 
 
 @pytest.mark.parametrize(
@@ -625,6 +643,9 @@ async def test_archive_home(fake, tmp_path, owner):
         assert tar.extractfile("erin/work.txt").read() == b"results"
     assert members["erin/escape"].issym() and members["erin/escape"].linkname == "/etc/hostname"
     assert (home / "work.txt").exists()  # homes are never deleted
+    second = await su.archive_home("erin", str(tmp_path / "archive"))  # same second, maybe
+    names = sorted(os.listdir(tmp_path / "archive"))
+    assert second != path and names == sorted(os.path.basename(p) for p in (path, second))
 
 
 # -- plumbing -------------------------------------------------------------------------------
@@ -634,6 +655,8 @@ async def test_run_command_reports_rc_and_stderr():
     assert (rc, out, err) == (3, "out\n", "err\n")
     rc, _, err = await run_command(["/nonexistent/useradd"])
     assert rc == 127 and "not found" in err
+    rc, _, err = await run_command(["sleep", "30"], timeout=0.2)
+    assert rc == -9 and "killed after 0.2 s" in err
 
 
 def _tool(directory, name, content="#!/bin/sh\nexit 0\n"):
