@@ -38,7 +38,10 @@ _AUTH_KEYS = ("userlist_file", "username_prefix", "domain_rules", "reserved_user
 
 
 def hub_settings(config_file: str) -> dict:
-    """The userlist settings of a ``jupyterhub_config.py`` (later sections win)."""
+    """The userlist settings of a ``jupyterhub_config.py`` (later sections win).
+
+    The file is executed as JupyterHub would (it is Python); run the CLI where it can run.
+    """
     from traitlets.config.loader import PyFileConfigLoader
 
     loader = PyFileConfigLoader(os.path.basename(config_file), os.path.dirname(config_file) or ".")
@@ -61,7 +64,10 @@ def _domain_rule(text: str) -> tuple[str, str]:
 
 def _load(args) -> tuple[str, Userlist | None, list[str]]:
     """Resolve settings, parse the file; return (path, list or None, error lines)."""
-    settings = hub_settings(args.config) if args.config else {}
+    try:
+        settings = hub_settings(args.config) if args.config else {}
+    except Exception as e:  # the config file is Python: anything can go wrong in it
+        return "", None, [f"{args.config}: cannot load hub config: {type(e).__name__}: {e}"]
     path = args.file or settings.get("userlist_file")
     if not path:
         return "", None, ["no FILE given and no userlist_file in --config"]

@@ -122,3 +122,11 @@ def test_every_area_registers():
     parser = cli.build_parser()
     commands = parser._subparsers._group_actions[0].choices
     assert {"userlist", "homes"} <= set(commands)
+
+
+def test_broken_hub_config_is_reported(ul, tmp_path, capsys):
+    cfg = tmp_path / "jupyterhub_config.py"
+    cfg.write_text("c = get_config()\nraise RuntimeError('needs /var/lib/x')\n")
+    rc, _, err = run(capsys, "userlist", "check", str(ul), "--config", str(cfg))
+    assert rc == 1
+    assert "cannot load hub config: RuntimeError: needs /var/lib/x" in err
