@@ -382,7 +382,7 @@ class Hub:
                 lines += [
                     f"c.{cls}.userlist_file = {_py(self.userlist_path)}",
                     f"c.{cls}.username_prefix = {self.username_prefix!r}",
-                    f"c.{cls}.state_dir = {_py(self.state_dir)}",
+                    f"c.{cls}.system_users_state_dir = {_py(self.state_dir)}",
                 ]
                 if self.home_root:
                     lines.append(f"c.{cls}.home_root = {_py(self.home_root)}")
