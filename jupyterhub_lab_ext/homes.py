@@ -170,8 +170,10 @@ def _lstat_at(name: str, dir_fd: int) -> os.stat_result | None:
 
 
 class _Copier:
-    def __init__(self, template_real, uid, gid, readonly, dry_run, manifest, update_unmodified):
+    def __init__(self, template_real, uid, gid, readonly, dry_run, manifest, update_unmodified,
+                 digests):  # fmt: skip
         self.root = template_real
+        self.digests = digests
         self.uid, self.gid = uid, gid
         self.readonly, self.dry_run = readonly, dry_run
         self.old = dict(manifest)
@@ -206,14 +208,26 @@ class _Copier:
             elif stat.S_ISDIR(st.st_mode):
                 self._dir(tfd, hfd, name, rel)
             elif stat.S_ISREG(st.st_mode):
-                src = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=tfd)
-                try:
-                    digest = _sha256_fd(src)
-                    self._place(hfd, name, rel, digest, os.fstat(src), src=src)
-                finally:
-                    os.close(src)
+                self._file(tfd, hfd, name, rel)
             else:
                 self.report.skipped.append(rel)
+
+    def _file(self, tfd: int, hfd: int | None, name: str, rel: str) -> None:
+        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+        src = os.open(name, flags, dir_fd=tfd)
+        try:
+            st = os.fstat(src)
+            if not stat.S_ISREG(st.st_mode):  # replaced since the lstat
+                self.report.skipped.append(rel)
+                return
+            # one hash per template file version, however many homes are synced
+            key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+            digest = self.digests.get(key)
+            if digest is None:
+                digest = self.digests[key] = _sha256_fd(src)
+            self._place(hfd, name, rel, digest, st, src=src)
+        finally:
+            os.close(src)
 
     def _dir(self, tfd: int, hfd: int | None, name: str, rel: str) -> None:
         sub_t = os.open(name, _DIR_FLAGS, dir_fd=tfd)
@@ -326,11 +340,13 @@ def copy_template(
     manifest: dict[str, str] | None = None,
     update_unmodified: bool = True,
     dry_run: bool = False,
+    digest_cache: dict | None = None,
 ) -> CopyReport:
     """Copy what is missing from ``template`` into ``home`` (owned by ``uid``); see module doc.
 
     ``manifest`` is what an earlier call delivered (``report.manifest`` of that call); pass it
     back to get sync semantics. The home itself must be a real directory owned by ``uid``.
+    ``digest_cache`` (any dict, reused across calls) saves re-hashing unchanged template files.
     """
     template_real = os.path.realpath(template)
     tfd = os.open(template_real, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -343,8 +359,9 @@ def copy_template(
             if os.fstat(hfd).st_uid != uid:
                 raise HomeError(f"home {home} is not owned by uid {uid}")
             copier = _Copier(
-                template_real, uid, gid, readonly, dry_run, manifest or {}, update_unmodified
-            )
+                template_real, uid, gid, readonly, dry_run, manifest or {}, update_unmodified,
+                {} if digest_cache is None else digest_cache,
+            )  # fmt: skip
             copier.walk(tfd, hfd, "")
             return copier.report
         finally:

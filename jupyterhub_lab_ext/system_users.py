@@ -168,6 +168,7 @@ class SystemUsers:
             weakref.WeakValueDictionary()
         )
         self._db_lock = asyncio.Lock()
+        self._digests: dict = {}  # template file version -> sha256, shared by all homes
 
     # -- configuration resolved lazily (file reads off the event loop) ---------------------
     async def _limits(self) -> tuple[int, int]:
@@ -392,6 +393,7 @@ class SystemUsers:
                 report = await asyncio.to_thread(
                     homes.copy_template, template, account.home, account.uid, account.gid,
                     readonly=readonly, manifest=manifest, dry_run=dry_run,
+                    digest_cache=self._digests,
                 )  # fmt: skip
             except (OSError, homes.HomeError) as e:
                 raise SystemUserError(f"template copy into {account.home} failed: {e}") from e

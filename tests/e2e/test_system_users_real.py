@@ -272,7 +272,7 @@ async def test_sync_template_cli(su, user_prefix, home_root, tmp_path):
     (template / "b.ipynb").write_text("{}")
 
     def cli(*args):
-        argv = [sys.executable, "-m", "jupyterhub_lab_ext.cli_homes", "homes", "sync-template",
+        argv = [sys.executable, "-m", "jupyterhub_lab_ext.cli", "homes", "sync-template",
                 "--state-dir", su.registry.state_dir, "--template", str(template), *args]  # fmt: skip
         return subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=60)
 
