@@ -9,9 +9,13 @@ from __future__ import annotations
 import os
 import stat
 import tarfile
+import tempfile
 import threading
+from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from jupyterhub_lab_ext.homes import (
     HomeError,
@@ -335,3 +339,92 @@ async def test_sync_template_command(tmp_path, template, owner):
     assert await sync_template(su, str(template), ["olduser", "nosuch"], out=lines.append) == 2
     assert "olduser: error:" in lines[0] and "not created by" in lines[0]
     assert "nosuch: error: no system account" in lines[1]
+
+
+# -- property: whatever the user planted, root writes only new files inside the home ------------
+NAMES = st.sampled_from(["a", "b", "c"])
+PATHS = st.lists(NAMES, min_size=1, max_size=3).map(tuple)
+TEMPLATE_TREES = st.dictionaries(PATHS, st.sampled_from(["file", "dir"]), max_size=8)
+HOME_TREES = st.dictionaries(
+    PATHS, st.sampled_from(["file", "dir", "link-dir", "link-file", "dangling"]), max_size=6
+)
+
+
+def _build(root, tree, victim=None):
+    """Create ``tree`` under ``root``; return the entries actually made (conflicts dropped)."""
+    made = {}
+    for path in sorted(tree, key=len):
+        if any(made.get(path[:i], "dir") != "dir" for i in range(1, len(path))):
+            continue  # a parent is a file or a link: cannot nest here
+        target = root.joinpath(*path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        for i in range(1, len(path)):
+            made.setdefault(path[:i], "dir")  # parents made on the way
+        kind = tree[path]
+        if kind == "file":
+            target.write_text("/".join(path))
+        elif kind == "dir":
+            target.mkdir(exist_ok=True)
+        elif kind == "link-dir":
+            target.symlink_to(victim)
+        elif kind == "link-file":
+            target.symlink_to(victim / "passwd")
+        else:
+            target.symlink_to(victim / "missing")
+        made[path] = kind
+    return made
+
+
+def _snapshot(root):
+    result = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            p = os.path.join(dirpath, name)
+            st_ = os.lstat(p)
+            rel = os.path.relpath(p, root)
+            if stat.S_ISLNK(st_.st_mode):
+                result[rel] = ("link", os.readlink(p))
+            elif stat.S_ISDIR(st_.st_mode):
+                result[rel] = ("dir", None)
+            else:
+                result[rel] = ("file", open(p).read())
+    return result
+
+
+@settings(max_examples=60, deadline=None)
+@given(template_tree=TEMPLATE_TREES, home_tree=HOME_TREES)
+def test_property_only_new_files_inside_home(template_tree, home_tree):
+    uid, gid = (54321, 54322) if os.geteuid() == 0 else (os.getuid(), os.getgid())
+    with tempfile.TemporaryDirectory() as tmp:
+        base = Path(tmp)
+        victim = base / "victim"
+        victim.mkdir()
+        (victim / "passwd").write_text("secret")
+        template = base / "template"
+        template.mkdir()
+        made_template = _build(template, template_tree)
+        home = base / "home"
+        make_home(str(home), uid, gid, 0o700, adopt_root_owned=False)
+        made_home = _build(home, home_tree, victim)
+        for path in made_home:
+            os.lchown(home.joinpath(*path), uid, gid)  # the user's own entries
+        before = _snapshot(home)
+
+        report = copy_template(str(template), str(home), uid, gid)
+
+        assert _snapshot(victim) == {"passwd": ("file", "secret")}
+        after = _snapshot(home)
+        for rel, entry in before.items():
+            assert after[rel] == entry  # nothing the user had was changed
+        expected = sorted(
+            "/".join(p)
+            for p, kind in made_template.items()
+            if kind == "file"
+            and p not in made_home
+            and all(made_home.get(p[:i], "dir") == "dir" for i in range(1, len(p)))
+        )
+        assert sorted(report.copied) == expected
+        for rel in expected:
+            assert after[rel] == ("file", rel) and os.lstat(home / rel).st_uid == uid
+        new = set(after) - set(before)
+        assert all(after[r][0] == "dir" or r in expected for r in new)
