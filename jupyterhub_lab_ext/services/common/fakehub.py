@@ -93,12 +93,13 @@ class FakeUser:
             "servers": {n: s.model(self.name, base) for n, s in self.servers.items()},
         }
 
-    def state(self) -> str:
-        if any(s.ready for s in self.servers.values()):
-            return "ready"
-        if self.servers:
-            return "active"
-        return "inactive"
+    def has_state(self, state: str) -> bool:
+        """The hub's ``state`` filter: active = any server (ready or pending), ready, inactive."""
+        if state == "ready":
+            return any(s.ready for s in self.servers.values())
+        if state == "active":
+            return bool(self.servers)
+        return not self.servers
 
 
 class FakeHub:
@@ -152,7 +153,7 @@ class FakeHub:
         key = (state, self._version)
         hit = self._listing_cache.get(key)
         if hit is None:
-            hit = [u for u in self.users.values() if not state or u.state() == state]
+            hit = [u for u in self.users.values() if not state or u.has_state(state)]
             self._listing_cache[key] = hit
         return hit
 
@@ -236,7 +237,7 @@ class _Base(web.RequestHandler):
         if path.startswith("/hub/api"):
             path = path[len("/hub/api") :] or "/"
         self.hub.requests[(self.request.method, endpoint_label(path))] += 1
-        self.hub.log.append((self.request.method, self.request.path))
+        self.hub.log.append((self.request.method, self.request.uri))
         if self.public:
             return
         auth = self.request.headers.get("Authorization", "")

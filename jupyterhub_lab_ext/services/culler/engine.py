@@ -270,7 +270,7 @@ class Culler:
         exemptions = await self.active_exemptions(now)
         if self.store is not None and not dry_run:
             await self.store.purge_expired(now)
-        groups_by_user: dict[str, list[str]] | None = None
+        groups_task: asyncio.Future | None = None
         alive: set[str] = set()
         seen_servers: set[tuple[str, str]] = set()
         new_warnings: dict[tuple[str, str], datetime] = {}
@@ -290,14 +290,14 @@ class Culler:
             task.add_done_callback(done)
 
         async def groups_of(user: dict) -> list[str]:
-            nonlocal groups_by_user
+            nonlocal groups_task
             if not self.uses_groups:
                 return []
             if "groups" in user:
                 return list(user["groups"] or [])
-            if groups_by_user is None:
-                groups_by_user = await self.group_map()
-            return groups_by_user.get(user["name"], [])
+            if groups_task is None:  # one GET /groups walk per pass, shared by all users
+                groups_task = asyncio.ensure_future(self.group_map())
+            return (await asyncio.shield(groups_task)).get(user["name"], [])
 
         async def handle_server(user, timeout, sname, server):
             name = user["name"]
