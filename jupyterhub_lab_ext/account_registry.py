@@ -173,11 +173,17 @@ class AccountRegistry:
         """Forget ``name`` (only used to undo an intent record when creation failed)."""
         self.update(lambda data: data["users"].pop(name, None))
 
-    def set_group(self, name: str, gid: int) -> None:
+    def set_group(self, name: str, gid: int | None) -> None:
+        """Record group ``name`` (``gid`` None: about to be created)."""
+
         def change(data):
             data["groups"][name] = {"gid": gid, "created": utcnow_iso()}
 
         self.update(change)
+
+    def drop_group(self, name: str) -> None:
+        """Forget group ``name`` (undo an intent record when creating it failed)."""
+        self.update(lambda data: data["groups"].pop(name, None))
 
     # -- per-home manifests -----------------------------------------------------------------
     def _manifest_path(self, name: str) -> tuple[str, str]:

@@ -269,7 +269,15 @@ class SystemUsers:
         if gr is None:
             if gid is not None and await asyncio.to_thread(self.lookup.group_by_gid, gid):
                 raise SystemUserError(f"gid {gid} for group {name!r} is already in use")
-            await self._run(build_group_argv(await self.flavour(), name, gid), "groupadd failed")
+            await self._reg("set_group", name, None)  # intent first, as for accounts
+            try:
+                await self._run(
+                    build_group_argv(await self.flavour(), name, gid), "groupadd failed"
+                )
+            except SystemUserError as e:
+                if e.rc == 9 or await asyncio.to_thread(self.lookup.group, name) is None:
+                    await self._reg("drop_group", name)
+                raise
             gr = await asyncio.to_thread(self.lookup.group, name)
             if gr is None:
                 raise SystemUserError(f"group {name!r} missing after creating it")
@@ -279,7 +287,7 @@ class SystemUsers:
         if gid is not None and gr.gid != gid:
             raise SystemUserError(f"group {name!r} exists with gid {gr.gid}, not {gid}")
         record = await self._reg("group", name)
-        ours = record is not None and record.get("gid") == gr.gid
+        ours = record is not None and record.get("gid") in (None, gr.gid)
         if gr.gid == 0 or gr.gid in OVERFLOW_IDS:
             raise ExistingAccountError(f"refusing group {name!r} with gid {gr.gid}")
         if personal and gr.gid < gid_min:

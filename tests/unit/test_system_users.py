@@ -525,6 +525,31 @@ async def test_name_taken_meanwhile_is_not_claimed(fake, make_users):
         await su.ensure_account(spec())
 
 
+async def test_recovers_from_a_crash_after_useradd(fake, make_users, made_homes, tmp_path):
+    su = make_users()
+    # what a crash leaves: intent records, the group and the account, no uid recorded, no home
+    su.registry.set_group("alice", None)
+    su.registry.set_user("alice", uid=None, home="/srv/homes/alice")
+    fake.groups["alice"] = GroupEntry("alice", 1300)
+    fake.users["alice"] = UserEntry("alice", 1300, 1300, "/srv/homes/alice", "/bin/bash")
+    account = await make_users().ensure_account(spec())
+    assert account == Account("alice", 1300, 1300, "/srv/homes/alice", created=False)
+    assert su.accounts()["alice"]["uid"] == 1300
+    assert made_homes == [("/srv/homes/alice", 1300, 1300, 0o700, False)]
+    assert fake.calls == []
+
+
+async def test_failed_groupadd_leaves_no_claim(fake, make_users):
+    fake.fail["groupadd"] = [(4, "groupadd: GID '1000' already exists\n")]
+    su = make_users()
+    with pytest.raises(SystemUserError, match="rc=4"):
+        await su.ensure_account(spec())
+    assert su.registry.group("alice") is None and not su.created_by_us("alice")
+    fake.groups["alice"] = GroupEntry("alice", 1300)  # later someone else makes that group
+    with pytest.raises(ExistingAccountError, match="group 'alice' already exists"):
+        await su.ensure_account(spec())
+
+
 @pytest.mark.parametrize(
     "rc, stderr",
     [(10, "useradd: cannot lock /etc/group; try again later.\n"),
