@@ -178,10 +178,12 @@ def test_twenty_concurrent_first_logins(make_hub, oidc, user_prefix):
     assert "Traceback" not in hub.log_text()
 
 
-def test_browser_login_to_jupyterlab(make_hub, oidc, user_prefix, page):
+def test_browser_login_to_jupyterlab(make_hub, oidc, user_prefix, page, template):
     ident = f"web{tag()}"
     oidc.set_identity(ident, email=f"{ident}@example.org", email_verified=True)
-    hub = make_hub(userlist=f"{ident}\n")
+    hub = make_hub(
+        f"c.UserlistOAuthenticator.home_template = {str(template)!r}\n", userlist=f"{ident}\n"
+    )
     page.goto(f"{hub.url}/hub/login")
     page.screenshot(path=str(ARTIFACTS / "authenticator-login-page.png"))
     page.locator("a", has_text="Test OIDC").first.click()
@@ -195,5 +197,8 @@ def test_browser_login_to_jupyterlab(make_hub, oidc, user_prefix, page):
         page.locator("button[type=submit]").first.click()
     page.wait_for_selector("#jp-main-dock-panel", timeout=120_000)
     assert f"/user/{user_prefix}{ident}/lab" in page.url
+    # the home's template notebook is listed in the file browser
+    page.locator(".jp-DirListing-item", has_text="welcome.ipynb").wait_for(timeout=60_000)
+    page.locator(".jp-Launcher").first.wait_for(timeout=60_000)
     page.screenshot(path=str(ARTIFACTS / "authenticator-jupyterlab.png"), full_page=True)
     hub.stop_server(f"{user_prefix}{ident}")
