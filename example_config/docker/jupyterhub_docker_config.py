@@ -1,0 +1,130 @@
+# jupyterhub_docker_config.py: the example hub with users' servers in Docker containers
+# (docker-compose.yml, one machine) or in Docker Swarm services (stack.yml, several machines).
+#
+# It loads the single-machine config (example_config/jupyterhub_config.py: login, userlist,
+# system users and homes, the two services, roles) and changes only where servers run:
+#
+# - host networking everywhere: the hub, its proxy and the services listen on the host's
+#   loopback (nginx on the host forwards to 127.0.0.1:8000, as without Docker); each server
+#   container binds its own random port, on 127.0.0.1 (Docker) or on the node (Swarm);
+# - a server runs with the numeric uid:gid of the user's system account (created by the hub at
+#   first login) and sees the user's home at the same path as the hub does. On several machines
+#   the homes come from NFS mounted at the same path on every node; since only the hub
+#   allocates uids and containers run with numbers, uids agree everywhere;
+# - the shared conda envs are mounted read-only at the same path as on the hub (conda prefixes
+#   are not relocatable): conda-kernel-docker/-swarm do that by default for shared_env_dirs.
+#
+# Environment variables (besides those of jupyterhub_config.py):
+#   JUPYTERHUB_BASE_CONFIG  path of the single-machine config (default: next to this file)
+#   JHLE_DOCKER_MODE        "docker" (default, one machine) or "swarm"
+#   JHLE_SINGLEUSER_IMAGE   image of users' servers (Dockerfile.singleuser)
+#   HUB_ADDRESS             swarm only: this manager node's address, reachable from the workers
+
+import os
+import pwd
+
+from jupyterhub.utils import random_port
+
+from jupyterhub_lab_ext.docker_spawner import CondaKernelDockerSpawner, CondaKernelSwarmSpawner
+
+c = get_config()  # noqa: F821
+
+here = os.path.dirname(os.path.abspath(__file__))
+load_subconfig(  # noqa: F821 (provided by traitlets)
+    os.environ.get("JUPYTERHUB_BASE_CONFIG", os.path.join(here, "jupyterhub_config.py"))
+)
+
+MODE = os.environ.get("JHLE_DOCKER_MODE", "docker")
+IMAGE = os.environ.get("JHLE_SINGLEUSER_IMAGE", "jupyterhub-lab-ext-singleuser:latest")
+
+
+def _account(spawner):
+    """The user's system account, created by the authenticator before every spawn."""
+    return pwd.getpwnam(spawner.user.name)
+
+
+class HostNetworkDockerSpawner(CondaKernelDockerSpawner):
+    """conda-kernel-docker on the host network, as the user's uid, home at the same path."""
+
+    async def create_object(self):
+        pw = _account(self)
+        self.port = random_port()  # containers share the host's ports
+        self.extra_create_kwargs = {
+            **self.extra_create_kwargs,
+            "user": f"{pw.pw_uid}:{pw.pw_gid}",
+            "working_dir": pw.pw_dir,
+        }
+        self.volumes = {**self.volumes, pw.pw_dir: pw.pw_dir}
+        return await super().create_object()
+
+    def get_env(self):
+        env = super().get_env()
+        pw = _account(self)
+        env.update(HOME=pw.pw_dir, USER=pw.pw_name)
+        return env
+
+    async def get_ip_and_port(self):
+        # host network: nothing to inspect, the server listens where we told it to
+        return self.ip, self.port
+
+
+class HostNetworkSwarmSpawner(CondaKernelSwarmSpawner):
+    """conda-kernel-swarm on the nodes' host network, as the user's uid, home at the same path."""
+
+    async def create_object(self):
+        pw = _account(self)
+        # free on the hub's machine; a clash on the worker fails the spawn, a retry picks anew
+        self.port = random_port()
+        self.extra_container_spec = {
+            **self.extra_container_spec,
+            "user": f"{pw.pw_uid}:{pw.pw_gid}",
+            "workdir": pw.pw_dir,
+        }
+        self.volumes = {**self.volumes, pw.pw_dir: pw.pw_dir}
+        return await super().create_object()
+
+    def get_env(self):
+        env = super().get_env()
+        pw = _account(self)
+        env.update(HOME=pw.pw_dir, USER=pw.pw_name)
+        return env
+
+    async def get_ip_and_port(self):
+        # the node the task landed on, and the port the server binds there
+        task = await self.get_task()
+        node = await self.docker("inspect_node", task["NodeID"])
+        return node["Status"]["Addr"], self.port
+
+
+if MODE == "swarm":
+    Spawner = HostNetworkSwarmSpawner
+    hub_address = os.environ.get("HUB_ADDRESS", "10.0.0.1")
+    # workers reach the hub API on the manager's address; the proxy reaches servers on theirs
+    c.JupyterHub.hub_ip = hub_address
+    c.JupyterHub.hub_connect_ip = hub_address
+    # servers bind all interfaces of their node: let only the manager reach the workers'
+    # ephemeral ports (firewall); every request to a server still needs hub auth
+    c.DockerSpawner.ip = "0.0.0.0"
+    # no published ports: the service is on the host network
+    c.DockerSpawner.use_internal_ip = True
+else:
+    Spawner = HostNetworkDockerSpawner
+    c.DockerSpawner.ip = "127.0.0.1"
+c.JupyterHub.spawner_class = Spawner
+
+# The conda-kernel settings of the single-machine config are on c.CondaKernelSpawner, which is
+# the LocalProcessSpawner flavour; move them to the spawner class used here.
+spawner_config = c[Spawner.__name__]
+spawner_config.merge(c.pop("CondaKernelSpawner", {}))
+# shared envs: read-only, same path in every container (read_only_volumes defaults to that)
+spawner_config.shared_env_dirs = ["/opt/conda/envs"]
+
+c.DockerSpawner.image = IMAGE
+c.DockerSpawner.network_name = "host"
+# jupyterhub-singleuser of the image (same path as on the host, see Dockerfile.singleuser);
+# this section is more specific than the c.Spawner.cmd of the single-machine config
+c.DockerSpawner.cmd = ["/opt/jupyterhub-lab-ext/venv/bin/jupyterhub-singleuser"]
+# stopped containers go away: everything worth keeping lives in the home
+c.DockerSpawner.remove = True
+c.DockerSpawner.mem_limit = "8G"
+c.DockerSpawner.cpu_limit = 4.0
