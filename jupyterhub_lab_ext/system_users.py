@@ -9,8 +9,8 @@
   ``/etc/passwd``/``/etc/group`` run one at a time and are retried with backoff when another
   process holds the password-file lock.
 - it never hands out an account it did not create (see :mod:`.account_registry`) unless
-  ``allow_existing``, and never one with a uid below ``UID_MIN`` of ``/etc/login.defs`` or
-  uid 0, whatever ``allow_existing`` says.
+  ``allow_existing``, and never one with a uid below ``UID_MIN`` of ``/etc/login.defs``,
+  uid 0 or nobody, whatever ``allow_existing`` says (rules in :mod:`.account_policy`).
 - :meth:`~SystemUsers.populate_home` copies a template directory into the home (see
   :mod:`.homes` for the symlink and overwrite rules); :meth:`~SystemUsers.lock_account` and
   :meth:`~SystemUsers.archive_home` deprovision. Homes are never deleted.
@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import random
 import re
 import time
@@ -43,6 +42,14 @@ from .account_commands import (
     detect_flavour,
     run_command,
 )
+from .account_policy import (
+    NAME_RE,
+    ExistingAccountError,
+    SystemUserError,
+    check_existing_account,
+    check_existing_group,
+    validate_spec,
+)
 from .account_registry import AccountRegistry, RegistryError, utcnow_iso
 
 __all__ = [
@@ -59,13 +66,8 @@ __all__ = [
 
 Runner = Callable[[Sequence[str]], Awaitable[tuple[int, str, str]]]
 
-# names useradd and adduser accept everywhere; naming.py produces a subset of these
-NAME_RE = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}$")
-_BAD_FIELD = re.compile(r"[:\n\r\x00]")
 # rc 10 is useradd's "cannot update/lock group file"; lock messages also come with rc 1
 RETRY_RCS = frozenset({10})
-# nobody/nogroup and the "no id" values: never handed out, whatever allow_existing says
-OVERFLOW_IDS = frozenset({65534, 65535, 2**32 - 2, 2**32 - 1})
 _LOCK_MESSAGE = re.compile(r"cannot lock|unable to lock|try again later", re.IGNORECASE)
 
 
@@ -98,22 +100,6 @@ class Account:
     gid: int
     home: str
     created: bool
-
-
-class SystemUserError(RuntimeError):
-    """A system account operation failed; for a command, the message has argv, rc and stderr."""
-
-    def __init__(self, message: str, *, argv=None, rc=None, stderr: str = ""):
-        self.argv = list(argv) if argv is not None else None
-        self.rc = rc
-        self.stderr = stderr
-        if argv is not None:
-            message = f"{message}: command {self.argv} exited with rc={rc}: {stderr.strip()}"
-        super().__init__(message)
-
-
-class ExistingAccountError(SystemUserError):
-    """The name belongs to an account this package may not use (not ours, or a system one)."""
 
 
 class SystemUsers:
@@ -221,49 +207,15 @@ class SystemUsers:
         raise AssertionError("unreachable")
 
     # -- checks ------------------------------------------------------------------------------
-    @staticmethod
-    def _validate(spec: AccountSpec) -> None:
-        for name in (spec.name, spec.group, *spec.supplementary_groups):
-            if name is not None and not NAME_RE.match(name):
-                raise SystemUserError(f"invalid account or group name {name!r}")
-        home = spec.home
-        if not os.path.isabs(home) or os.path.normpath(home) != home or home == "/":
-            raise SystemUserError(
-                f"home of {spec.name} must be a normalized absolute path: {home!r}"
-            )
-        for label, value in (("home", home), ("shell", spec.shell), ("comment", spec.comment)):
-            if _BAD_FIELD.search(value):
-                raise SystemUserError(f"{label} of {spec.name} contains ':' or a control character")
-        if not os.path.isabs(spec.shell):
-            raise SystemUserError(f"shell of {spec.name} must be an absolute path: {spec.shell!r}")
-        if spec.home_mode & ~0o7777:
-            raise SystemUserError(f"bad home_mode {spec.home_mode:o}")
-
     async def _check_usable(self, pw: UserEntry) -> bool:
         """Raise unless we may use existing account ``pw``; return True if we created it."""
         uid_min, _ = await self._limits()
-        if pw.uid == 0 or pw.uid < uid_min or pw.uid in OVERFLOW_IDS:
-            raise ExistingAccountError(
-                f"refusing system account {pw.name!r} (uid {pw.uid}: below UID_MIN {uid_min}, "
-                "root or nobody)"
-            )
         record = await self._reg("user", pw.name)
-        if record is not None and record.get("uid") in (None, pw.uid):
-            return True
-        if self.allow_existing:
-            return False
-        why = "was not created by jupyterhub-lab-ext"
-        if record is not None:
-            why = f"has uid {pw.uid}, but jupyterhub-lab-ext created it with uid {record['uid']}"
-        raise ExistingAccountError(f"account {pw.name!r} already exists and {why}")
+        return check_existing_account(pw.name, pw.uid, record, uid_min, self.allow_existing)
 
     async def _ensure_group(self, name: str, gid: int | None, *, personal: bool) -> GroupEntry:
-        """Create group ``name`` if missing; refuse existing groups we may not use.
-
-        A personal group (named like the account) must have been created by us (or
-        ``allow_existing``) and have a gid >= ``gid_min``. A shared group with a gid below
-        ``gid_min`` must be listed in ``allowed_system_groups``. gid 0 is always refused.
-        """
+        """Create group ``name`` if missing; refuse existing groups we may not use
+        (:func:`.account_policy.check_existing_group`)."""
         _, gid_min = await self._limits()
         gr = await asyncio.to_thread(self.lookup.group, name)
         if gr is None:
@@ -286,36 +238,16 @@ class SystemUsers:
             return gr
         if gid is not None and gr.gid != gid:
             raise SystemUserError(f"group {name!r} exists with gid {gr.gid}, not {gid}")
-        record = await self._reg("group", name)
-        ours = record is not None and record.get("gid") in (None, gr.gid)
-        if gr.gid == 0 or gr.gid in OVERFLOW_IDS:
-            raise ExistingAccountError(f"refusing group {name!r} with gid {gr.gid}")
-        if personal and gr.gid < gid_min:
-            raise ExistingAccountError(f"refusing system group {name!r} (gid {gr.gid})")
-        if personal and not ours and not self.allow_existing:
-            raise ExistingAccountError(
-                f"group {name!r} already exists and was not created by jupyterhub-lab-ext"
-            )
-        if (
-            not personal
-            and gr.gid < gid_min
-            and not ours
-            and name not in self.allowed_system_groups
-        ):
-            raise ExistingAccountError(
-                f"refusing system group {name!r} (gid {gr.gid} < {gid_min}); "
-                "list it in allowed_system_groups to allow it"
-            )
+        check_existing_group(
+            name, gr.gid, await self._reg("group", name), personal=personal, gid_min=gid_min,
+            allow_existing=self.allow_existing, allowed=self.allowed_system_groups,
+        )  # fmt: skip
         return gr
 
     # -- public API --------------------------------------------------------------------------
     async def ensure_account(self, spec: AccountSpec) -> Account:
         """Make sure the account of ``spec`` exists with its groups and home; see class doc."""
-        self._validate(spec)
-        uid_min, gid_min = await self._limits()
-        for label, value, low in (("uid", spec.uid, uid_min), ("gid", spec.gid, gid_min)):
-            if value is not None and (value == 0 or value < low or value in OVERFLOW_IDS):
-                raise ExistingAccountError(f"refusing {label} {value} for {spec.name} (< {low})")
+        validate_spec(spec, *await self._limits())
         async with self._lock_for(spec.name):
             pw = await asyncio.to_thread(self.lookup.user, spec.name)
             if pw is not None:

@@ -28,6 +28,7 @@ from jupyterhub_lab_ext.system_users import (
     AccountSpec,
     ExistingAccountError,
     SystemUsers,
+    run_command,
 )
 
 pytestmark = pytest.mark.e2e
@@ -238,27 +239,39 @@ async def test_lock_unlock_and_archive(su, user_prefix, home_root, tmp_path):
 
 
 async def test_retries_while_another_process_holds_the_passwd_lock(
-    su, user_prefix, home_root, caplog
+    tmp_path, cleanup, user_prefix, home_root, caplog
 ):
-    """A live process owning /etc/passwd.lock makes useradd fail with 'cannot lock'."""
+    """A live process owning /etc/passwd.lock makes the real useradd fail with 'cannot lock';
+    the lock is released right after that first failure, and the retry succeeds."""
     holder = subprocess.Popen(["sleep", "30"])
     lock = Path("/etc/passwd.lock")
+    seen = []
+
+    async def runner(argv):
+        rc, out, err = await run_command(argv)
+        seen.append((argv[0], rc, err))
+        if rc != 0 and "lock" in err and lock.exists():
+            lock.unlink()  # the other process is done
+        return rc, out, err
+
+    su = SystemUsers(runner, state_dir=str(tmp_path / "state"), retry_delay=0.05)
+    name = f"{user_prefix}lk"
     try:
         fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         os.write(fd, str(holder.pid).encode())
         os.close(fd)
-        asyncio.get_running_loop().call_later(0.4, lock.unlink)
         with caplog.at_level(logging.WARNING, logger="jupyterhub_lab_ext.system_users"):
-            account = await su.ensure_account(
-                AccountSpec(f"{user_prefix}lk", str(home_root / f"{user_prefix}lk"))
-            )
-        assert account.created
-        assert any("met the account-file lock" in r.getMessage() for r in caplog.records)
+            account = await su.ensure_account(AccountSpec(name, str(home_root / name)))
     finally:
         holder.kill()
         holder.wait()
         if lock.exists() and lock.read_text() == str(holder.pid):
             lock.unlink()
+    assert account.created and pwd.getpwnam(name).pw_uid == account.uid
+    useradds = [(rc, err) for cmd, rc, err in seen if cmd == "useradd"]
+    assert len(useradds) == 2 and useradds[1][0] == 0
+    assert useradds[0][0] != 0 and "cannot lock /etc/passwd" in useradds[0][1]
+    assert any("met the account-file lock" in r.getMessage() for r in caplog.records)
 
 
 async def test_sync_template_cli(su, user_prefix, home_root, tmp_path):

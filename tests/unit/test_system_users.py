@@ -25,6 +25,7 @@ from jupyterhub_lab_ext.account_commands import (
     detect_flavour,
     run_command,
 )
+from jupyterhub_lab_ext.account_policy import check_existing_account, check_existing_group
 from jupyterhub_lab_ext.account_registry import RegistryError
 from jupyterhub_lab_ext.system_users import (
     Account,
@@ -731,3 +732,56 @@ async def test_forged_registry_symlink_is_refused(fake, make_users, tmp_path):
     (state / "accounts.json").symlink_to(forged)
     with pytest.raises(SystemUserError):
         await make_users().ensure_account(spec("olduser"))
+
+
+# -- the pure policy, table-driven ----------------------------------------------------------
+ACCOUNT_POLICY = {
+    # id: (uid, record, allow_existing, expected: True/False = ours?, or an error match)
+    "ours": (1500, {"uid": 1500}, False, True),
+    "ours-interrupted": (1500, {"uid": None}, False, True),
+    "ours-allow-existing": (1500, {"uid": 1500}, True, True),
+    "foreign": (1500, None, False, "not created by"),
+    "foreign-allowed": (1500, None, True, False),
+    "recreated-other-uid": (1600, {"uid": 1500}, False, "created it with uid 1500"),
+    "recreated-other-uid-allowed": (1600, {"uid": 1500}, True, False),
+    "root-even-if-recorded": (0, {"uid": 0}, True, "UID_MIN"),
+    "system-uid": (999, None, True, "UID_MIN"),
+    "nobody": (65534, {"uid": 65534}, True, "nobody"),
+}
+
+
+@pytest.mark.parametrize(
+    "uid, record, allow, expected", ACCOUNT_POLICY.values(), ids=ACCOUNT_POLICY.keys()
+)
+def test_check_existing_account(uid, record, allow, expected):
+    if isinstance(expected, bool):
+        assert check_existing_account("x", uid, record, 1000, allow) is expected
+    else:
+        with pytest.raises(ExistingAccountError, match=expected):
+            check_existing_account("x", uid, record, 1000, allow)
+
+
+GROUP_POLICY = {
+    # id: (gid, record, personal, allow_existing, allowed, error match or None)
+    "personal-ours": (1500, {"gid": 1500}, True, False, (), None),
+    "personal-foreign": (1500, None, True, False, (), "not created"),
+    "personal-foreign-allowed": (1500, None, True, True, (), None),
+    "personal-system-gid": (100, {"gid": 100}, True, True, (), "system group"),
+    "shared-normal": (1500, None, False, False, (), None),
+    "shared-system": (27, None, False, True, (), "allowed_system_groups"),
+    "shared-system-listed": (27, None, False, False, ("x",), None),
+    "root-group-listed": (0, None, False, True, ("x",), "gid 0"),
+    "nogroup": (65534, None, False, True, ("x",), "gid 65534"),
+}
+
+
+@pytest.mark.parametrize(
+    "gid, record, personal, allow, allowed, error", GROUP_POLICY.values(), ids=GROUP_POLICY.keys()
+)
+def test_check_existing_group(gid, record, personal, allow, allowed, error):
+    kwargs = dict(personal=personal, gid_min=1000, allow_existing=allow, allowed=allowed)
+    if error is None:
+        check_existing_group("x", gid, record, **kwargs)
+    else:
+        with pytest.raises(ExistingAccountError, match=error):
+            check_existing_group("x", gid, record, **kwargs)
