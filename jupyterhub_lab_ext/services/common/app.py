@@ -19,6 +19,7 @@ OAuth callback; and a clean shutdown on SIGTERM/SIGINT.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import secrets
 import signal
@@ -186,6 +187,10 @@ class ServiceApp(Application):
         10.0, help="Seconds to let background work finish on SIGTERM before giving up."
     ).tag(config=True)
 
+    @default("log_level")
+    def _default_log_level(self):
+        return logging.INFO
+
     @default("log_format")
     def _default_log_format(self):
         return LOG_FORMAT
@@ -204,7 +209,7 @@ class ServiceApp(Application):
             self.load_config_file(self.config_file)
             # command line wins over the file
             self.update_config(self.cli_config)
-        elif self.config_file != self.config_file_name:
+        elif self.config_file and self.config_file != self.config_file_name:
             self.log.critical("Config file %s not found", self.config_file)
             self.exit(1)
         self.registry = make_registry()

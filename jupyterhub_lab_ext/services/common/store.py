@@ -64,6 +64,7 @@ class Store:
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="jhle-store"
         )
+        self._closed = False
 
     async def start(self) -> None:
         """Create missing tables."""
@@ -84,5 +85,9 @@ class Store:
         return await self._call(work)
 
     async def close(self) -> None:
+        """Dispose of the engine and stop the worker thread (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
         await self._call(self.engine.dispose)
         self._executor.shutdown(wait=True)

@@ -90,6 +90,24 @@ class LabIdleCuller(ServiceApp):
             raise ValueError("LabIdleCuller.cull_every must be > 0")
         return proposal.value
 
+    def initialize(self, argv=None):
+        super().initialize(argv)
+        # traitlets may skip @validate for values loaded from config: check again here
+        problems = [
+            f"LabIdleCuller.{name} must be > 0, not {getattr(self, name)}"
+            for name in ("cull_every", "concurrency", "timeout")
+            if getattr(self, name) <= 0
+        ]
+        problems += [
+            f"LabIdleCuller.{name} must be >= 0, not {getattr(self, name)}"
+            for name in ("max_age", "api_page_size", "pending_timeout", "warning_period")
+            if getattr(self, name) < 0
+        ]
+        if problems:
+            for p in problems:
+                self.log.critical(p)
+            self.exit(1)
+
     concurrency = Int(
         10,
         help="""Hub API requests in flight at most (stops, listings, kernel checks). Unlike

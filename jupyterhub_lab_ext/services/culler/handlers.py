@@ -60,9 +60,8 @@ class ExemptionHandler(ServiceHandler):
     async def put(self, name):
         self.require_admin(self.service.admin_scope)
         name = _check_name(name)
-        body = self.get_json_body(required=False)
-        if body is None:
-            body = {}
+        # no body: an open-ended exemption; otherwise it must be a JSON object
+        body = self.get_json_body() if self.request.body.strip() else {}
         if not isinstance(body, dict):
             raise web.HTTPError(
                 400, 'Body must be a JSON object like {"until": ..., "reason": ...}'
