@@ -108,6 +108,12 @@ class UserlistAuthConfig(LoggingConfigurable):
     def _validate_domain_rules(self, proposal):
         return naming.validate_domain_rules(proposal.value)
 
+    @validate("home_mode")
+    def _validate_home_mode(self, proposal):
+        if not 0 <= proposal.value <= 0o777 or (proposal.value & 0o700) != 0o700:
+            raise ValueError(f"home_mode {proposal.value:#o}: expected e.g. 0o700 or 0o750")
+        return proposal.value
+
     @validate("username_prefix")
     def _validate_prefix(self, proposal):
         return naming.validate_prefix(proposal.value)

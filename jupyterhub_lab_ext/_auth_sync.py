@@ -71,7 +71,7 @@ class RemovalActions:
         await self.stop_servers(username)
         if mode == "lock" and auth.create_system_users:
             await self._system_user_action(username, "lock_account")
-        if auth.archive_removed_homes and auth.create_system_users:
+        if auth.archive_removed_homes and auth.create_system_users:  # after the servers stopped
             await self._system_user_action(username, "archive_home", auth.archive_removed_homes)
 
     async def _system_user_action(self, username: str, method: str, *args) -> None:

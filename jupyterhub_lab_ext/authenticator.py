@@ -91,10 +91,13 @@ class UserlistAuthenticatorMixin(UserlistAuthConfig):
         self._recent_identities: dict[str, tuple[str, float]] = {}
         self._ensured: set[str] = set()
         self.actions = RemovalActions(self)
+        if self.archive_removed_homes and self.on_removal == "revoke":
+            self.log.warning("archive_removed_homes needs on_removal 'stop' or 'lock': ignored")
         try:
             self._current_list()
         except UserlistLoadError as e:
             self.log.error("%s", e)
+        self.actions.start_polling()
 
     # ---- override points -------------------------------------------------------------------
 
@@ -174,11 +177,15 @@ class UserlistAuthenticatorMixin(UserlistAuthConfig):
             return None
 
     async def poll_userlist(self) -> None:
-        """Re-check the file now (the hub calls this every :attr:`userlist_poll_interval`)."""
+        """Re-check the file now (done every :attr:`userlist_poll_interval` seconds).
+
+        A changed file is re-read in a worker thread, then changes are acted on here.
+        """
         try:
-            self._current_list()
+            await asyncio.to_thread(self._userlist.get)
         except UserlistLoadError:
-            pass
+            return
+        self._current_list()
 
     def _admin_for(self, username: str, entry: UserlistEntry | None) -> bool:
         return bool(entry and entry.admin) or username in self.admin_users

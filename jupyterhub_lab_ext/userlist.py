@@ -277,6 +277,7 @@ class UserlistFile:
         self._current: Userlist | None = None
         self._errors: tuple[UserlistError, ...] = ()
         self.generation = 0  # bumped each time a new good list is loaded
+        self._lock = threading.Lock()
 
     @property
     def errors(self) -> tuple[UserlistError, ...]:
@@ -295,9 +296,12 @@ class UserlistFile:
         return (st.st_mtime_ns, st.st_size, st.st_ino)
 
     def get(self) -> Userlist:
+        """The current good list (thread-safe; a worker thread may do the re-read)."""
         sig = self._stat_signature()
         if sig != self._signature:
-            self._reload(sig)
+            with self._lock:
+                if sig != self._signature:
+                    self._reload(sig)
         if self._current is None:
             raise UserlistLoadError(self.path, self._errors)
         return self._current

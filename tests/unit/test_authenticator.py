@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from types import SimpleNamespace
@@ -433,3 +434,27 @@ def test_mixin_applies_to_any_oauthenticator(provider, userlist):
     auth = UserlistGitLab(userlist_file=str(userlist), system_users=FakeSystemUsers())
     assert auth.userlist_entry("dave").identity == "dave"
     assert auth.manage_groups is True
+
+
+@pytest.mark.parametrize("mode", [0o600, 0o1777, -1], ids=oct)
+def test_bad_home_mode_rejected(make_auth, mode):
+    with pytest.raises(Exception, match="home_mode"):
+        make_auth(home_mode=mode)
+
+
+def test_archive_without_stop_warns(make_auth, caplog):
+    caplog.set_level(logging.WARNING)
+    make_auth(archive_removed_homes="/srv/archive")
+    assert "archive_removed_homes needs on_removal" in caplog.text
+
+
+async def test_background_poll_starts_with_the_loop(make_auth, userlist, fake_su):
+    auth = make_auth(userlist_poll_interval=0.01, on_removal="lock")
+    await auth._provision("bob")
+    assert auth.actions._poller is not None
+    edit(userlist, USERLIST.replace("bob@example.org group:physics\n", ""))
+    for _ in range(200):
+        if fake_su.names("lock"):
+            break
+        await asyncio.sleep(0.01)
+    assert fake_su.names("lock") == ["bob"]
