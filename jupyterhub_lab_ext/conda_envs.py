@@ -319,23 +319,34 @@ def _activate_scripts(prefix: str) -> tuple[str, ...]:
     return tuple(os.path.join(d, n) for n in names if os.path.isfile(os.path.join(d, n)))
 
 
-def env_signature(prefix: str, site_packages: str | None = None) -> tuple:
-    """What changes when an env changes: mtimes of the directories discovery reads."""
-    parts = [
+def signature_paths(prefix: str, site_packages: str | None = None) -> tuple[str, ...]:
+    """The paths whose ``stat`` tells whether an env changed (installs, kernels, activation)."""
+    return (
         prefix,
         os.path.join(prefix, "conda-meta"),
-        os.path.join(prefix, "lib"),
+        site_packages or os.path.join(prefix, "lib"),
         os.path.join(prefix, "share", "jupyter", "kernels"),
         os.path.join(prefix, "etc", "conda", "activate.d"),
         os.path.join(prefix, "pyvenv.cfg"),
-    ]
-    if site_packages:
-        parts.append(site_packages)
+    )
+
+
+def stat_signature(paths: Iterable[str]) -> tuple:
+    """(inode, mtime, owner) of each path, None for missing ones."""
     sig = []
-    for p in parts:
-        st = _stat(p)
-        sig.append(None if st is None else (st.st_ino, st.st_mtime_ns, st.st_uid))
+    for p in paths:
+        try:
+            st = os.stat(p)
+        except OSError:
+            sig.append(None)
+        else:
+            sig.append((st.st_ino, st.st_mtime_ns, st.st_uid))
     return tuple(sig)
+
+
+def env_signature(prefix: str, site_packages: str | None = None) -> tuple:
+    """What changes when an env changes: mtimes of the directories discovery reads."""
+    return stat_signature(signature_paths(prefix, site_packages))
 
 
 def scan_prefix(prefix: str, group: str, owner: int | None = None, allow_venvs: bool = False):
@@ -372,7 +383,14 @@ def assign_names(envs: Sequence[CondaEnv]) -> list[CondaEnv]:
 @dataclass
 class _RootEntry:
     sig: tuple | None
-    children: tuple[str, ...]
+    children: tuple[tuple[str, bool], ...]  #: (path, is_symlink)
+
+
+@dataclass
+class _EnvEntry:
+    paths: tuple[str, ...]
+    sig: tuple
+    env: CondaEnv | None
 
 
 @dataclass
@@ -380,36 +398,43 @@ class EnvScanner:
     """Stat-cached discovery. One instance per process; thread-safe enough for one caller at a time."""
 
     _roots: dict[str, _RootEntry] = field(default_factory=dict)
-    _envs: dict[tuple, tuple[tuple, CondaEnv | None]] = field(default_factory=dict)
+    _envs: dict[tuple, _EnvEntry] = field(default_factory=dict)
     _txt: dict[str, tuple[tuple | None, tuple[str, ...]]] = field(default_factory=dict)
 
-    def _list_root(self, root: str) -> tuple[str, ...]:
+    def _list_root(self, root: str) -> tuple[tuple[str, bool], ...]:
+        """Entries of a (symlink-free) envs dir, re-read only when the dir's mtime changes."""
         st = _stat(root)
         sig = None if st is None else (st.st_ino, st.st_mtime_ns)
         cached = self._roots.get(root)
         if cached is not None and cached.sig == sig:
             return cached.children
-        children: tuple[str, ...] = ()
+        children: list[tuple[str, bool]] = []
         if st is not None and stat.S_ISDIR(st.st_mode):
             try:
-                children = tuple(sorted(os.path.join(root, n) for n in os.listdir(root)))
+                names = sorted(os.listdir(root))
             except OSError:
-                children = ()
-        self._roots[root] = _RootEntry(sig, children)
-        return children
+                names = []
+            for name in names:
+                path = os.path.join(root, name)
+                lst = _stat(path, follow=False)
+                if lst is not None:
+                    children.append((path, stat.S_ISLNK(lst.st_mode)))
+        entry = _RootEntry(sig, tuple(children))
+        self._roots[root] = entry
+        return entry.children
 
     def _env(self, prefix: str, group: str, owner: int | None, allow_venvs: bool):
         key = (prefix, group, owner, allow_venvs)
         cached = self._envs.get(key)
-        sig = env_signature(prefix, _site_packages_hint(cached[1]) if cached else None)
-        if cached is not None and cached[0] == sig:
-            return cached[1]
+        if cached is not None and stat_signature(cached.paths) == cached.sig:
+            return cached.env
         env = scan_prefix(prefix, group, owner, allow_venvs)
         if env is not None and not env.kernels:
             log.info(
                 "skipping env %s: it has no kernel (install ipykernel or a kernelspec)", prefix
             )
-        self._envs[key] = (env_signature(prefix, _site_packages_hint(env)), env)
+        paths = signature_paths(prefix, _site_packages_hint(env))
+        self._envs[key] = _EnvEntry(paths, stat_signature(paths), env)
         return env
 
     def _environments_txt(self, path: str, owner: int) -> tuple[str, ...]:
@@ -433,11 +458,12 @@ class EnvScanner:
         for root in config.shared_env_dirs:
             real_root = os.path.realpath(root)
             if is_prefix(real_root, config.allow_venvs):
-                candidates: tuple[str, ...] = (real_root,)
+                candidates: tuple[tuple[str, bool], ...] = ((real_root, False),)
             else:
                 candidates = self._list_root(real_root)
-            for cand in candidates:
-                real = os.path.realpath(cand)
+            for cand, is_link in candidates:
+                # a plain entry of a symlink-free dir is its own real path
+                real = os.path.realpath(cand) if is_link else cand
                 if real in seen or not is_within(real, [real_root]):
                     if real not in seen:
                         log.debug("ignoring shared env %s: resolves outside %s", cand, root)
@@ -462,7 +488,7 @@ class EnvScanner:
                 log.info("ignoring %s of %s: it leads outside the home", d, user.name)
                 continue
             allowed.append(real_dir)
-            candidates.extend(self._list_root(real_dir))
+            candidates.extend(path for path, _ in self._list_root(real_dir))
         if config.read_environments_txt:
             conda_dir = os.path.join(user.home, ".conda")
             if os.path.realpath(conda_dir) == os.path.normpath(conda_dir):
