@@ -74,10 +74,13 @@ class ExemptionHandler(ServiceHandler):
         if until is not None:
             if not isinstance(until, str):
                 raise web.HTTPError(400, "until must be an ISO 8601 date-time string or null")
+            text = until
             try:
-                until = parse_date(until)
+                until = parse_date(text) if text.strip() else None
             except (ValueError, OverflowError):
-                raise web.HTTPError(400, f"until is not an ISO 8601 date-time: {until!r}") from None
+                until = None
+            if until is None:
+                raise web.HTTPError(400, f"until is not an ISO 8601 date-time: {text[:64]!r}")
             if until <= now:
                 raise web.HTTPError(400, "until is in the past")
             until = until.astimezone(timezone.utc)
