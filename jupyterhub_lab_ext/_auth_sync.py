@@ -1,4 +1,4 @@
-"""What the userlist authenticator does in the background: poll the file, act on removals.
+"""Side effects of the userlist authenticator: system accounts, polling, removal actions.
 
 Removal actions (see ``on_removal``): stop the user's servers through the hub app, lock the
 system account, archive the home. Each runs as a task on the hub's event loop; failures are
@@ -11,6 +11,7 @@ import asyncio
 from collections.abc import Awaitable
 
 from tornado.ioloop import PeriodicCallback
+from tornado.web import HTTPError
 
 
 class RemovalActions:
@@ -109,3 +110,42 @@ class RemovalActions:
             except Exception as e:
                 self.log.error("user=%s: stopping server %r failed: %s", username, name, e)
         return stopped
+
+
+async def provision(auth, username: str, *, during_login: bool = False) -> None:
+    """Ensure the system account and home of ``username`` (once per process per user).
+
+    Unlocks an account locked at removal when the user is back; fills a new home from the
+    template. Refusals become 403/500 pages with a clear message when ``during_login``.
+    """
+    if not auth.create_system_users or username in auth._ensured:
+        return
+    from .system_users import ExistingAccountError, SystemUserError
+
+    su = auth.system_users
+    try:
+        record = await asyncio.to_thread(lambda: su.accounts().get(username) or {})
+        if record.get("locked"):
+            await su.unlock_account(username)
+        account = await su.ensure_account(auth.account_spec_for(username))
+        if account.created and auth.home_template:
+            n = await su.populate_home(account, auth.home_template, readonly=auth.template_readonly)
+            auth.log.info(
+                "user=%s home %s filled with %d template files", username, account.home, n
+            )
+    except ExistingAccountError as e:
+        auth.log.error("user=%s refused: %s", username, e)
+        raise HTTPError(
+            403,
+            f"Login refused: the system account name {username!r} belongs to an existing "
+            "account that this hub did not create. Ask the hub administrator.",
+        ) from None
+    except SystemUserError as e:
+        auth.log.error("user=%s: creating the system account failed: %s", username, e)
+        if during_login:
+            raise HTTPError(
+                500,
+                "Your system account could not be created; the administrator can see why in the hub log.",
+            ) from None
+        raise
+    auth._ensured.add(username)

@@ -33,7 +33,7 @@ from traitlets import default
 
 from . import naming
 from ._auth_config import UserlistAuthConfig
-from ._auth_sync import RemovalActions
+from ._auth_sync import RemovalActions, provision
 from .userlist import (
     Userlist,
     UserlistEntry,
@@ -357,40 +357,8 @@ class UserlistAuthenticatorMixin(UserlistAuthConfig):
         )
 
     async def _provision(self, username: str, *, during_login: bool = False) -> None:
-        """Ensure account + home (once per process per user); 403/500 with a clear message."""
-        if not self.create_system_users or username in self._ensured:
-            return
-        from .system_users import ExistingAccountError, SystemUserError
-
-        su = self.system_users
-        try:
-            record = await asyncio.to_thread(lambda: su.accounts().get(username) or {})
-            if record.get("locked"):
-                await su.unlock_account(username)
-            account = await su.ensure_account(self.account_spec_for(username))
-            if account.created and self.home_template:
-                n = await su.populate_home(
-                    account, self.home_template, readonly=self.template_readonly
-                )
-                self.log.info(
-                    "user=%s home %s filled with %d template files", username, account.home, n
-                )
-        except ExistingAccountError as e:
-            self.log.error("user=%s refused: %s", username, e)
-            raise HTTPError(
-                403,
-                f"Login refused: the system account name {username!r} belongs to an existing "
-                "account that this hub did not create. Ask the hub administrator.",
-            ) from None
-        except SystemUserError as e:
-            self.log.error("user=%s: creating the system account failed: %s", username, e)
-            if during_login:
-                raise HTTPError(
-                    500,
-                    "Your system account could not be created; the administrator can see why in the hub log.",
-                ) from None
-            raise
-        self._ensured.add(username)
+        """Ensure account + home once per process per user (see :func:`._auth_sync.provision`)."""
+        await provision(self, username, during_login=during_login)
 
 
 class UserlistOAuthenticator(UserlistAuthenticatorMixin, GenericOAuthenticator):
