@@ -26,6 +26,9 @@ Template rules:
   file is a guard against accidental edits (the user owns it and can ``chmod`` it), not a
   security boundary.
 
+Root must be able to create and chown files in the homes: on NFS that means an export
+without ``root_squash`` for the home root (otherwise every step fails with a clear error).
+
 What was delivered to a home (relative path -> sha256 of the delivered content) is kept by
 the caller in a root-owned manifest; with it, a later sync copies only template files that
 are new, re-delivers nothing the user deleted, and updates a copy only when the user has not

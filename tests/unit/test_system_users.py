@@ -17,6 +17,7 @@ import tarfile
 import pytest
 
 from jupyterhub_lab_ext import homes
+from jupyterhub_lab_ext._nss import read_login_defs
 from jupyterhub_lab_ext.account_commands import (
     build_add_to_groups_argvs,
     build_group_argv,
@@ -32,6 +33,7 @@ from jupyterhub_lab_ext.system_users import (
     AccountSpec,
     ExistingAccountError,
     GroupEntry,
+    NssLookup,
     SystemUserError,
     SystemUsers,
     UserEntry,
@@ -785,3 +787,26 @@ def test_check_existing_group(gid, record, personal, allow, allowed, error):
     else:
         with pytest.raises(ExistingAccountError, match=error):
             check_existing_group("x", gid, record, **kwargs)
+
+
+# -- blocking helpers -----------------------------------------------------------------------
+def test_nss_lookup_reads_the_real_databases():
+    nss = NssLookup()
+    root = nss.user("root")
+    assert root is not None and (root.uid, root.gid, root.home) == (0, 0, "/root")
+    assert nss.user_by_uid(0).name == "root" and nss.group_by_gid(0).name == "root"
+    assert nss.group("root").gid == 0 and "root" in nss.group_names_of("root", 0)
+    assert nss.user("no-such-user-jhle") is None and nss.group("no-such-group-jhle") is None
+    assert nss.user_by_uid(2**31 - 7) is None and nss.group_by_gid(2**31 - 7) is None
+
+
+def test_read_login_defs(tmp_path):
+    defs = tmp_path / "login.defs"
+    defs.write_text(
+        "# UID_MIN 5\nUID_MIN\t\t\t 1000\nGID_MIN 0x3e8  # hex\nUMASK 022\n"
+        "ENCRYPT_METHOD SHA512\nSYS_UID_MAX 999\n\nBROKEN\n"
+    )
+    values = read_login_defs(str(defs))
+    assert values["UID_MIN"] == 1000 and values["GID_MIN"] == 1000 and values["UMASK"] == 22
+    assert values["SYS_UID_MAX"] == 999 and "ENCRYPT_METHOD" not in values
+    assert read_login_defs(str(tmp_path / "missing")) == {}
