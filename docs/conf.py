@@ -1,6 +1,12 @@
 """Sphinx configuration for the jupyterhub-lab-ext documentation (MyST markdown)."""
 
+import os
+import sys
+
 import jupyterhub_lab_ext
+
+# local extensions (docs/_ext): clihelp renders the commands' --help at build time
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "_ext"))
 
 project = "jupyterhub-lab-ext"
 author = "jupyterhub-lab-ext developers"
@@ -12,6 +18,7 @@ extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.intersphinx",
     "autodoc_traits",
+    "clihelp",
 ]
 myst_enable_extensions = ["colon_fence", "deflist", "fieldlist"]
 myst_heading_anchors = 3

@@ -198,7 +198,7 @@ c.JupyterHub.load_roles = [
     },
     {
         # people who run the lab without being hub admins: members of the hub group
-        # "operators" (group:operators in the userlist)
+        # "teachers" (group:teachers in the userlist)
         "name": "lab-operators",
         "description": "Read and manage the idle culler and the user limit.",
         "scopes": [
@@ -207,7 +207,7 @@ c.JupyterHub.load_roles = [
             "custom:idle-culler:admin",
             "custom:user-limit:admin",
         ],
-        "groups": ["operators"],
+        "groups": ["teachers"],
     },
 ]
 
@@ -229,7 +229,7 @@ enable_user_limit(
     fail_open=False,
     max_active_servers=40,  # servers running at once on this machine
     max_users=200,  # seats: distinct users who may log in
-    group_quotas={"students": 30},  # servers per hub group at once
+    group_quotas={"physics-101": 30},  # servers per hub group at once
     max_servers_per_user=2,
 )
 # the same unprivileged account as the culler
