@@ -116,9 +116,9 @@ def make_home(home: str, uid: int, gid: int, mode: int, *, adopt_root_owned: boo
     """Ensure ``home`` is a directory owned by ``uid:gid``; return True if it was created.
 
     A new home gets exactly ``mode``. An existing home must be a real directory owned by the
-    user; it keeps its mode (users may have opened it up on purpose). An existing home owned
-    by root is taken over (chowned, ``mode`` applied) only with ``adopt_root_owned`` (for an
-    account created just now, e.g. an admin made the directory in advance).
+    user; it keeps its mode (users may have opened it up on purpose). An existing *empty* home
+    owned by root is taken over (chowned, ``mode`` applied) only with ``adopt_root_owned`` (for
+    an account created just now, e.g. an admin made the directory in advance).
     """
     home = os.path.abspath(home)
     parent, base = os.path.split(home)
@@ -139,7 +139,10 @@ def make_home(home: str, uid: int, gid: int, mode: int, *, adopt_root_owned: boo
             raise HomeError(f"{home} exists and is not a directory (or is a symlink): {e}") from e
         try:
             st = os.fstat(hfd)
-            if created or (st.st_uid == 0 and adopt_root_owned):
+            adopt = not created and st.st_uid == 0 and st.st_uid != uid and adopt_root_owned
+            if adopt and os.listdir(hfd):  # never hand over a populated root directory (/etc)
+                raise HomeError(f"{home} exists, is owned by root and is not empty")
+            if created or adopt:
                 os.fchown(hfd, uid, gid)
                 os.fchmod(hfd, mode)
             elif st.st_uid != uid:

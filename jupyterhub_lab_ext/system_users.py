@@ -270,9 +270,12 @@ class SystemUsers:
             await self._ensure_group(group, None, personal=False)
         for argv in build_add_to_groups_argvs(await self.flavour(), pw.name, missing):
             await self._run(argv, "adding to groups failed")
-        if pw.home != spec.home:
-            self.log.warning("user=%s has home %s, not %s", pw.name, pw.home, spec.home)
-        await self._make_home(pw, spec.home_mode, adopt=False)
+        if pw.home == spec.home:
+            await self._make_home(pw, spec.home_mode, adopt=False)  # e.g. after a restore
+        else:  # not our layout (e.g. an LDAP account): leave it alone
+            self.log.warning(
+                "user=%s has home %s, not %s: not touched", pw.name, pw.home, spec.home
+            )
         return Account(pw.name, pw.uid, pw.gid, pw.home, created=False)
 
     async def _create(self, spec: AccountSpec) -> Account:

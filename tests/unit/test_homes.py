@@ -123,6 +123,13 @@ def test_make_home_adopts_root_owned_dir_for_a_new_account(tmp_path):
         make_home(str(h), 54321, 54321, 0o700, adopt_root_owned=False)
     assert make_home(str(h), 54321, 54321, 0o700, adopt_root_owned=True) is False
     assert owner_of(h) == (54321, 54321) and mode(h) == 0o700
+    # a populated root-owned directory (think home_root="/" and a user called "etc") never is
+    etc = tmp_path / "homes" / "etc"
+    etc.mkdir(mode=0o755)
+    (etc / "shadow").write_text("root:!:1::::::\n")
+    with pytest.raises(HomeError, match="not empty"):
+        make_home(str(etc), 54321, 54321, 0o700, adopt_root_owned=True)
+    assert owner_of(etc) == (0, 0) and mode(etc) == 0o755
 
 
 @pytest.mark.parametrize("bad_mode", [0o777, 0o775], ids=oct)

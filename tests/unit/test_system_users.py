@@ -417,9 +417,13 @@ async def test_refuses_existing_accounts(fake, make_users, name, kwargs):
 
 
 async def test_allow_existing_accepts_a_normal_account(fake, make_users, made_homes):
-    account = await make_users(allow_existing=True).ensure_account(spec("olduser"))
+    su = make_users(allow_existing=True)
+    account = await su.ensure_account(spec("olduser", home="/home/olduser"))
     assert account == Account("olduser", 1400, 1400, "/home/olduser", created=False)
     assert made_homes == [("/home/olduser", 1400, 1400, 0o700, False)]
+    # a home elsewhere than our layout (an LDAP account, /nonexistent) is left alone
+    account = await su.ensure_account(spec("olduser", home="/srv/homes/olduser"))
+    assert account.home == "/home/olduser" and len(made_homes) == 1
     assert fake.calls == []
 
 
