@@ -346,8 +346,12 @@ async def test_kernel_aware(hub, make_culler):
     assert running(hub) == {("busy", ""), ("active", "")}
     # only idle candidates below the ceiling are asked
     assert hub.count("GET", "server:/api/kernels") == 0  # counted by the fake under its own label
-    asked = sorted(p for m, p in hub.log if p.endswith("/api/kernels"))
-    assert asked == ["/user/busy/api/kernels", "/user/quiet/api/kernels"]
+    asked = sorted(p for m, p in hub.log if "/api/kernels" in p)
+    assert asked == [
+        "/user/busy/api/kernels?no_track_activity=1",
+        "/user/quiet/api/kernels?no_track_activity=1",
+    ]
+    assert c.busy_since == {("busy", ""): NOW - timedelta(seconds=2 * H)}
     assert report.counts["errors"] == 0
 
 

@@ -413,3 +413,23 @@ def test_never_culls_before_timeout(idle, timeout, warn):
         assert d.action != P.CULL
     if d.action == P.CULL:
         assert d.cull_at <= NOW
+
+
+def test_kernel_ceiling_counts_from_first_busy_observation():
+    """Our own kernel check may refresh last_activity; the ceiling must still be reached."""
+    pol = P.Policy(kernel_aware=True, kernel_busy_ceiling=2 * H)
+    since = NOW - timedelta(seconds=2 * H)
+    d = P.decide_server(pol, "a", "", server(idle=H), DEFAULT, NOW, busy_since=since)
+    assert (d.action, d.check_kernels) == (P.CULL, False)
+    d = P.decide_server(
+        pol,
+        "a",
+        "",
+        server(idle=H),
+        DEFAULT,
+        NOW,
+        busy_since=NOW - timedelta(seconds=H),
+        kernels_busy=True,
+    )
+    assert (d.action, d.reason) == (P.KEEP, P.KERNEL_BUSY)
+    assert d.cull_at == NOW + timedelta(seconds=H)

@@ -142,6 +142,7 @@ class Culler:
         self.passes = 0
         self.warned: dict[tuple[str, str], datetime] = {}
         self.pending_seen: dict[tuple[str, str], datetime] = {}
+        self.busy_since: dict[tuple[str, str], datetime] = {}
         self._lock = asyncio.Lock()
         self._exemptions: dict[str, Exemption] = {}
         self._no_kernel_url_logged = False
@@ -201,8 +202,13 @@ class Culler:
                 self._no_kernel_url_logged = True
             return False
         try:
+            # no_track_activity: asking must not count as activity on the server itself
             _, kernels = await self.hub.request(
-                "GET", url.rstrip("/") + "/api/kernels", ok=(200,), retries=1
+                "GET",
+                url.rstrip("/") + "/api/kernels",
+                params={"no_track_activity": 1},
+                ok=(200,),
+                retries=1,
             )
         except HubAPIError as e:
             report.error("kernels", user, server.get("name", ""), str(e))
@@ -323,13 +329,19 @@ class Culler:
                 now,
                 warned_at=warned_at,
                 pending_since=self.pending_seen.get(key),
+                busy_since=self.busy_since.get(key),
             )
             if dec.check_kernels:
                 busy = await self.check_kernels(name, server, report)
                 dec = P.decide_server(
                     self.policy, name, sname, server, timeout, now, warned_at=warned_at,
                     pending_since=self.pending_seen.get(key), kernels_busy=busy,
+                    busy_since=self.busy_since.get(key),
                 )  # fmt: skip
+                if dec.reason == P.KERNEL_BUSY:
+                    self.busy_since.setdefault(key, last or now)
+                else:
+                    self.busy_since.pop(key, None)
             if dec.reason == P.STUCK_STOP:
                 report.add("stuck", dec.as_dict())
             if dec.action == P.WARN:
@@ -411,6 +423,8 @@ class Culler:
             # forget servers that are gone
             for key in [k for k in self.pending_seen if k not in seen_servers]:
                 del self.pending_seen[key]
+            for key in [k for k in self.busy_since if k not in seen_servers]:
+                del self.busy_since[key]
             for key in [k for k in self.warned if k not in seen_servers]:
                 cleared.add(key)
                 del self.warned[key]

@@ -162,12 +162,14 @@ def decide_server(
     warned_at: datetime | None = None,
     pending_since: datetime | None = None,
     kernels_busy: bool | None = None,
+    busy_since: datetime | None = None,
 ) -> Decision:
     """What to do with one server model (``GET /users`` ``servers[name]``).
 
     ``warned_at``: when this server was last warned (None: never). ``pending_since``: when the
     culler first saw the current pending stop. ``kernels_busy``: result of a kernel check (None:
     not checked; a CULL decision with ``check_kernels`` asks the caller to check and call again).
+    ``busy_since``: idle time origin when the culler first found this server busy.
     """
 
     def d(action, reason, inactive=None, cull_at=None, check_kernels=False):
@@ -224,11 +226,15 @@ def decide_server(
     if now < cull_at:
         return d(KEEP, WARNED if warned_at is not None else ACTIVE, inactive, cull_at)
     if policy.kernel_aware:
+        # the ceiling counts from when the server first looked idle-but-busy: the kernel check
+        # itself goes through the proxy and may refresh last_activity
         ceiling = policy.kernel_busy_ceiling
-        if kernels_busy is None and not (ceiling and inactive >= ceiling):
+        origin = min(last, busy_since) if busy_since else last
+        over = bool(ceiling) and (now - origin).total_seconds() >= ceiling
+        if not over and kernels_busy is None:
             return d(CULL, IDLE, inactive, cull_at, check_kernels=True)
-        if kernels_busy and not (ceiling and inactive >= ceiling):
-            later = last + timedelta(seconds=ceiling) if ceiling else None
+        if not over and kernels_busy:
+            later = origin + timedelta(seconds=ceiling) if ceiling else None
             return d(KEEP, KERNEL_BUSY, inactive, later)
     return d(CULL, IDLE, inactive, cull_at)
 
