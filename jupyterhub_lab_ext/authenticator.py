@@ -188,7 +188,13 @@ class UserlistAuthenticatorMixin(UserlistAuthConfig):
         self._current_list()
 
     def _admin_for(self, username: str, entry: UserlistEntry | None) -> bool:
-        return bool(entry and entry.admin) or username in self.admin_users
+        """``admin`` on the line, ``admin_users``, or a file group listed in ``admin_groups``."""
+        if entry is None:
+            return username in self.admin_users
+        in_admin_group = self.manage_groups and bool(
+            set(self.groups_for(entry)) & self.admin_groups
+        )
+        return entry.admin or username in self.admin_users or in_admin_group
 
     # ---- JupyterHub / oauthenticator hooks --------------------------------------------------
 

@@ -458,3 +458,14 @@ async def test_background_poll_starts_with_the_loop(make_auth, userlist, fake_su
             break
         await asyncio.sleep(0.01)
     assert fake_su.names("lock") == ["bob"]
+
+
+async def test_admin_groups_from_file_groups(make_auth, provider, userlist):
+    auth = make_auth(admin_groups={"physics"})
+    model = await login(auth, provider, email="bob@example.org")
+    assert model["admin"] is True
+    bob = FakeUser(name="bob", auth_state=None)
+    assert (await auth.refresh_user(bob))["admin"] is True  # refresh agrees with login
+    edit(userlist, "bob@example.org group:chemistry\n")
+    assert (await auth.refresh_user(bob))["admin"] is False
+    assert (await login(auth, provider, email="bob@example.org"))["admin"] is False

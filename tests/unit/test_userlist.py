@@ -258,3 +258,15 @@ def test_remove_entry(tmp_path):
     assert remove_entry(str(p), "alice") is False
     assert remove_entry(str(p), "staff") is False  # comments are not identities
     parse(p.read_text())
+
+
+def test_owner_and_mode_kept_on_edit(tmp_path):
+    p = tmp_path / "userlist"
+    p.write_text("alice\n")
+    os.chmod(p, 0o600)
+    owner = (65534, 65534) if os.geteuid() == 0 else (os.getuid(), os.getgid())
+    if os.geteuid() == 0:
+        os.chown(p, *owner)
+    set_entry(str(p), "bob")
+    st = os.stat(p)
+    assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (*owner, 0o600)
