@@ -202,13 +202,20 @@ class UserlistAuthenticatorMixin(UserlistAuthConfig):
         return self.identity_from_userinfo(user_info)
 
     def normalize_username(self, username):
-        name = self.username_for_identity(username)
+        try:
+            name = self.username_for_identity(username)
+        except naming.NamingError as e:
+            self.log.warning("identity %r has no system username: %s", username, e)
+            return username.strip().lower()  # rejected by validate_username
         if name != username:
             memo = self._recent_identities
             memo[name] = (username, time.monotonic())
             if len(memo) > _MEMO_SIZE:
                 memo.pop(next(iter(memo)))
         return name
+
+    def validate_username(self, username):
+        return naming.is_valid_posix_name(username) and super().validate_username(username)
 
     def check_blocked_users(self, username, authentication=None):
         why = self.reserved_reason(username)
@@ -238,7 +245,7 @@ class UserlistAuthenticatorMixin(UserlistAuthConfig):
 
     async def get_user_groups(self, auth_state):
         identity = self.identity_from_userinfo(auth_state[self.user_auth_state_key])
-        entry = self.userlist_entry(self.username_for_identity(identity))
+        entry = self.userlist_entry(self.normalize_username(identity))
         return set(self.groups_for(entry)) if entry else set()
 
     async def check_allowed(self, username, auth_model):

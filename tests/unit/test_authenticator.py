@@ -469,3 +469,10 @@ async def test_admin_groups_from_file_groups(make_auth, provider, userlist):
     edit(userlist, "bob@example.org group:chemistry\n")
     assert (await auth.refresh_user(bob))["admin"] is False
     assert (await login(auth, provider, email="bob@example.org"))["admin"] is False
+
+
+@pytest.mark.parametrize("identity", ["@gmail.com", "   "], ids=["empty-local-part", "blank"])
+async def test_unmappable_identity_is_rejected_cleanly(make_auth, provider, identity):
+    auth = make_auth()
+    assert await login(auth, provider, email=identity) is None
+    assert auth.validate_username("alice") and not auth.validate_username("Alice@x")
