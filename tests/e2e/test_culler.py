@@ -1,0 +1,360 @@
+"""End-to-end: the idle culler as a managed service of a real JupyterHub with real servers.
+
+Single-user servers are real ``jupyterhub-singleuser`` (JupyterLab) processes started by
+JupyterHub's SimpleLocalProcessSpawner (as root, ``--allow-root``): real, but no system users
+needed. Short timeouts; most tests trigger passes over REST (``cull_every`` is long) so nothing
+races the background loop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import threading
+import time
+from datetime import datetime, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import httpx
+import pytest
+from harness import VENV_BIN, free_port, run_in_kernel, wait_until
+
+SERVICE = "idle-culler"
+
+
+def culler_config(
+    workdir: Path, users: dict[str, list[str]], *args: str, public_port: int, extra: str = ""
+) -> str:
+    """Hub config: dummy authenticator, simple spawner, the culler as a managed service."""
+    port = free_port()
+    command = [
+        str(VENV_BIN / "python"),
+        "-m",
+        "jupyterhub_lab_ext.services.culler",
+        f"--db-url=sqlite:///{workdir}/culler.sqlite",
+        f"--LabIdleCuller.server_base_url=http://127.0.0.1:{public_port}",
+        *args,
+    ]
+    groups = {}
+    for user, user_groups in users.items():
+        for g in user_groups:
+            groups.setdefault(g, {"users": []})["users"].append(user)
+    return f"""
+c.JupyterHub.authenticator_class = "dummy"
+c.JupyterHub.spawner_class = "simple"
+c.Spawner.args = ["--allow-root"]
+c.JupyterHub.last_activity_interval = 2
+c.JupyterHub.allow_named_servers = True
+c.JupyterHub.load_groups = {groups!r}
+c.JupyterHub.custom_scopes = {{
+    "custom:idle-culler:admin": {{"description": "Trigger culler passes, change exemptions"}},
+}}
+c.JupyterHub.services.append({{
+    "name": {SERVICE!r},
+    "url": "http://127.0.0.1:{port}",
+    "command": {command!r},
+}})
+c.JupyterHub.load_roles.append({{
+    "name": "idle-culler",
+    "services": [{SERVICE!r}],
+    "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers",
+               "read:users:groups", "access:servers"],
+}})
+c.JupyterHub.load_roles.append({{
+    "name": "culler-admins",
+    "services": ["e2e-admin"],
+    "scopes": ["custom:idle-culler:admin", "access:services!service={SERVICE}"],
+}})
+c.JupyterHub.load_roles.append({{
+    "name": "culler-readers",
+    "groups": ["culler-readers"],
+    "scopes": ["access:services!service={SERVICE}"],
+}})
+{extra}
+"""
+
+
+class Culler:
+    """REST access to the culler through the hub's proxy."""
+
+    def __init__(self, hub):
+        self.hub = hub
+        self.base = f"{hub.url}/services/{SERVICE}/"
+
+    def call(self, method, path, token=None, **kw):
+        headers = kw.pop("headers", {})
+        if token is not False:
+            headers["Authorization"] = f"token {token or self.hub.admin_token}"
+        return httpx.request(method, self.base + path, headers=headers, timeout=60, **kw)
+
+    def wait_up(self, timeout=60):
+        wait_until(
+            lambda: self.call("GET", "health", token=False).status_code == 200,
+            timeout=timeout,
+            what="culler health",
+        )
+
+    def run_pass(self, dry_run=False):
+        resp = self.call("POST", "api/passes" + ("?dry_run=1" if dry_run else ""))
+        assert resp.status_code == 200, resp.text
+        return resp.json()
+
+
+def make_culler_hub(make_hub, tmp_path, users, *args, extra=""):
+    workdir = tmp_path / "culler"
+    workdir.mkdir(exist_ok=True)
+    hub = make_hub(authenticator=None, start=False)
+    hub.append_config(culler_config(workdir, users, *args, public_port=hub.port, extra=extra))
+    hub.start()
+    culler = Culler(hub)
+    culler.wait_up()
+    return hub, culler, workdir
+
+
+def servers(hub, name):
+    return (hub.user_model(name) or {}).get("servers", {})
+
+
+def idle_seconds(hub, name):
+    srv = servers(hub, name).get("")
+    if not srv or not srv.get("last_activity"):
+        return None
+    last = datetime.fromisoformat(srv["last_activity"].replace("Z", "+00:00"))
+    return (datetime.now(timezone.utc) - last).total_seconds()
+
+
+def wait_idle(hub, names, seconds, keep_active=(), timeout=90):
+    """Wait until every server in ``names`` has been idle ``seconds`` (per the hub), while
+    sending real traffic through the proxy to the servers in ``keep_active``."""
+
+    def check():
+        for name in keep_active:
+            r = hub.server_api(name, "GET", "contents")
+            assert r.status_code == 200, r.text
+        return all((idle_seconds(hub, n) or 0) >= seconds for n in names)
+
+    wait_until(check, timeout=timeout, interval=1, what=f"{names} idle for {seconds}s")
+
+
+def user_token(hub, name, scopes):
+    resp = hub.api("POST", f"users/{name}/tokens", json={"scopes": scopes, "note": "e2e"})
+    assert resp.status_code == 201, resp.text
+    return resp.json()["token"]
+
+
+def culler_pids(workdir: Path) -> list[int]:
+    marker = f"sqlite:///{workdir}/culler.sqlite".encode()
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+            if b"jupyterhub_lab_ext.services.culler" in cmdline and marker in cmdline:
+                pids.append(int(entry))
+    return pids
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def test_rest_auth_and_bad_input(make_hub, tmp_path, user_prefix):
+    reader, nobody = f"{user_prefix}reader", f"{user_prefix}nobody"
+    hub, culler, _ = make_culler_hub(
+        make_hub, tmp_path, {reader: ["culler-readers"], nobody: ["others"]}, "--timeout=600"
+    )
+    read_token = user_token(hub, reader, [f"access:services!service={SERVICE}"])
+    nobody_token = user_token(hub, nobody, [f"read:users:name!user={nobody}"])
+
+    assert culler.call("GET", "health", token=False).status_code == 200
+    for path in ("api/status", f"api/users/{reader}", "metrics"):
+        r = culler.call("GET", path, token=False)
+        assert r.status_code == 401 and r.json()["status"] == 401
+        r = culler.call("GET", path, token="not-a-real-token")
+        assert r.status_code == 401
+        r = culler.call("GET", path, token=nobody_token)
+        assert r.status_code == 403 and r.json()["status"] == 403
+        r = culler.call("GET", path, token=read_token)
+        assert r.status_code == 200, r.text
+    # reads are not writes
+    assert culler.call("POST", "api/passes", token=read_token).status_code == 403
+    r = culler.call("PUT", f"api/exemptions/{reader}", token=read_token, json={})
+    assert r.status_code == 403
+    # the admin-scoped service may, and bad bodies are 400s with a message
+    r = culler.call("PUT", f"api/exemptions/{reader}", content=b"{nope")
+    assert r.status_code == 400 and "JSON" in r.json()["message"]
+    r = culler.call("PUT", f"api/exemptions/{reader}", json={"until": "2001-01-01T00:00:00Z"})
+    assert r.status_code == 400 and "past" in r.json()["message"]
+    r = culler.call("GET", "api/users/no-such-user", token=read_token)
+    assert r.status_code == 404
+
+
+def test_idle_culled_active_kept_group_override_and_dry_run(make_hub, tmp_path, user_prefix):
+    idle, active, teacher = (f"{user_prefix}{n}" for n in ("idle", "active", "teacher"))
+    hub, culler, _ = make_culler_hub(
+        make_hub,
+        tmp_path,
+        {idle: [], active: [], teacher: ["teachers"]},
+        "--timeout=10",
+        "--cull-every=3600",
+        "--LabIdleCuller.group_timeouts={'teachers': 3600}",
+    )
+    for name in (idle, active, teacher):
+        hub.start_server(name)
+    wait_idle(hub, [idle, teacher], 14, keep_active=[active])
+
+    report = culler.run_pass(dry_run=True)
+    assert report["dry_run"] is True
+    assert [e["user"] for e in report["culled"]] == [idle]
+    assert all(servers(hub, n).get("", {}).get("ready") for n in (idle, active, teacher))
+
+    report = culler.run_pass()
+    assert [(e["user"], e["reason"]) for e in report["culled"] + report["stopping"]] == [
+        (idle, "idle")
+    ]
+    wait_until(lambda: "" not in servers(hub, idle), timeout=60, what="idle server gone")
+    assert servers(hub, active)[""]["ready"] and servers(hub, teacher)[""]["ready"]
+
+    view = culler.call("GET", f"api/users/{teacher}").json()
+    assert (view["timeout_seconds"], view["timeout_source"]) == (3600, "group:teachers")
+    status = culler.call("GET", "api/status").json()
+    assert status["last_pass"]["counts"]["culled"] + status["last_pass"]["counts"]["stopping"] == 1
+    metrics = culler.call("GET", "metrics").text
+    assert 'jhle_culler_culls_total{kind="server",reason="idle"} 1.0' in metrics
+
+
+def test_exemption_survives_service_restart(make_hub, tmp_path, user_prefix):
+    alice, bob = f"{user_prefix}alice", f"{user_prefix}bob"
+    hub, culler, workdir = make_culler_hub(
+        make_hub, tmp_path, {alice: [], bob: []}, "--timeout=8", "--cull-every=3600"
+    )
+    r = culler.call("PUT", f"api/exemptions/{alice}", json={"reason": "long job"})
+    assert r.status_code == 201, r.text
+    hub.start_server(alice)
+    hub.start_server(bob)
+
+    # the hub restarts its managed service when it exits
+    old = culler_pids(workdir)
+    assert len(old) == 1
+    os.kill(old[0], signal.SIGTERM)
+    wait_until(
+        lambda: (p := culler_pids(workdir)) and p != old,
+        timeout=90,
+        interval=1,
+        what="hub restarted the culler",
+    )
+    culler.wait_up(timeout=60)
+
+    view = culler.call("GET", f"api/users/{alice}").json()
+    assert view["exemption"]["reason"] == "long job" and view["timeout_source"] == "exemption"
+    wait_idle(hub, [alice, bob], 10)
+    report = culler.run_pass()
+    assert [e["user"] for e in report["culled"] + report["stopping"]] == [bob]
+    wait_until(lambda: "" not in servers(hub, bob), timeout=60, what="bob's server gone")
+    assert servers(hub, alice)[""]["ready"]
+
+    assert culler.call("DELETE", f"api/exemptions/{alice}").status_code == 204
+    report = culler.run_pass()
+    assert [e["user"] for e in report["culled"] + report["stopping"]] == [alice]
+
+
+def test_stuck_pending_spawn_stopped(make_hub, tmp_path, user_prefix):
+    stuck = f"{user_prefix}stuck"
+    hub, culler, _ = make_culler_hub(
+        make_hub,
+        tmp_path,
+        {stuck: []},
+        "--timeout=600",
+        "--cull-every=2",
+        "--pending-timeout=5",
+        # a "server" that never answers: the spawn stays pending until start_timeout
+        extra='c.Spawner.cmd = ["/bin/sh", "-c", "exec sleep 600", "stuck"]\n'
+        "c.Spawner.start_timeout = 600\nc.Spawner.http_timeout = 600\n",
+    )
+    r = hub.api("POST", f"users/{stuck}/server", json={})
+    assert r.status_code == 202, r.text
+    assert servers(hub, stuck)[""]["pending"] == "spawn"
+    wait_until(lambda: "" not in servers(hub, stuck), timeout=90, interval=1, what="spawn stopped")
+    metrics = culler.call("GET", "metrics").text
+    assert 'jhle_culler_culls_total{kind="server",reason="stuck-spawn"} 1.0' in metrics
+
+
+class _Receiver(BaseHTTPRequestHandler):
+    received: list = []
+
+    def do_POST(self):  # noqa: N802 - http.server API
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.received.append((time.monotonic(), json.loads(body)))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def test_webhook_warning_before_cull(make_hub, tmp_path, user_prefix):
+    carol = f"{user_prefix}carol"
+    port = free_port()
+    _Receiver.received = []
+    receiver = ThreadingHTTPServer(("127.0.0.1", port), _Receiver)
+    thread = threading.Thread(target=receiver.serve_forever, daemon=True)
+    thread.start()
+    try:
+        hub, culler, _ = make_culler_hub(
+            make_hub,
+            tmp_path,
+            {carol: []},
+            "--timeout=14",
+            "--cull-every=2",
+            "--warning-period=8",
+            f"--webhook-url=http://127.0.0.1:{port}/hook",
+        )
+        hub.start_server(carol)
+        wait_until(lambda: _Receiver.received, timeout=90, interval=0.5, what="webhook POST")
+        warned_at, payload = _Receiver.received[0]
+        assert payload["event"] == "cull-warning" and payload["user"] == carol
+        assert payload["seconds_left"] > 0
+        assert servers(hub, carol)[""]["ready"]  # warned, not culled yet
+        view = culler.call("GET", f"api/users/{carol}").json()
+        assert view["servers"][""]["warned_at"] is not None
+        wait_until(lambda: "" not in servers(hub, carol), timeout=90, interval=1, what="cull")
+        assert [p["user"] for _, p in _Receiver.received] == [carol]  # warned once
+    finally:
+        receiver.shutdown()
+        receiver.server_close()
+        thread.join(10)
+
+
+def test_busy_kernel_keeps_server(make_hub, tmp_path, user_prefix):
+    busy, quiet = f"{user_prefix}busy", f"{user_prefix}quiet"
+    hub, culler, _ = make_culler_hub(
+        make_hub,
+        tmp_path,
+        {busy: [], quiet: []},
+        "--timeout=10",
+        "--cull-every=3600",
+        "--kernel-aware=True",
+    )
+
+    kernels = {}
+    for name in (busy, quiet):
+        hub.start_server(name)
+        r = hub.server_api(name, "POST", "kernels", json={"name": "python3"})
+        assert r.status_code == 201, r.text
+        kernels[name] = r.json()["id"]
+    assert (
+        run_in_kernel(hub, quiet, kernels[quiet], "print(6 * 7)", timeout=120)["stdout"] == "42\n"
+    )
+    with pytest.raises(TimeoutError):
+        run_in_kernel(hub, busy, kernels[busy], "import time; time.sleep(900)", timeout=5)
+    state = {k["id"]: k["execution_state"] for k in hub.server_api(busy, "GET", "kernels").json()}
+    assert state[kernels[busy]] == "busy"
+
+    wait_idle(hub, [busy, quiet], 12)
+    report = culler.run_pass()
+    assert [e["user"] for e in report["culled"] + report["stopping"]] == [quiet]
+    wait_until(lambda: "" not in servers(hub, quiet), timeout=60, what="quiet server gone")
+    assert servers(hub, busy)[""]["ready"]
