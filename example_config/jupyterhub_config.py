@@ -127,11 +127,13 @@ c.UserlistAuthenticatorMixin.system_users_state_dir = "/var/lib/jupyterhub-lab-e
 # Spawner: each user picks a shared or a personal conda environment on the spawn form.
 # ---------------------------------------------------------------------------------------------
 c.JupyterHub.spawner_class = "conda-kernel"
+# Set on the mixin, these apply to conda-kernel and to conda-kernel-docker/-swarm alike
+# (docker/jupyterhub_docker_config.py reuses this file).
 # shared envs, offered as shared/<name>; root-owned, mode 755
-c.CondaKernelSpawner.shared_env_dirs = ["/opt/conda/envs"]
+c.CondaKernelSpawnerMixin.shared_env_dirs = ["/opt/conda/envs"]
 # users' own envs, offered as mine/<name> (the first entry is where `conda create -n` puts them)
-c.CondaKernelSpawner.user_env_dirs = ["~/.conda/envs"]
-c.CondaKernelSpawner.default_env = "shared/python3"
+c.CondaKernelSpawnerMixin.user_env_dirs = ["~/.conda/envs"]
+c.CondaKernelSpawnerMixin.default_env = "shared/python3"
 # The single-user server runs from the hub's venv (world-readable); kernels run in the envs.
 c.Spawner.cmd = [f"{VENV}/bin/jupyterhub-singleuser"]
 c.Spawner.default_url = "/lab"

@@ -112,12 +112,9 @@ else:
     c.DockerSpawner.ip = "127.0.0.1"
 c.JupyterHub.spawner_class = Spawner
 
-# The conda-kernel settings of the single-machine config are on c.CondaKernelSpawner, which is
-# the LocalProcessSpawner flavour; move them to the spawner class used here.
-spawner_config = c[Spawner.__name__]
-spawner_config.merge(c.pop("CondaKernelSpawner", {}))
-# shared envs: read-only, same path in every container (read_only_volumes defaults to that)
-spawner_config.shared_env_dirs = ["/opt/conda/envs"]
+# The conda-kernel settings (c.CondaKernelSpawnerMixin.*) of the single-machine config apply
+# here too. The container spawners mount each of shared_env_dirs read-only at its own path
+# (the default of read_only_volumes), so kernels find their envs where the hub saw them.
 
 c.DockerSpawner.image = IMAGE
 c.DockerSpawner.network_name = "host"

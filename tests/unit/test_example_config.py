@@ -402,8 +402,8 @@ def test_state_stays_under_the_state_dir(env, tmp_path):
 
 MISTAKES = {
     "typo-in-trait": (
-        "c.CondaKernelSpawner.shared_env_dirs",
-        "c.CondaKernelSpawner.shared_env_dir",
+        "c.CondaKernelSpawnerMixin.shared_env_dirs",
+        "c.CondaKernelSpawnerMixin.shared_env_dir",
     ),
     "wrong-class-for-provider": (
         "c.UserlistOAuthenticator.authorize_url",
@@ -563,7 +563,7 @@ def test_compose_files_use_host_network_and_read_only_shared_envs(env, path):
     mounts = {v.split(":")[1]: v for v in volumes}
     # shared envs read-only at the same path; homes at the same path
     cfg = load(DOCKER_CONFIG)
-    for shared in cfg.CondaKernelSpawner.get("shared_env_dirs", ["/opt/conda/envs"]):
+    for shared in cfg.CondaKernelSpawnerMixin.shared_env_dirs:
         assert mounts[shared] == f"{shared}:{shared}:ro"
     assert mounts["/home"].startswith("/home:/home")
     assert "/var/run/docker.sock" in mounts
@@ -577,12 +577,11 @@ def test_dockerfiles_install_the_package():
     assert "configurable-http-proxy" in (DOCKER / "Dockerfile.hub").read_text()
 
 
-def test_docker_check_catches_settings_left_on_the_local_spawner(env, tmp_path):
-    # c.CondaKernelSpawner.* does not apply to the container spawners: the config must move it
+def test_docker_check_catches_a_wrong_docker_option(env, tmp_path):
     text = DOCKER_CONFIG.read_text()
-    old = 'spawner_config.merge(c.pop("CondaKernelSpawner", {}))'
+    old = 'c.DockerSpawner.network_name = "host"'
     assert old in text
     broken = tmp_path / "jupyterhub_docker_config.py"
-    broken.write_text(text.replace(old, "pass"))
+    broken.write_text(text.replace(old, 'c.DockerSpawner.network = "host"'))
     problems = trait_problems(load(broken))
-    assert any("CondaKernelSpawner" in p for p in problems), problems
+    assert any("DockerSpawner.network " in p for p in problems), problems
