@@ -329,7 +329,14 @@ class UserlistAuthenticatorMixin(UserlistAuthConfig):
                 set_entry, self.userlist_file, identity, admin=bool(getattr(user, "admin", False))
             )
             self._userlist.invalidate()
-            self._current_list()
+            if self.userlist_entry(user.name) is None:  # file broken, or identity maps elsewhere
+                await asyncio.to_thread(remove_entry, self.userlist_file, identity)
+                self._userlist.invalidate()
+                errors = "; ".join(str(e) for e in self._userlist.errors)
+                raise ValueError(
+                    f"{identity!r} could not be added to the userlist as {user.name!r}: "
+                    + (errors or "type the identity (login or email) on the admin page")
+                )
         await self._provision(user.name)
 
     def _identity_memo(self, username: str) -> str:

@@ -476,3 +476,20 @@ async def test_unmappable_identity_is_rejected_cleanly(make_auth, provider, iden
     auth = make_auth()
     assert await login(auth, provider, email=identity) is None
     assert auth.validate_username("alice") and not auth.validate_username("Alice@x")
+
+
+async def test_admin_page_add_rolled_back_when_the_line_would_not_apply(make_auth, userlist):
+    auth = make_auth(username_prefix="jh-")
+    # POST /users/jh-zoe (no normalization): "jh-zoe" is a valid name, it maps to itself
+    await auth.add_user(SimpleNamespace(name="jh-zoe", admin=False))
+    assert "jh-zoe\n" in userlist.read_text()
+    # "zed" would be user jh-zed, never zed: refused, file unchanged
+    before = userlist.read_text()
+    with pytest.raises(ValueError, match="could not be added to the userlist as 'zed'"):
+        await auth.add_user(SimpleNamespace(name="zed", admin=False))
+    assert userlist.read_text() == before
+    # a broken file: the error is reported and the line is not left behind
+    edit(userlist, before + "oops admn\n")
+    with pytest.raises(ValueError, match="unknown token 'admn'"):
+        await auth.add_user(SimpleNamespace(name="jh-amy", admin=False))
+    assert userlist.read_text() == before + "oops admn\n"
