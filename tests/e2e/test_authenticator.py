@@ -202,3 +202,42 @@ def test_browser_login_to_jupyterlab(make_hub, oidc, user_prefix, page, template
     page.locator(".jp-Launcher").first.wait_for(timeout=60_000)
     page.screenshot(path=str(ARTIFACTS / "authenticator-jupyterlab.png"), full_page=True)
     hub.stop_server(f"{user_prefix}{ident}")
+
+
+def _locked(name: str) -> bool:
+    """Locked as system_users does it: password field starts with '!!' or the account expired."""
+    with open("/etc/shadow") as f:
+        for line in f:
+            fields = line.rstrip("\n").split(":")
+            if fields[0] == name:
+                return fields[1].startswith("!!") or fields[7] not in ("", None)
+    raise KeyError(name)
+
+
+def test_removal_stops_servers_and_locks_the_account(make_hub, oidc, user_prefix, home_root):
+    ident = f"gone{tag()}"
+    oidc.set_identity(ident, email=f"{ident}@example.org", email_verified=True)
+    archive = home_root / "archive"
+    hub = make_hub(
+        "c.UserlistOAuthenticator.on_removal = 'lock'\n"
+        f"c.UserlistOAuthenticator.archive_removed_homes = {str(archive)!r}\n"
+        "c.UserlistOAuthenticator.userlist_poll_interval = 0.5\n",
+        userlist=f"{ident}\nsomeone-else\n",
+    )
+    name = f"{user_prefix}{ident}"
+    assert hub.login(ident)[1].status_code == 200
+    hub.start_server(name)
+    assert not _locked(name)
+
+    hub.userlist_path.write_text("someone-else\n")  # no request from the user: the poll acts
+    wait_until(
+        lambda: (hub.user_model(name) or {}).get("servers") == {}, timeout=60, what="server stopped"
+    )
+    wait_until(lambda: _locked(name), timeout=30, what="account locked")
+    wait_until(lambda: list(archive.glob(f"{name}-*.tar.gz")), timeout=30, what="home archived")
+    assert Path(pwd.getpwnam(name).pw_dir).is_dir()  # the home itself stays
+    refused_text(hub.login(ident)[1])
+
+    hub.userlist_path.write_text(f"someone-else\n{ident}\n")  # back: unlocked at login
+    assert hub.login(ident)[1].status_code == 200
+    assert not _locked(name)
