@@ -79,7 +79,6 @@ class UserlistAuthenticatorMixin(UserlistAuthConfig):
         self._normalize = naming.make_normalizer(
             prefix=self.username_prefix, domain_rules=self.domain_rules
         )
-        self._extra_reserved = frozenset(self.reserved_usernames)
         self._system_names: frozenset[str] | None = None
         self._userlist = UserlistFile(
             self.userlist_file,
@@ -148,9 +147,10 @@ class UserlistAuthenticatorMixin(UserlistAuthConfig):
 
     def reserved_reason(self, username: str) -> str | None:
         """Why ``username`` must never be handed out (reserved/system account), else None."""
-        if self._system_names is None:
-            self._system_names = self.system_names_loader(self.uid_min)
-        return naming.reserved_reason(username, self._system_names | self._extra_reserved)
+        if self._system_names is None:  # read once: passwd database + reserved_usernames
+            loaded = self.system_names_loader(self.uid_min)
+            self._system_names = frozenset(loaded) | frozenset(self.reserved_usernames)
+        return naming.reserved_reason(username, self._system_names)
 
     def _current_list(self) -> Userlist:
         new = self._userlist.get()

@@ -493,3 +493,13 @@ async def test_admin_page_add_rolled_back_when_the_line_would_not_apply(make_aut
     with pytest.raises(ValueError, match="unknown token 'admn'"):
         await auth.add_user(SimpleNamespace(name="jh-amy", admin=False))
     assert userlist.read_text() == before + "oops admn\n"
+
+
+async def test_reserved_usernames_config(make_auth, provider, userlist):
+    userlist.write_text("dave\nops-bot\n")
+    auth = make_auth(reserved_usernames={"ops-bot"})
+    assert auth.userlist_entry("dave") is None  # an invalid file is not used at all
+    assert [str(e).split(": ", 1)[1] for e in auth._userlist.errors] == [
+        "identity 'ops-bot': 'ops-bot' is a reserved or system account name and is never handed out"
+    ]
+    assert "reserved or system account" in await refused(auth, provider, email="ops-bot")
