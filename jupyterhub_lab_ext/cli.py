@@ -139,7 +139,12 @@ def register_userlist(subparsers) -> argparse.ArgumentParser:
     top.set_defaults(func=lambda args: (top.print_help(), 2)[1])
     sub = top.add_subparsers(dest="userlist_command")
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("file", nargs="?", metavar="FILE", help="the userlist file")
+    common.add_argument(
+        "file",
+        nargs="?",
+        metavar="FILE",
+        help="the userlist file (default: userlist_file of --config)",
+    )
     common.add_argument(
         "--config", metavar="PATH", help="jupyterhub_config.py to take naming settings from"
     )
