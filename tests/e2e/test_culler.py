@@ -109,6 +109,9 @@ def make_culler_hub(make_hub, tmp_path, users, *args, extra=""):
     hub = make_hub(authenticator=None, start=False)
     hub.append_config(culler_config(workdir, users, *args, public_port=hub.port, extra=extra))
     hub.start()
+    for name in users:  # users in groups exist already (load_groups), others do not
+        r = hub.api("POST", f"users/{name}")
+        assert r.status_code in (201, 409), r.text
     culler = Culler(hub)
     culler.wait_up()
     return hub, culler, workdir
