@@ -20,6 +20,7 @@ import time
 from urllib.parse import quote
 
 from traitlets import Bool, Dict, Float, Int, Unicode, default
+from traitlets.config import Config
 
 from ...hubapi import HubAPIError
 from ..common import ServiceApp
@@ -187,7 +188,10 @@ class UserLimitApp(ServiceApp):
             except ValueError:
                 self.log.critical("$%s is not valid JSON", SETTINGS_ENV)
                 self.exit(1)
-            self.update_config({"UserLimitApp": settings})
+            if not isinstance(settings, dict):
+                self.log.critical("$%s must hold a JSON object", SETTINGS_ENV)
+                self.exit(1)
+            self.update_config(Config({"UserLimitApp": settings}))
             self.update_config(self.cli_config)
         self.metrics = UserLimitMetrics(self.registry, self.metrics_namespace, self)
         self.ledger = Ledger(self.configured_limits(), time.time)

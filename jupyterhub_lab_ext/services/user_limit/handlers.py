@@ -268,13 +268,16 @@ class QueuePageHandler(LimitHandler):
         server_name = self.get_argument("server", "")
         if len(server_name) > MAX_NAME or "/" in server_name:
             raise web.HTTPError(400, "invalid server name")
+        xsrf = self.xsrf_token
         html = template.render(
             user=name,
+            # cookie-authenticated fetch() calls must carry the hub's xsrf token
+            xsrf_token=xsrf.decode("ascii") if isinstance(xsrf, bytes) else str(xsrf),
             server_name=server_name,
             status_url=self.app.service_prefix + "api/users/" + quote(name, safe=""),
-            pending_url=base_url + "hub/spawn-pending/" + quote(name, safe="") + "/",
+            pending_url=base_url + "hub/spawn-pending/" + quote(name, safe=""),
             home_url=base_url + "hub/home",
-            spawn_url=base_url + "hub/spawn/" + quote(name, safe="") + "/",
+            spawn_url=base_url + "hub/spawn/" + quote(name, safe=""),
         )
         self.set_header("Content-Type", "text/html; charset=utf-8")
         self.finish(html)

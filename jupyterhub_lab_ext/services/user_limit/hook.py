@@ -334,6 +334,7 @@ def enable_user_limit(
     db_url: str | None = None,
     environment: dict | None = None,
     admin_scope: str = "custom:user-limit:admin",
+    service_options: dict | None = None,
     **settings,
 ) -> UserLimitHook:
     """Enable the user-limit service and its hub-side hooks in a hub config ``c``.
@@ -351,6 +352,7 @@ def enable_user_limit(
     :param fail_open: what to do when the service cannot be reached (see the module docs).
     :param db_url: the service's database (default: ``sqlite:///user-limit.sqlite`` in the hub's
         working directory; ``postgresql://...`` works too).
+    :param service_options: extra keys for the hub's service entry, e.g. ``{"timeout": 60}``.
     :returns: the :class:`UserLimitHook` (its ``pre_spawn_hook`` etc. are already set in ``c``).
     """
     import jupyterhub
@@ -393,6 +395,7 @@ def enable_user_limit(
                 "enable_user_limit(managed=False) needs api_token= for the external service"
             )
         service["api_token"] = api_token
+    service.update(service_options or {})
     services = list(_existing(c.JupyterHub, "services", []))
     c.JupyterHub.services = [s for s in services if s.get("name") != name] + [service]
 

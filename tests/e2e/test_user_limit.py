@@ -1,0 +1,365 @@
+"""The user-limit service end to end: a real hub + proxy, the managed service, real single-user
+servers (``jupyterhub-singleuser`` processes), real logins through the OIDC provider and a real
+browser for the queue page.
+
+Most cases use JupyterHub's ``SimpleLocalProcessSpawner`` (real servers, no system users) so many
+servers start quickly; the login cases use the userlist authenticator with real system users.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import shutil
+import signal
+from pathlib import Path
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from harness import ARTIFACTS, free_port, wait_until
+
+SERVICE = "user-limit"
+
+
+def limit_config(
+    tmp: Path, port: int, *, hook_args: str = "", simple: bool = True, null_auth: bool = True
+) -> str:
+    """Hub config: the one-line ``enable_user_limit`` plus (optionally) a light spawner."""
+    lines = ["from jupyterhub_lab_ext.services.user_limit.hook import enable_user_limit"]
+    if simple:
+        homes = tmp / "homes"
+        homes.mkdir(exist_ok=True)
+        lines += [
+            "c.JupyterHub.spawner_class = 'jupyterhub.spawner.SimpleLocalProcessSpawner'",
+            f"c.SimpleLocalProcessSpawner.home_dir_template = '{homes}/{{username}}'",
+            "c.Spawner.args = ['--allow-root']",
+        ]
+    if null_auth:
+        # users made over REST only; no system accounts needed
+        lines.append("c.JupyterHub.authenticator_class = 'null'")
+    lines += [
+        "c.JupyterHub.allow_named_servers = True",
+        f"enable_user_limit(c, url='http://127.0.0.1:{port}', reconcile_interval=3, "
+        f"housekeeping_interval=0.5, {hook_args})",
+        # the harness's admin service may change limits (custom scope made by enable_user_limit)
+        "c.JupyterHub.load_roles.append({'name': 'e2e-limit-admin', "
+        "'scopes': ['custom:user-limit:admin'], 'services': ['e2e-admin']})",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+class Limits:
+    """Talks to one hub running the user-limit service."""
+
+    def __init__(self, hub, prefix: str):
+        self.hub = hub
+        self.prefix = prefix
+
+    def names(self, *short):
+        return [f"{self.prefix}{s}" for s in short]
+
+    def create_users(self, *short) -> list[str]:
+        names = self.names(*short)
+        resp = self.hub.api("POST", "users", json={"usernames": names})
+        assert resp.status_code == 201, resp.text
+        return names
+
+    def svc(self, method: str, path: str, token: str | None = None, **kw) -> httpx.Response:
+        """The service's REST API through the proxy (``/services/user-limit/...``)."""
+        return httpx.request(
+            method,
+            f"{self.hub.url}/services/{SERVICE}/{path}",
+            headers={"Authorization": f"token {token or self.hub.admin_token}"},
+            timeout=30,
+            **kw,
+        )
+
+    def status(self) -> dict:
+        resp = self.svc("GET", "api/status")
+        assert resp.status_code == 200, resp.text
+        return resp.json()
+
+    def queue(self) -> list[str]:
+        return [e["user"] for e in self.svc("GET", "api/queue").json()["entries"]]
+
+    def spawn(self, name: str, server: str = "") -> httpx.Response:
+        path = f"users/{name}/server" + (f"s/{server}" if server else "")
+        return self.hub.api("POST", path, json={}, timeout=120)
+
+    def active(self) -> dict[str, list[str]]:
+        """{user: [server names]} of every server the hub reports active (pending or ready)."""
+        out = {}
+        resp = self.hub.api("GET", "users", params={"state": "active", "limit": 200})
+        assert resp.status_code == 200, resp.text
+        for u in resp.json():
+            if u["name"].startswith(self.prefix):
+                out[u["name"]] = sorted(u["servers"])
+        return out
+
+    def ready(self) -> set[tuple[str, str]]:
+        resp = self.hub.api("GET", "users", params={"state": "ready", "limit": 200})
+        return {
+            (u["name"], s)
+            for u in resp.json()
+            if u["name"].startswith(self.prefix)
+            for s, m in u["servers"].items()
+            if m.get("ready")
+        }
+
+    def wait_ready(self, name: str, server: str = "", timeout: float = 150):
+        return wait_until(
+            lambda: (name, server) in self.ready(), timeout=timeout, what=f"{name}:{server} ready"
+        )
+
+    def service_pid(self) -> int:
+        """PID of the managed service process (a child of this hub's process)."""
+        hub_pid = self.hub.process.pid
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                cmd = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            if ppid == hub_pid and b"jupyterhub_lab_ext.services.user_limit" in cmd:
+                return int(entry)
+        raise LookupError("service process not found")
+
+
+@pytest.fixture
+def limits_hub(make_hub, tmp_path, user_prefix):
+    """``factory(hook_args, simple=True, **hub_kwargs)`` -> Limits on a started hub."""
+
+    def factory(hook_args: str = "", *, simple: bool = True, **kw) -> Limits:
+        port = free_port()
+        kw.setdefault("authenticator", None)
+        config = limit_config(
+            tmp_path,
+            port,
+            hook_args=hook_args,
+            simple=simple,
+            null_auth=kw["authenticator"] is None,
+        )
+        hub = make_hub(config, **kw)
+        return Limits(hub, user_prefix)
+
+    yield factory
+    shutil.rmtree(tmp_path / "homes", ignore_errors=True)
+
+
+def test_third_user_queues_and_starts_by_itself(limits_hub):
+    lim = limits_hub("max_active_servers=2")
+    a, b, c = lim.create_users("a", "b", "c")
+    for name in (a, b):
+        assert lim.spawn(name).status_code in (201, 202)
+    resp = lim.spawn(c)
+    assert resp.status_code == 429, resp.text
+    assert int(resp.headers["Retry-After"]) >= 5
+    assert resp.headers["X-JupyterHub-Queue-Position"] == "1"
+    assert "number 1 in line" in resp.json()["message"]
+    # asking again (another tab, a script) keeps the same single place
+    assert lim.spawn(c).headers["X-JupyterHub-Queue-Position"] == "1"
+    assert lim.queue() == [c]
+    lim.wait_ready(a)
+    lim.wait_ready(b)
+    assert set(lim.active()) == {a, b}
+
+    lim.hub.stop_server(a)
+    lim.wait_ready(c)  # started by the service, nobody asked again
+    assert set(lim.active()) == {b, c}
+    status = lim.status()
+    assert status["usage"]["active_servers"] == 2 and status["queue_length"] == 0
+    me = lim.svc("GET", f"api/users/{c}").json()
+    assert me["state"] == "active" and me["position"] is None
+
+
+def test_fifty_concurrent_spawns_against_cap_ten(limits_hub):
+    lim = limits_hub("max_active_servers=10, start_queued_servers=False")
+    names = lim.create_users(*[f"p{i:02d}" for i in range(50)])
+
+    def spawn(name):
+        return name, lim.spawn(name).status_code
+
+    with concurrent.futures.ThreadPoolExecutor(50) as pool:
+        results = dict(pool.map(spawn, names))
+    started = sorted(n for n, s in results.items() if s in (201, 202))
+    refused = [n for n, s in results.items() if s == 429]
+    assert len(started) == 10, results
+    assert len(refused) == 40
+    for name in started:
+        lim.wait_ready(name, timeout=240)
+    assert sorted(lim.active()) == started
+    assert len(lim.ready()) == 10
+    queue = lim.svc("GET", "api/queue").json()
+    assert [e["position"] for e in queue["entries"]] == list(range(1, 41))
+    assert sorted(e["user"] for e in queue["entries"]) == sorted(refused)
+    assert lim.status()["usage"]["active_servers"] == 10
+
+
+def test_group_quota_named_servers_and_per_user_cap(limits_hub):
+    lim = limits_hub("max_active_servers=10, group_quotas={'students': 1}, max_servers_per_user=2")
+    s1, s2, staff = lim.create_users("s1", "s2", "staff")
+    resp = lim.hub.api("POST", "groups/students", json={"users": [s1, s2]})
+    assert resp.status_code == 201, resp.text
+    assert lim.spawn(s1).status_code in (201, 202)
+    resp = lim.spawn(s2)
+    assert resp.status_code == 429 and "group students" in resp.json()["message"]
+    # named servers count too: s2 cannot get past the quota with a named server
+    resp = lim.spawn(s2, "other")
+    assert resp.status_code == 429
+    assert lim.spawn(staff).status_code in (201, 202)
+    assert lim.spawn(staff, "second").status_code in (201, 202)
+    resp = lim.spawn(staff, "third")
+    assert resp.status_code == 403 and "maximum of 2 server" in resp.json()["message"]
+    lim.wait_ready(staff, "second")
+    status = lim.status()
+    assert status["usage"]["groups"] == {"students": 1} and status["queue_length"] == 1
+    lim.hub.stop_server(s1)
+    lim.wait_ready(s2, "other")  # the queued request was for the named server
+    assert set(lim.active()[s2]) == {"other"}
+
+
+def test_limit_change_over_rest_starts_waiters_and_persists(limits_hub):
+    lim = limits_hub("max_active_servers=1")
+    a, b = lim.create_users("a", "b")
+    assert lim.spawn(a).status_code in (201, 202)
+    assert lim.spawn(b).status_code == 429
+    # a plain user may read the service but not change limits
+    token = lim.hub.api(
+        "POST", f"users/{a}/tokens", json={"scopes": [f"access:services!service={SERVICE}"]}
+    )
+    assert token.status_code == 201, token.text
+    resp = lim.svc("PUT", "api/limits", token=token.json()["token"], json={"max_active_servers": 5})
+    assert resp.status_code == 403
+    resp = lim.svc("PUT", "api/limits", json={"max_active_servers": "five"})
+    assert resp.status_code == 400
+    resp = lim.svc("PUT", "api/limits", json={"max_active_servers": 2})
+    assert resp.status_code == 200, resp.text
+    lim.wait_ready(b)  # the freed capacity went to the waiter by itself
+    # persisted: survives a hub (and service) restart
+    lim.hub.restart()
+    assert lim.status()["limits"]["max_active_servers"] == 2
+
+
+def test_service_killed_and_restarted_keeps_order_and_caps(limits_hub):
+    lim = limits_hub("max_active_servers=1")
+    a, b, c = lim.create_users("a", "b", "c")
+    assert lim.spawn(a).status_code in (201, 202)
+    assert lim.spawn(b).status_code == 429
+    assert lim.spawn(c).status_code == 429
+    lim.wait_ready(a)
+    old = lim.service_pid()
+    os.kill(old, signal.SIGKILL)
+    # while the service is down spawns are refused (fail closed), never let through
+    wait_until(lambda: lim.svc("GET", "health").status_code != 200, timeout=10, what="service down")
+    # the hub notices and restarts it; the queue comes back from the store
+    wait_until(
+        lambda: lim.svc("GET", "health").status_code == 200, timeout=120, what="service back"
+    )
+    assert lim.service_pid() != old
+    assert lim.queue() == [b, c]
+    assert lim.status()["usage"]["active_servers"] == 1
+    d = lim.create_users("d")[0]
+    assert lim.spawn(d).headers.get("X-JupyterHub-Queue-Position") == "3"
+    lim.hub.stop_server(a)
+    lim.wait_ready(b)
+    assert set(lim.active()) == {b}
+    assert lim.queue() == [c, d]
+
+
+def test_fail_closed_when_service_unreachable(limits_hub):
+    dead = free_port()
+    lim = limits_hub(
+        f"managed=False, api_token='x' * 32, service_options={{'timeout': 1, 'url': 'http://127.0.0.1:{dead}'}}"
+    )
+    (a,) = lim.create_users("a")
+    resp = lim.spawn(a)
+    assert resp.status_code == 503, resp.text
+    assert "cannot be reached" in resp.json()["message"]
+    assert lim.active() == {}
+    assert "USER-LIMIT SERVICE UNREACHABLE" in lim.hub.log_text()
+
+
+def test_fail_open_lets_spawns_through_and_logs(limits_hub):
+    dead = free_port()
+    lim = limits_hub(
+        "managed=False, api_token='x' * 32, fail_open=True, "
+        f"service_options={{'timeout': 1, 'url': 'http://127.0.0.1:{dead}'}}"
+    )
+    (a,) = lim.create_users("a")
+    assert lim.spawn(a).status_code in (201, 202)
+    lim.wait_ready(a)
+    assert f"letting the spawn of user={a} through" in lim.hub.log_text()
+
+
+@pytest.mark.parametrize("store", ["sqlite", "postgresql"])
+def test_store_backends(limits_hub, request, store, tmp_path):
+    if store == "postgresql":
+        db_url = request.getfixturevalue("postgres").url()
+    else:
+        db_url = f"sqlite:///{tmp_path}/limits.sqlite"
+    lim = limits_hub(f"max_active_servers=1, db_url={db_url!r}")
+    a, b = lim.create_users("a", "b")
+    assert lim.spawn(a).status_code in (201, 202)
+    assert lim.spawn(b).status_code == 429
+    engine = sa.create_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            queued = conn.execute(sa.text('SELECT "user" FROM user_limit_queue')).scalars().all()
+            held = conn.execute(sa.text("SELECT count(*) FROM user_limit_admissions")).scalar()
+    finally:
+        engine.dispose()
+    assert queued == [b] and held == 1
+    lim.hub.restart()
+    assert lim.queue() == [b]
+
+
+def test_seat_cap_at_login(limits_hub, oidc, user_prefix):
+    first, second = f"{user_prefix}first", f"{user_prefix}second"
+    for name in (first, second):
+        oidc.set_identity(name, email=f"{name}@example.org", email_verified=True)
+    lim = limits_hub("max_users=1", simple=False, authenticator="generic-local")
+    _, resp = lim.hub.login(first)
+    assert resp.status_code == 200, resp.text[:500]
+    _, resp = lim.hub.login(second)
+    assert resp.status_code == 403
+    assert "all 1 user seats are taken" in resp.text
+    assert lim.hub.user_model(second) is None
+    # a user who already has an account keeps logging in
+    _, resp = lim.hub.login(first)
+    assert resp.status_code == 200
+
+
+def test_browser_queue_page_turns_into_jupyterlab(limits_hub, oidc, user_prefix, page):
+    ARTIFACTS.mkdir(exist_ok=True)
+    first, second = f"{user_prefix}first", f"{user_prefix}second"
+    for name in (first, second):
+        oidc.set_identity(name, email=f"{name}@example.org", email_verified=True)
+    lim = limits_hub("max_active_servers=1", simple=False, authenticator="generic-local")
+    _, resp = lim.hub.login(first)  # creates the system user
+    assert resp.status_code == 200
+    assert lim.hub.start_server(first).status_code in (201, 202)
+
+    page.goto(f"{lim.hub.url}/hub/oauth_login?next=/hub/spawn")
+    for _ in range(4):  # provider login form, then consent form
+        if page.url.startswith(lim.hub.url):
+            break
+        if page.locator("input[name=login]").count():
+            page.fill("input[name=login]", second)
+            page.fill("input[name=password]", "pw")
+        page.locator("button[type=submit]").first.click()
+        page.wait_for_load_state()
+    # the refusal page sends the person on to the live queue page
+    page.wait_for_url(f"**/services/{SERVICE}/queue*", timeout=60_000)
+    page.wait_for_selector("[data-testid=queue-position]:visible", timeout=30_000)
+    assert page.inner_text("[data-testid=queue-position]") == "1"
+    assert "number 1 in line" in page.inner_text("#message")
+    page.screenshot(path=str(ARTIFACTS / "user-limit-queue-page.png"), full_page=True)
+
+    lim.hub.stop_server(first)
+    page.wait_for_selector("#jp-main-dock-panel", timeout=180_000)
+    assert f"/user/{second}/" in page.url
+    page.screenshot(path=str(ARTIFACTS / "user-limit-queue-admitted.png"), full_page=True)
