@@ -7,8 +7,8 @@
 #                                          when an admin adds or deletes users on the admin page)
 #   /srv/jupyterhub/home-template/         notebooks copied into every new home
 #   /opt/conda/envs/                       shared conda environments (root-owned, read-only to users)
-#   /var/lib/jupyterhub/                   hub state: database, cookie secret, CHP pid file
-#   /var/lib/jupyterhub/services/          the two services' state (owned by jupyterhub-services)
+#   /var/lib/jupyterhub/                   hub state: database, cookie secret, CHP pid file (0700)
+#   /var/lib/jupyterhub-services/          the two services' state (owned by jupyterhub-services)
 #   /var/lib/jupyterhub-lab-ext/           record of the system accounts the hub created
 #
 # The hub runs as root: it creates system users and homes and starts each user's server as
@@ -146,7 +146,8 @@ c.Spawner.http_timeout = 60
 # Services: the idle culler and the user limit, both managed by the hub (started, restarted
 # and given an API token by the hub). Their REST APIs are under /jupyter/services/<name>/.
 # ---------------------------------------------------------------------------------------------
-SERVICE_STATE = f"{STATE}/services"
+# the services' own state, apart from the hub's: /var/lib/jupyterhub stays root-only (0700)
+SERVICE_STATE = f"{STATE}-services"
 
 c.JupyterHub.services = [
     {

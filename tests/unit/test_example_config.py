@@ -388,11 +388,14 @@ def test_state_stays_under_the_state_dir(env, tmp_path):
     cfg = load(HUB_CONFIG)
     assert cfg.JupyterHub.db_url == f"sqlite:///{tmp_path}/jupyterhub.sqlite"
     assert cfg.JupyterHub.cookie_secret_file.startswith(str(tmp_path))
+    # the services' stores are apart from the hub's root-only directory
+    services_dir = f"{tmp_path}-services"
     for svc in cfg.JupyterHub.services:
-        assert svc["cwd"].startswith(str(tmp_path))
+        assert svc["cwd"] == services_dir
+        assert svc["user"] == "jupyterhub-services"
         text = " ".join(svc["command"]) + json.dumps(svc.get("environment", {}))
         dbs = re.findall(r"sqlite:///(/[^\s\"']+)", text)
-        assert dbs and all(db.startswith(str(tmp_path)) for db in dbs), svc["name"]
+        assert dbs and all(db.startswith(services_dir + "/") for db in dbs), svc["name"]
     # the hook secret was created there, private
     token = tmp_path / "user-limit-hook-token"
     assert token.stat().st_mode & 0o777 == 0o600
