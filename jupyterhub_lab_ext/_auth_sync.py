@@ -8,10 +8,16 @@ logged, never raised into a request.
 from __future__ import annotations
 
 import asyncio
+import http.client
 from collections.abc import Awaitable
 
 from tornado.ioloop import PeriodicCallback
 from tornado.web import HTTPError
+
+
+def refusal(status: int, message: str) -> HTTPError:
+    """An HTTPError whose page shows ``status : <standard reason>`` and then ``message``."""
+    return HTTPError(status, message, reason=http.client.responses[status])
 
 
 class RemovalActions:
@@ -135,7 +141,7 @@ async def provision(auth, username: str, *, during_login: bool = False) -> None:
             )
     except ExistingAccountError as e:
         auth.log.error("user=%s refused: %s", username, e)
-        raise HTTPError(
+        raise refusal(
             403,
             f"Login refused: the system account name {username!r} belongs to an existing "
             "account that this hub did not create. Ask the hub administrator.",
@@ -143,7 +149,7 @@ async def provision(auth, username: str, *, during_login: bool = False) -> None:
     except SystemUserError as e:
         auth.log.error("user=%s: creating the system account failed: %s", username, e)
         if during_login:
-            raise HTTPError(
+            raise refusal(
                 500,
                 "Your system account could not be created; the administrator can see why in the hub log.",
             ) from None

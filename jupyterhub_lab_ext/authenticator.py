@@ -28,12 +28,11 @@ from jupyterhub import orm
 from oauthenticator.generic import GenericOAuthenticator
 from oauthenticator.github import GitHubOAuthenticator
 from oauthenticator.google import GoogleOAuthenticator
-from tornado.web import HTTPError
 from traitlets import default
 
 from . import naming
 from ._auth_config import UserlistAuthConfig
-from ._auth_sync import RemovalActions, provision
+from ._auth_sync import RemovalActions, provision, refusal
 from .userlist import (
     Userlist,
     UserlistEntry,
@@ -221,7 +220,7 @@ class UserlistAuthenticatorMixin(UserlistAuthConfig):
         why = self.reserved_reason(username)
         if why:
             self.log.warning("user=%s refused: %s", username, why)
-            raise HTTPError(403, f"Login refused: {why}.")
+            raise refusal(403, f"Login refused: {why}.")
         return super().check_blocked_users(username, authentication)
 
     def _check_email_verified(self, identity: str, user_info: dict) -> None:
@@ -229,7 +228,7 @@ class UserlistAuthenticatorMixin(UserlistAuthConfig):
             return
         if user_info.get("email_verified") is False or user_info.get("verified_email") is False:
             self.log.warning("refusing %s: email address not verified by the provider", identity)
-            raise HTTPError(
+            raise refusal(
                 403,
                 f"Login refused: your email address {identity} is not verified by the "
                 "identity provider. Verify it there, then log in again.",
@@ -253,7 +252,7 @@ class UserlistAuthenticatorMixin(UserlistAuthConfig):
             ul = self._current_list()
         except UserlistLoadError as e:
             self.log.error("user=%s refused: %s", username, e)
-            raise HTTPError(
+            raise refusal(
                 403,
                 "Login is unavailable: the hub's user list could not be loaded. "
                 "The administrator can see why in the hub log.",
@@ -275,7 +274,7 @@ class UserlistAuthenticatorMixin(UserlistAuthConfig):
                 )
             else:
                 self.log.warning("user=%s refused: %r is not in the userlist", username, identity)
-            raise HTTPError(
+            raise refusal(
                 403,
                 f"Login refused: {identity} is not on this hub's user list. "
                 "Ask the hub administrator to add you.",

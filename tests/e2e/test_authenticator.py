@@ -241,3 +241,29 @@ def test_removal_stops_servers_and_locks_the_account(make_hub, oidc, user_prefix
     hub.userlist_path.write_text(f"someone-else\n{ident}\n")  # back: unlocked at login
     assert hub.login(ident)[1].status_code == 200
     assert not _locked(name)
+
+
+def test_browser_refusal_page_says_why(make_hub, oidc, browser):
+    ident = f"nope{tag()}"
+    oidc.set_identity(ident, email=f"{ident}@example.org", email_verified=True)
+    hub = make_hub(userlist="someone-else\n")
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    try:
+        page = context.new_page()
+        page.set_default_timeout(60_000)
+        page.goto(f"{hub.url}/hub/oauth_login?next=/hub/home")
+        for _ in range(4):
+            page.wait_for_load_state()
+            if page.url.startswith(hub.url):
+                break
+            if page.locator("input[name=login]").count():
+                page.fill("input[name=login]", ident)
+                page.fill("input[name=password]", "pw")
+            page.locator("button[type=submit]").first.click()
+        message = page.locator("p", has_text=f"{ident} is not on this hub's user list")
+        message.wait_for()
+        assert message.is_visible()
+        assert "403" in page.inner_text("h1")
+        page.screenshot(path=str(ARTIFACTS / "authenticator-refused.png"), full_page=True)
+    finally:
+        context.close()
