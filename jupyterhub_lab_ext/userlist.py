@@ -342,9 +342,11 @@ def format_line(identity: str, admin: bool, groups: Iterable[str], comment: str 
 def _atomic_write(path: str, text: str) -> None:
     """Write ``text`` to ``path`` via a temp file in the same dir, fsync and ``os.replace``.
 
-    Keeps the mode and (when allowed) the owner of an existing file.
+    Keeps the mode and (when allowed) the owner of an existing file; a symlinked userlist
+    stays a symlink (its target is replaced).
     """
-    directory = os.path.dirname(os.path.abspath(path))
+    path = os.path.realpath(path)
+    directory = os.path.dirname(path)
     try:
         st = os.stat(path)
     except FileNotFoundError:

@@ -270,3 +270,13 @@ def test_owner_and_mode_kept_on_edit(tmp_path):
     set_entry(str(p), "bob")
     st = os.stat(p)
     assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (*owner, 0o600)
+
+
+def test_edit_through_symlink_keeps_the_link(tmp_path):
+    real = tmp_path / "config" / "userlist"
+    real.parent.mkdir()
+    real.write_text("alice\n")
+    link = tmp_path / "userlist"
+    link.symlink_to(real)
+    assert set_entry(str(link), "bob") and remove_entry(str(link), "alice")
+    assert link.is_symlink() and real.read_text() == "bob\n"
