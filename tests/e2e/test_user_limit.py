@@ -133,7 +133,7 @@ class Limits:
 def limits_hub(make_hub, tmp_path, user_prefix):
     """``factory(hook_args, simple=True, **hub_kwargs)`` -> Limits on a started hub."""
 
-    def factory(hook_args: str = "", *, simple: bool = True, **kw) -> Limits:
+    def factory(hook_args: str = "", *, simple: bool = True, extra: str = "", **kw) -> Limits:
         port = free_port()
         kw.setdefault("authenticator", None)
         config = limit_config(
@@ -177,7 +177,12 @@ def test_third_user_queues_and_starts_by_itself(limits_hub):
 
 
 def test_fifty_concurrent_spawns_against_cap_ten(limits_hub):
-    lim = limits_hub("max_active_servers=10, start_queued_servers=False")
+    # 50 spawns at once on a small machine: let the API answer with the spawn's final outcome
+    # (with the default 10 s the hub answers 202 first and a later refusal fails the spawn)
+    lim = limits_hub(
+        "max_active_servers=10, start_queued_servers=False",
+        extra="c.JupyterHub.slow_spawn_timeout = 120",
+    )
     names = lim.create_users(*[f"p{i:02d}" for i in range(50)])
 
     def spawn(name):

@@ -137,6 +137,20 @@ def test_reconcile_adds_observed_and_drops_phantoms():
     assert kinds.count("put_admission") == 2 and kinds.count("del_admission") == 1
 
 
+def test_reconcile_does_not_book_spawns_whose_hook_has_not_asked_yet():
+    ledger = Ledger(policy.Limits(max_active_servers=1), Clock(1000))
+    summary, _ = ledger.reconcile([("early", "", frozenset(), False, True)], ["early"], 990, 5)
+    assert summary["added"] == 0 and not ledger.admissions
+    # so its hook call is decided on its merits, not waved through as "already admitted"
+    ledger.admit(R("first"))
+    assert ledger.admit(R("early")).decision.outcome == policy.QUEUE
+    # a spawning server that holds an admission keeps it
+    held = Ledger(policy.Limits(max_active_servers=1), Clock(1000))
+    a = held.admit(R("x")).admission
+    held.reconcile([("x", "", frozenset(), False, True)], ["x"], 2000, 5)
+    assert a.id in held.admissions
+
+
 def test_reconcile_keeps_reservations_and_frees_seats_of_deleted_users():
     clock = Clock(1000)
     ledger = Ledger(policy.Limits(max_active_servers=1), clock)

@@ -441,7 +441,8 @@ class UserLimitApp(ServiceApp):
             groups = frozenset(u.get("groups") or ())
             for sname, server in (u.get("servers") or {}).items():
                 if server.get("ready") or server.get("pending"):
-                    active.append((u["name"], sname, groups, bool(u.get("admin"))))
+                    spawning = server.get("pending") == "spawn" and not server.get("ready")
+                    active.append((u["name"], sname, groups, bool(u.get("admin")), spawning))
         summary, ops = self.ledger.reconcile(active, users, snapshot_started, self.reconcile_grace)
         await self.limit_store.write(ops)
         self.last_reconcile = time.time()

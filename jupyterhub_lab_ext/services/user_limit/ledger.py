@@ -241,8 +241,9 @@ class Ledger:
     ) -> tuple[dict, list[Op]]:
         """Make the book match the hub's view.
 
-        ``active``: (user, server_name, groups, admin) for each server the hub reports active
-        (spawn pending, running or stopping). ``hub_users``: every user the hub knows (for seats),
+        ``active``: (user, server_name, groups, admin[, spawning]) for each server the hub reports
+        active (spawn pending, running or stopping); a spawning server without an admission is not
+        booked (its hook call decides it). ``hub_users``: every user the hub knows (for seats),
         or None to leave seats alone. Book entries younger than ``snapshot_started - grace`` are
         kept even when the snapshot does not show them (their spawn may have started after it).
         """
@@ -253,13 +254,18 @@ class Ledger:
             (a.user, a.server_name): a for a in self.admissions.values() if a.state != "reserved"
         }
         reserved_users = {a.user for a in self.admissions.values() if a.state == "reserved"}
-        for user, server_name, groups, admin in active:
+        for user, server_name, groups, admin, *rest in active:
+            spawning = bool(rest and rest[0])
             key = (user, server_name)
             seen.add(key)
             a = by_key.get(key)
             if a is None:
                 if user in reserved_users:
                     continue  # the reservation covers this spawn until its hook call arrives
+                if spawning:
+                    # its hook call is on the way (or was let through by fail_open): it is
+                    # decided, and counted, when it arrives; counting it here would let it in
+                    continue
                 a = Admission(
                     new_id(), user, server_name, frozenset(groups), admin, "observed", self.clock()
                 )
