@@ -31,6 +31,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests" / "e2e"))
 
 from jupyterhub_lab_ext.services.common.fakehub import FakeHub  # noqa: E402
 
@@ -148,6 +149,161 @@ async def run_one(kind: str, n_users: int, args) -> dict:
     return result
 
 
+# ------------------------------------------------------------------ against a real JupyterHub
+
+REAL_HUB_CONFIG = """
+import asyncio
+from jupyterhub.spawner import Spawner
+
+class BenchSpawner(Spawner):
+    \"\"\"No process: 'starts' at once, pointing at the hub itself; stops after STOP_LATENCY.\"\"\"
+    running = False
+
+    async def start(self):
+        self.running = True
+        return ("127.0.0.1", {hub_port})
+
+    async def stop(self, now=False):
+        await asyncio.sleep({latency})
+        self.running = False
+
+    async def poll(self):
+        return None if self.running else 0
+
+c.JupyterHub.authenticator_class = "dummy"
+c.JupyterHub.spawner_class = BenchSpawner
+c.JupyterHub.concurrent_spawn_limit = 0
+c.JupyterHub.last_activity_interval = 3600
+c.JupyterHub.services.append({{"name": "bench-ours", "api_token": {ours_token!r}}})
+c.JupyterHub.services.append({{"name": "bench-upstream", "api_token": {up_token!r}}})
+c.JupyterHub.load_roles.append({{
+    "name": "bench-cullers",
+    "services": ["bench-ours", "bench-upstream"],
+    "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
+}})
+"""
+
+
+async def _start_servers(hub, names: list[str], concurrency: int = 20) -> None:
+    import httpx
+
+    sem = asyncio.Semaphore(concurrency)
+    headers = {"Authorization": f"token {hub.admin_token}"}
+    async with httpx.AsyncClient(base_url=f"{hub.url}/hub/api/", headers=headers, timeout=60) as c:
+
+        async def one(name):
+            async with sem:
+                r = await c.post(f"users/{name}/server", json={})
+                if r.status_code not in (201, 202):
+                    raise RuntimeError(f"spawn {name}: {r.status_code} {r.text[:200]}")
+
+        await asyncio.gather(*(one(n) for n in names))
+
+
+async def _ready_count(hub) -> int:
+    import httpx
+
+    headers = {"Authorization": f"token {hub.admin_token}"}
+    async with httpx.AsyncClient(timeout=30) as c:
+        r = await c.get(
+            f"{hub.url}/hub/api/users",
+            params={"state": "active", "limit": 1},
+            headers={**headers, "Accept": "application/jupyterhub-pagination+json"},
+        )
+        r.raise_for_status()
+        return r.json()["_pagination"]["total"]
+
+
+async def run_real_hub(args) -> list[dict]:
+    """200 idle servers on a real JupyterHub (+CHP) with a process-less spawner."""
+    import secrets
+
+    from harness import Hub
+
+    n = args.real_hub
+    workdir = Path(tempfile.mkdtemp(prefix="bench-culler-realhub-"))
+    tokens = {"ours": secrets.token_hex(16), "upstream": secrets.token_hex(16)}
+    hub = Hub(workdir / "hub", provider=None, authenticator=None)
+    hub.append_config(
+        REAL_HUB_CONFIG.format(
+            hub_port=hub.hub_port,
+            latency=args.latency,
+            ours_token=tokens["ours"],
+            up_token=tokens["upstream"],
+        )
+    )
+    results = []
+    try:
+        hub.start()
+        names = [f"bench-{i:04d}" for i in range(n)]
+        for name in names:
+            hub.api("POST", f"users/{name}")
+        for kind in ("ours", "upstream"):
+            await _start_servers(hub, names)
+            await asyncio.sleep(args.real_timeout + 1.5)  # every server is now idle
+            log_before = len(hub.log_text().splitlines())
+            env = {
+                **os.environ,
+                "JUPYTERHUB_API_TOKEN": tokens[kind],
+                "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+            }
+            for var in (
+                "JUPYTERHUB_SERVICE_URL",
+                "JUPYTERHUB_SERVICE_PREFIX",
+                "JUPYTERHUB_CLIENT_ID",
+            ):
+                env.pop(var, None)
+            sub_args = argparse.Namespace(**{**vars(args), "timeout": args.real_timeout})
+
+            class _Url:
+                api_url = f"{hub.url}/hub/api"
+
+            cwd = tempfile.mkdtemp(prefix=f"bench-culler-realhub-{kind}-")
+            t0 = time.monotonic()
+            proc = spawn(culler_command(kind, _Url, sub_args), cwd, env, Path(cwd) / "culler.log")
+            rss, left, done = None, n, False
+            try:
+                deadline = t0 + args.time_limit
+                while time.monotonic() < deadline and proc.poll() is None:
+                    await asyncio.sleep(0.2)
+                    rss = peak_rss_mb(proc.pid) or rss
+                    left = await _ready_count(hub)
+                    if left == 0:
+                        done = True
+                        break
+                elapsed = time.monotonic() - t0
+            finally:
+                if proc.poll() is None:
+                    os.killpg(proc.pid, signal.SIGTERM)
+                    try:
+                        proc.wait(10)
+                    except subprocess.TimeoutExpired:
+                        os.killpg(proc.pid, signal.SIGKILL)
+                        proc.wait(10)
+            lines = hub.log_text().splitlines()[log_before:]
+            mine = [ln for ln in lines if f"(bench-{kind}@" in ln]
+            results.append(
+                {
+                    "culler": kind,
+                    "users": n,
+                    "idle": n,
+                    "ok": done,
+                    "pass_seconds": round(elapsed, 3),
+                    "api_calls": len(mine),
+                    "gets": sum(" GET " in ln for ln in mine),
+                    "deletes": sum(" DELETE " in ln for ln in mine),
+                    "peak_deletes_in_flight": None,
+                    "peak_rss_mb": round(rss, 1) if rss else None,
+                    "servers_left_idle": left,
+                    "hub": "real",
+                }
+            )
+            print(f"# real hub {kind}: {elapsed:.2f} s, ok={done}", file=sys.stderr)
+    finally:
+        hub.stop()
+    return results
+
+
 def table(results: list[dict]) -> str:
     lines = [
         "| users | idle | culler | pass (s) | API calls (GET/DELETE) | peak DELETEs in flight "
@@ -155,8 +311,9 @@ def table(results: list[dict]) -> str:
         "|---:|---:|---|---:|---:|---:|---:|---|",
     ]
     for r in results:
+        hub = " (real hub)" if r.get("hub") == "real" else ""
         lines.append(
-            f"| {r['users']} | {r['idle']} | {r['culler']} | {r['pass_seconds']:.2f} "
+            f"| {r['users']}{hub} | {r['idle']} | {r['culler']} | {r['pass_seconds']:.2f} "
             f"| {r['api_calls']} ({r['gets']}/{r['deletes']}) | {r['peak_deletes_in_flight']} "
             f"| {r['peak_rss_mb']} | {'yes' if r['ok'] else 'NO'} |"
         )
@@ -167,7 +324,8 @@ def table(results: list[dict]) -> str:
     ]
     by = {}
     for r in results:
-        by.setdefault(r["users"], {})[r["culler"]] = r
+        key = f"{r['users']} (real hub)" if r.get("hub") == "real" else r["users"]
+        by.setdefault(key, {})[r["culler"]] = r
     for n, pair in by.items():
         if "ours" in pair and "upstream" in pair:
             o, u = pair["ours"], pair["upstream"]
@@ -184,6 +342,8 @@ def table(results: list[dict]) -> str:
 
 async def run_all(args) -> list[dict]:
     results = []
+    if args.real_hub:
+        results += await run_real_hub(args)
     for n in [int(x) for x in args.users.split(",") if x.strip()]:
         for kind in ("ours", "upstream"):
             r = await run_one(kind, n, args)
@@ -203,6 +363,13 @@ def main(argv=None) -> int:
     ap.add_argument("--time-limit", type=float, default=900, help="max seconds per culler run")
     ap.add_argument("--quiet", type=float, default=1.0, help="quiet seconds that end a pass")
     ap.add_argument("--json", help="also write the JSON results to this file")
+    ap.add_argument(
+        "--real-hub",
+        type=int,
+        default=200,
+        help="idle servers on a real JupyterHub (process-less spawner; 0 to skip)",
+    )
+    ap.add_argument("--real-timeout", type=int, default=5, help="culler timeout on the real hub")
     args = ap.parse_args(argv)
 
     results = asyncio.run(run_all(args))
