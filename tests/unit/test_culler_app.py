@@ -103,6 +103,20 @@ def test_config_file_and_cli_precedence(tmp_path):
     assert dict(pol.group_timeouts) == {"teachers": 28800} and pol.exempt_users == {"admin"}
 
 
+def test_reads_jupyterhub_idle_culler_config_files(tmp_path, capsys):
+    """A config file written for jupyterhub-idle-culler works unchanged."""
+    cfg = tmp_path / "idle_culler_config.py"
+    cfg.write_text(
+        "c.IdleCuller.timeout = 1234\n"
+        "c.IdleCuller.cull_users = True\n"
+        "c.IdleCuller.cull_arbiter_hook = lambda **kw: True\n"
+        "c.LabIdleCuller.concurrency = 7\n"
+    )
+    app = make(f"--config={cfg}", "--cull-every=5")
+    assert (app.timeout, app.cull_users, app.concurrency, app.cull_every) == (1234, True, 7, 5)
+    assert "Ignoring c.IdleCuller.cull_arbiter_hook" in capsys.readouterr().err
+
+
 def test_default_config_file_in_cwd(tmp_path):
     (tmp_path / "jupyterhub_lab_idle_culler_config.py").write_text("c.LabIdleCuller.timeout = 42\n")
     assert make().timeout == 42

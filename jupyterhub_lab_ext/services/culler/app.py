@@ -21,6 +21,7 @@ import asyncio
 from datetime import timedelta
 
 from traitlets import Bool, Dict, Float, Int, List, Unicode, default, validate
+from traitlets.config import Config
 
 from ..common.app import ServiceApp
 from . import policy as P
@@ -89,6 +90,29 @@ class LabIdleCuller(ServiceApp):
         if proposal.value <= 0:
             raise ValueError("LabIdleCuller.cull_every must be > 0")
         return proposal.value
+
+    def load_config_file(self, filename, path=None):
+        super().load_config_file(filename, path)
+        self._adopt_upstream_config()
+
+    def _adopt_upstream_config(self):
+        """Accept a jupyterhub-idle-culler config file (``c.IdleCuller.<option>``) as it is."""
+        legacy = self.config.get("IdleCuller")
+        if not legacy:
+            return
+        ours = self.config.get("LabIdleCuller", {})
+        known = self.class_traits(config=True)
+        adopted = {}
+        for key, value in legacy.items():
+            if key in ("config_file", "generate_config"):
+                continue
+            if key not in known:
+                self.log.warning("Ignoring c.IdleCuller.%s: no such option here", key)
+            elif key not in ours:
+                adopted[key] = value
+        if adopted:
+            self.log.info("Using c.IdleCuller.%s as c.LabIdleCuller options", ", ".join(adopted))
+            self.update_config(Config({"LabIdleCuller": adopted}))
 
     def initialize(self, argv=None):
         super().initialize(argv)
@@ -368,6 +392,9 @@ class LabIdleCuller(ServiceApp):
             "next_pass": self.next_pass_at.isoformat() if self.next_pass_at else None,
         }
 
+
+#: the name the configuration reference uses
+IdleCullerApp = LabIdleCuller
 
 main = LabIdleCuller.main
 
