@@ -1,0 +1,245 @@
+"""``conda-kernel-docker`` and ``conda-kernel-swarm`` against a real Docker engine.
+
+A private ``dockerd`` (tests/e2e/docker_env.py: own data/exec roots and socket, no bridge, no
+iptables, no registry traffic) and a single-user image built locally from a debootstrap root with
+this package inside (cached under /var/cache/jupyterhub-lab-ext). The hub runs on the host as
+root with the real userlist authenticator and OIDC provider; the single-user containers (or swarm
+tasks) use host networking and reach the hub on 127.0.0.1.
+
+What a user gets, checked from inside their kernel:
+- the server runs in the image (not on the host) as the user's own uid/gid, home at the same path;
+- the chosen shared env is mounted read-only at the same path and is the kernel's ``sys.prefix``;
+- the kernels offered are exactly the shared envs, the chosen one the default;
+and the container (or swarm service) is gone after the server stops.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+from docker_env import Dockerd, image_versions, singleuser_image
+from envs import make_conda_env
+from harness import Fatal, free_port, parse_forms, run_in_kernel, wait_until
+
+pytestmark = pytest.mark.docker
+
+PROBE = """
+import errno, json, os, sys
+def try_write(path):
+    try:
+        with open(path, "w") as f:
+            f.write("x")
+        return "ok"
+    except OSError as e:
+        return errno.errorcode.get(e.errno, str(e.errno))
+print(json.dumps({
+    "prefix": sys.prefix,
+    "executable": sys.executable,
+    "uid": os.getuid(), "gid": os.getgid(),
+    "home": os.environ.get("HOME"),
+    "in_image": os.path.exists("/etc/jhle-image.json"),
+    "shared_write": try_write(os.path.join(sys.prefix, "jhle-probe")),
+    "home_write": try_write(os.path.join(os.environ.get("HOME", "/nonexistent"), "from-kernel.txt")),
+}))
+"""
+
+
+@pytest.fixture(scope="module")
+def dockerd():
+    engine = Dockerd()
+    try:
+        engine.start()
+        yield engine
+    finally:
+        engine.stop()
+
+
+@pytest.fixture(scope="module")
+def image(dockerd):
+    tag = singleuser_image(dockerd)
+    # the image must run the same Jupyter stack as the hub's venv
+    versions = image_versions(dockerd, tag)
+    from importlib.metadata import version
+
+    assert versions["jupyterhub"] == version("jupyterhub"), versions
+    return tag
+
+
+@pytest.fixture(scope="module")
+def shared_envs():
+    """Two shared envs in a world-readable root-owned dir (like /opt/conda/envs)."""
+    root = Path(tempfile.mkdtemp(prefix="jhle-docker-envs-"))
+    root.chmod(0o755)
+    try:
+        for name in ("geo", "py"):
+            make_conda_env(root / name)
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _config(spawner: str, cls: str, image: str, shared: Path) -> str:
+    # only what an admin of a docker deployment writes; the rest are the spawner's defaults
+    # (host networking, uid/gid, home at the same path, shared envs read-only at the same path,
+    # the image's jupyterhub-singleuser, containers removed on stop).
+    return f"""
+    c.JupyterHub.spawner_class = {spawner!r}
+    c.JupyterHub.hub_connect_ip = '127.0.0.1'
+    c.{cls}.image = {image!r}
+    c.{cls}.shared_env_dirs = [{str(shared)!r}]
+    c.{cls}.default_env = 'shared/py'
+    c.{cls}.cmd = None  # the harness points c.Spawner.cmd at the host venv: use the image's
+    """
+
+
+def _login_and_pick(hub, ident: str, name: str, profile: str) -> None:
+    """Log in through the provider, open the spawn form, pick ``profile`` and submit it."""
+    client, resp = hub.login(ident, next_url="/hub/spawn")
+    try:
+        assert resp.status_code == 200, resp.text[:500]
+        assert f'value="{profile}"' in resp.text, resp.text[:2000]
+        assert 'value="shared/py"' in resp.text
+        xsrf = client.cookies.get("_xsrf", path="/hub/")
+        form = next(f for f in parse_forms(resp.text) if "spawn" in f["action"])
+        data = {**form["inputs"], "profile": profile, "_xsrf": xsrf}
+        resp = client.post(f"{hub.url}/hub/spawn/{name}", data=data)
+        assert resp.status_code in (200, 202), (resp.status_code, resp.text[:500])
+    finally:
+        client.close()
+
+    def ready():
+        model = hub.user_model(name) or {}
+        server = model.get("servers", {}).get("")
+        if not server:  # a failed spawn removes the server at once: no point waiting
+            raise Fatal(f"the spawn of {name} failed:\n{hub.log_tail(60)}")
+        return server["ready"]
+
+    wait_until(ready, timeout=180, what=f"server of {name} ready")
+
+
+def _check_server(hub, name: str, env: Path) -> dict:
+    """Kernels offered, and what the default kernel sees from inside the container."""
+    account = pwd.getpwnam(name)
+    specs = hub.server_api(name, "GET", "kernelspecs")
+    assert specs.status_code == 200, specs.text
+    assert set(specs.json()["kernelspecs"]) == {"shared-geo", "shared-py"}
+    assert specs.json()["default"] == f"shared-{env.name}"
+
+    kernel = hub.server_api(name, "POST", "kernels", json={})
+    assert kernel.status_code == 201, kernel.text
+    out = run_in_kernel(hub, name, kernel.json()["id"], PROBE, timeout=90)
+    assert out["error"] is None, out
+    info = json.loads(out["stdout"].strip().splitlines()[-1])
+    assert info["prefix"] == str(env)
+    assert info["executable"] == str(env / "bin" / "python")
+    assert (info["uid"], info["gid"]) == (account.pw_uid, account.pw_gid)
+    assert info["home"] == account.pw_dir
+    assert info["in_image"] is True  # the image's root, not the host's
+    assert info["shared_write"] == "EROFS"  # mounted read-only
+    assert info["home_write"] == "ok"
+    written = Path(account.pw_dir) / "from-kernel.txt"  # same path on the host
+    assert written.read_text() == "x"
+    assert os.stat(written).st_uid == account.pw_uid
+    assert not (env / "jhle-probe").exists()
+    return info
+
+
+def _check_container(container: dict, name: str, shared: Path) -> None:
+    account = pwd.getpwnam(name)
+    assert container["State"]["Running"] is True
+    assert container["HostConfig"]["NetworkMode"] == "host"
+    assert container["Config"]["User"] == f"{account.pw_uid}:{account.pw_gid}"
+    mounts = {m["Destination"]: m for m in container["Mounts"]}
+    assert mounts[str(shared)]["Source"] == str(shared)
+    assert mounts[str(shared)]["RW"] is False
+    assert mounts[account.pw_dir]["Source"] == account.pw_dir
+    assert mounts[account.pw_dir]["RW"] is True
+
+
+def test_docker_server_runs_in_a_container_as_the_user_with_the_shared_env(
+    make_hub, oidc, user_prefix, dockerd, image, shared_envs
+):
+    ident = "dora"
+    name = f"{user_prefix}{ident}"
+    oidc.set_identity(ident, email=f"{ident}@example.org", email_verified=True)
+    hub = make_hub(
+        _config("conda-kernel-docker", "CondaKernelDockerSpawner", image, shared_envs),
+        userlist=f"{ident}\n",
+        env=dockerd.env(),
+    )
+    client = dockerd.client.api
+    try:
+        _login_and_pick(hub, ident, name, "shared/geo")
+        model = hub.user_model(name)
+        assert model["servers"][""]["user_options"] == {"profile": "shared/geo"}
+        (container,) = client.containers(filters={"status": "running"})
+        _check_container(client.inspect_container(container["Id"]), name, shared_envs)
+        _check_server(hub, name, shared_envs / "geo")
+
+        hub.stop_server(name)
+        wait_until(
+            lambda: not client.containers(all=True, filters={"id": container["Id"]}),
+            timeout=60,
+            what="the stopped server's container removed",
+        )
+    finally:
+        if (hub.user_model(name) or {}).get("servers"):
+            hub.stop_server(name)
+
+
+def test_swarm_service_with_host_networking(
+    make_hub, oidc, user_prefix, dockerd, image, shared_envs
+):
+    dockerd.swarm_init(port=free_port())
+    ident = "swen"
+    name = f"{user_prefix}{ident}"
+    oidc.set_identity(ident, email=f"{ident}@example.org", email_verified=True)
+    hub = make_hub(
+        _config("conda-kernel-swarm", "CondaKernelSwarmSpawner", image, shared_envs),
+        userlist=f"{ident}\n",
+        env=dockerd.env(),
+    )
+    client = dockerd.client.api
+    try:
+        _login_and_pick(hub, ident, name, "shared/geo")
+        (service,) = client.services()
+        (task,) = client.tasks(filters={"service": service["ID"], "desired-state": "running"})
+        assert task["Status"]["State"] == "running"
+        spec = service["Spec"]
+        targets = [n["Target"] for n in spec["TaskTemplate"].get("Networks", [])]
+        assert [client.inspect_network(t)["Name"] for t in targets] == ["host"]
+        assert not service.get("Endpoint", {}).get("Ports")  # nothing published via ingress
+        container = client.inspect_container(task["Status"]["ContainerStatus"]["ContainerID"])
+        _check_container(container, name, shared_envs)
+        _check_server(hub, name, shared_envs / "geo")
+
+        hub.stop_server(name)
+        wait_until(lambda: not client.services(), timeout=60, what="the service removed")
+        wait_until(
+            lambda: not client.containers(all=True, filters={"id": container["Id"]}),
+            timeout=60,
+            what="the task's container removed",
+        )
+    finally:
+        if (hub.user_model(name) or {}).get("servers"):
+            hub.stop_server(name)
+        hub.stop()
+        if dockerd.swarm_active():
+            for svc in dockerd.client.services.list():
+                svc.remove()
+            dockerd.client.swarm.leave(force=True)
+
+
+def test_private_engine_has_no_bridge_and_answers_only_on_its_socket(dockerd):
+    """The rules the docker tests rely on: no default bridge network, unix socket only."""
+    names = {n.name for n in dockerd.client.networks.list()}
+    assert "bridge" not in names
+    assert names >= {"host", "none"}
+    info = dockerd.client.info()
+    assert info["DockerRootDir"] == str(dockerd.root / "data")
