@@ -10,100 +10,23 @@ without aborting the pass.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 
-from tornado.httpclient import AsyncHTTPClient, HTTPRequest
-
 from ...hubapi import HubAPI, HubAPIError
 from . import policy as P
 from .metrics import CullerMetrics
+from .report import PassReport
 from .store import CullerStore, Exemption
+from .webhook import WebhookSender
 
 log = logging.getLogger(__name__)
 
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
-
-
-class WebhookSender:
-    """POSTs a JSON warning to ``url`` (own HTTP client; headers e.g. for a shared secret)."""
-
-    def __init__(self, url: str, headers: dict | None = None, timeout: float = 10.0):
-        self.url = url
-        self.headers = {"Content-Type": "application/json", **(headers or {})}
-        self.timeout = timeout
-        self._client = AsyncHTTPClient(force_instance=True)
-
-    async def send(self, payload: dict) -> int:
-        req = HTTPRequest(
-            self.url,
-            method="POST",
-            headers=self.headers,
-            body=json.dumps(payload),
-            request_timeout=self.timeout,
-            follow_redirects=False,
-        )
-        resp = await self._client.fetch(req, raise_error=False)
-        if resp.code >= 400 or resp.code == 599:
-            raise RuntimeError(f"webhook answered {resp.code}")
-        return resp.code
-
-    def close(self):
-        self._client.close()
-
-
-class PassReport:
-    """What one pass saw and did; lists are capped at ``limit`` entries, counts are exact."""
-
-    LISTS = ("culled", "stopping", "warned", "users_deleted", "stuck", "errors")
-
-    def __init__(self, pass_id: int, trigger: str, dry_run: bool, started: datetime, limit: int):
-        self.pass_id = pass_id
-        self.trigger = trigger
-        self.dry_run = dry_run
-        self.started = started
-        self.finished: datetime | None = None
-        self.duration = 0.0
-        self.limit = limit
-        self.users_scanned = 0
-        self.servers_scanned = 0
-        self.inactive_users_scanned = 0
-        self.complete = True
-        self.lists: dict[str, list] = {k: [] for k in self.LISTS}
-        self.counts: dict[str, int] = dict.fromkeys(self.LISTS, 0)
-
-    def add(self, kind: str, entry: dict) -> None:
-        self.counts[kind] += 1
-        if len(self.lists[kind]) < self.limit:
-            self.lists[kind].append(entry)
-
-    def error(self, stage: str, user: str | None, server: str | None, message: str) -> None:
-        self.add("errors", {"stage": stage, "user": user, "server": server, "error": message})
-
-    def summary(self) -> dict:
-        return {
-            "id": self.pass_id,
-            "trigger": self.trigger,
-            "dry_run": self.dry_run,
-            "started": self.started.isoformat(),
-            "finished": self.finished.isoformat() if self.finished else None,
-            "duration_seconds": round(self.duration, 3),
-            "complete": self.complete,
-            "users_scanned": self.users_scanned,
-            "servers_scanned": self.servers_scanned,
-            "inactive_users_scanned": self.inactive_users_scanned,
-            "counts": dict(self.counts),
-        }
-
-    def as_dict(self) -> dict:
-        out = self.summary()
-        out.update({k: list(v) for k, v in self.lists.items()})
-        return out
 
 
 class Culler:
