@@ -17,12 +17,13 @@ import shutil
 import subprocess
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 import httpx
 import pytest
 from envs import base_env, make_conda_env, python_version
-from harness import ARTIFACTS, Hub, _execute, remove_test_users, run_in_kernel
+from harness import ARTIFACTS, Hub, remove_test_users, run_coroutine, run_in_kernel
 
 PROBE = (
     "import json, os, sys; print(json.dumps({'prefix': sys.prefix, 'uid': os.getuid(),"
@@ -166,6 +167,42 @@ def test_each_env_runs_as_the_user_with_exact_kernels(setup, profile, kernel, wh
         setup.stop("alice")
 
 
+async def _interrupt_sleeping_kernel(ws_url: str, token: str, interrupt) -> dict:
+    """Run a long sleep; once the kernel reports it is sleeping, call ``interrupt()``; return the
+    reply's error content (None if the cell finished without one)."""
+    from tornado.httpclient import HTTPRequest
+    from tornado.websocket import websocket_connect
+
+    req = HTTPRequest(ws_url, headers={"Authorization": f"token {token}"}, request_timeout=60)
+    conn = await asyncio.wait_for(websocket_connect(req), 60)
+    msg_id = uuid.uuid4().hex
+    header = {"msg_id": msg_id, "username": "e2e", "session": uuid.uuid4().hex,
+              "msg_type": "execute_request", "version": "5.3", "date": ""}  # fmt: skip
+    code = "import time; print('sleeping', flush=True); time.sleep(300)"
+    content = {"code": code, "silent": False, "store_history": False, "user_expressions": {},
+               "allow_stdin": False, "stop_on_error": True}  # fmt: skip
+    conn.write_message(json.dumps({"header": header, "parent_header": {}, "metadata": {},
+                                   "channel": "shell", "buffers": [], "content": content}))  # fmt: skip
+    deadline = time.monotonic() + 120
+    interrupted = False
+    try:
+        while time.monotonic() < deadline:
+            raw = await asyncio.wait_for(conn.read_message(), deadline - time.monotonic())
+            assert raw is not None, "kernel websocket closed"
+            msg = json.loads(raw)
+            if msg.get("parent_header", {}).get("msg_id") != msg_id:
+                continue
+            kind = msg["header"]["msg_type"]
+            if kind == "stream" and "sleeping" in msg["content"]["text"] and not interrupted:
+                await asyncio.to_thread(interrupt)
+                interrupted = True
+            elif kind == "execute_reply":
+                return msg["content"]
+        raise TimeoutError("no execute_reply")
+    finally:
+        conn.close()
+
+
 def test_interrupt_works_through_the_activation_wrapper(setup):
     name = setup.users["alice"]
     try:
@@ -175,21 +212,17 @@ def test_interrupt_works_through_the_activation_wrapper(setup):
         kid = resp.json()["id"]
         ws = f"ws://127.0.0.1:{setup.hub.port}/user/{name}/api/kernels/{kid}/channels"
 
-        async def sleep_then_interrupt():
-            task = asyncio.create_task(
-                _execute(ws, setup.hub.admin_token, "import time; time.sleep(120)", 60)
-            )
-            await asyncio.sleep(3)
-            r = await asyncio.to_thread(
-                setup.hub.server_api, name, "POST", f"kernels/{kid}/interrupt"
-            )
+        def interrupt():
+            r = setup.hub.server_api(name, "POST", f"kernels/{kid}/interrupt")
             assert r.status_code == 204, r.text
-            return await task
 
-        t0 = time.monotonic()
-        out = asyncio.run(sleep_then_interrupt())
-        assert out["error"] is not None and out["error"]["ename"] == "KeyboardInterrupt"
-        assert time.monotonic() - t0 < 100  # it was the interrupt, not the sleep, that ended it
+        reply = run_coroutine(
+            lambda: _interrupt_sleeping_kernel(ws, setup.hub.admin_token, interrupt)
+        )
+        # the 300 s sleep ended early, by the interrupt reaching the kernel through the sh wrapper
+        assert reply["status"] == "error" and reply["ename"] == "KeyboardInterrupt", reply
+        after = run_in_kernel(setup.hub, name, kid, "print(6 * 7)", timeout=60)
+        assert after["error"] is None and after["stdout"].strip() == "42"  # same kernel lives on
     finally:
         setup.stop("alice")
 
