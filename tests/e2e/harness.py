@@ -8,6 +8,7 @@ See ../shared/reference/e2e-recipes.md for the facts these helpers rely on.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import fcntl
 import hashlib
@@ -580,7 +581,18 @@ async def _execute(url: str, token: str, code: str, timeout: float) -> dict:
 def run_in_kernel(hub: Hub, user: str, kernel_id: str, code: str, timeout: float = 60) -> dict:
     """Execute ``code`` in a running kernel of ``user``'s server; return stdout/stderr/error."""
     ws_url = f"ws://127.0.0.1:{hub.port}/user/{user}/api/kernels/{kernel_id}/channels"
-    return asyncio.run(_execute(ws_url, hub.admin_token, code, timeout))
+    return run_coroutine(lambda: _execute(ws_url, hub.admin_token, code, timeout))
+
+
+def run_coroutine(make_coro: Callable[[], object]):
+    """``asyncio.run(make_coro())``, in a worker thread when this thread already runs an event loop
+    (Playwright's sync API keeps one running once a browser test has started)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(make_coro())
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(lambda: asyncio.run(make_coro())).result()
 
 
 # ----------------------------------------------------------------------------- system users
