@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from jupyterhub_lab_ext.services.user_limit import policy
 from jupyterhub_lab_ext.services.user_limit.ledger import Ledger
@@ -191,3 +193,41 @@ def test_existing_hub_user_keeps_seat_when_full():
     assert not ledger.take_seat("second", False).decision.admitted
     assert ledger.take_seat("known", False, existing=True).decision.admitted
     assert set(ledger.seats) == {"first", "known"}
+
+
+ops_st = st.lists(
+    st.one_of(
+        st.tuples(st.just("admit"), st.sampled_from("abcdef"), st.sampled_from(["", "x"]),
+                  st.frozensets(st.sampled_from(["g", "h"]), max_size=2)),
+        st.tuples(st.just("release"), st.integers(0, 20)),
+        st.tuples(st.just("promote")),
+        st.tuples(st.just("limit"), st.integers(0, 4)),
+        st.tuples(st.just("reconcile"), st.sampled_from("abcdef")),
+    ),
+    max_size=40,
+)  # fmt: skip
+
+
+@settings(max_examples=150, deadline=None)
+@given(ops_st)
+def test_incremental_book_matches_the_pure_policy(ops):
+    """The ledger's fast path (incremental usage and lookups) decides exactly like
+    ``policy.decide`` over the full lists, whatever happened before."""
+    clock = Clock(0)
+    ledger = Ledger(policy.Limits(max_active_servers=3, group_quotas={"g": 2}), clock)
+    for op in ops:
+        clock.now += 1
+        if op[0] == "admit":
+            req = R(op[1], op[2], op[3])
+            expected = policy.decide(ledger.limits, ledger.places(), ledger.waiting(), req)
+            assert ledger.admit(req).decision == expected
+        elif op[0] == "release" and ledger.admissions:
+            ids = sorted(ledger.admissions)
+            ledger.release(ids[op[1] % len(ids)])
+        elif op[0] == "promote":
+            ledger.promote(30)
+        elif op[0] == "limit":
+            ledger.set_limits({"max_active_servers": op[1]})
+        elif op[0] == "reconcile":
+            ledger.reconcile([(op[1], "", frozenset(), False)], None, clock.now - 1.5, 1)
+        assert ledger.usage() == policy.usage(ledger.places())

@@ -128,7 +128,7 @@ class UserHandler(LimitHandler):
         ledger = app.ledger
         groups, admin = await app.user_groups(name)
         req = policy.Request(name, server_name, groups, admin)
-        decision = policy.decide(ledger.limits, ledger.places(), ledger.waiting(), req)
+        decision = ledger.decide(req)
         admissions = ledger.for_user(name)
         waiter = ledger.queue.get(name)
         position = ledger.position(name)

@@ -32,7 +32,7 @@ from urllib.parse import quote
 
 from tornado import web
 
-from ...hubapi import HubAPI, HubAPIError
+from .client import ServiceClient, ServiceUnavailable
 
 log = logging.getLogger("jupyterhub_lab_ext.user_limit.hook")
 
@@ -98,26 +98,30 @@ class UserLimitHook:
         self.timeout = timeout
         self.retries = retries
         self.check_seats = check_seats
-        self._client: HubAPI | None = None
+        self._client: ServiceClient | None = None
+
+    # traitlets deep-copies config values for every new Spawner; the hooks are bound methods of
+    # this object, so without these each spawner would get its own copy (and HTTP client)
+    def __deepcopy__(self, memo):
+        return self
+
+    def __copy__(self):
+        return self
 
     @property
-    def client(self) -> HubAPI:
-        # created on first use, on the hub's running loop
+    def client(self) -> ServiceClient:
         if self._client is None:
-            self._client = HubAPI(
-                self.service_url + "api",
-                self.token,
-                concurrency=100,
-                request_timeout=self.timeout,
-                connect_timeout=min(self.timeout, 3.0),
-                retries=self.retries,
-                backoff_base=0.2,
-                backoff_max=2.0,
+            self._client = ServiceClient(
+                self.service_url + "api/", self.token, timeout=self.timeout, retries=self.retries
             )
         return self._client
 
     async def _call(self, method: str, path: str, *, json=None, ok=(200,)):
-        return await self.client.request(method, path, json=json, ok=ok, retries=self.retries)
+        status, doc = await self.client.request(method, path, json)
+        if status not in ok:
+            message = doc.get("message", "") if isinstance(doc, dict) else ""
+            raise ServiceUnavailable(f"{method} {path} -> {status} {message}".strip(), status)
+        return status, doc
 
     def queue_url(self, server_name: str) -> str:
         url = self.public_prefix + "queue"
@@ -139,12 +143,12 @@ class UserLimitHook:
         }
         try:
             _, doc = await self._call("POST", "admissions", json=body)
-        except HubAPIError as e:
+        except ServiceUnavailable as e:
             self._unreachable("spawn", user.name, e)
             return
         if not isinstance(doc, dict):
             self._unreachable(
-                "spawn", user.name, HubAPIError("POST", "/admissions", 200, "no JSON body")
+                "spawn", user.name, ServiceUnavailable("POST admissions: no JSON body")
             )
             return
         outcome = doc.get("outcome")
@@ -213,7 +217,7 @@ class UserLimitHook:
                 ]
             for i in ids:
                 await self._call("DELETE", f"admissions/{quote(str(i), safe='')}", ok=(204, 404))
-        except HubAPIError as e:
+        except ServiceUnavailable as e:
             log.error(
                 "Could not free the place of user=%s server=%r (%s); the service frees it at its "
                 "next reconciliation",
@@ -243,7 +247,7 @@ class UserLimitHook:
         }
         try:
             _, doc = await self._call("POST", "admissions", json=body)
-        except HubAPIError as e:
+        except ServiceUnavailable as e:
             if self.fail_open:
                 log.error(
                     "USER-LIMIT SERVICE UNREACHABLE (%s): login of user=%s let through", e, name

@@ -95,6 +95,51 @@ class Ledger:
         self.queue: dict[str, Waiter] = {}  # user -> waiter, insertion (= seq) order
         self.seats: dict[str, float] = {}
         self._seq = 0
+        self._reset_index()
+
+    # -- incremental index: usage, held servers, reservations (kept in step with admissions) --
+    def _reset_index(self) -> None:
+        self._total = 0
+        self._per_group: dict[str, int] = {}
+        self._per_user: dict[str, int] = {}
+        self._held: dict[tuple[str, str], str] = {}  # (user, server) -> admission id
+        self._reserved: dict[str, str] = {}  # user -> reserved admission id
+        for a in self.admissions.values():
+            self._index(a, +1)
+
+    def _index(self, a: Admission, sign: int) -> None:
+        self._total += sign
+        self._per_user[a.user] = self._per_user.get(a.user, 0) + sign
+        if not self._per_user[a.user]:
+            del self._per_user[a.user]
+        for g in a.groups:
+            self._per_group[g] = self._per_group.get(g, 0) + sign
+            if not self._per_group[g]:
+                del self._per_group[g]
+        if a.state == "reserved":
+            if sign > 0:
+                self._reserved[a.user] = a.id
+            else:
+                self._reserved.pop(a.user, None)
+        else:
+            key = (a.user, a.server_name)
+            if sign > 0:
+                self._held[key] = a.id
+            elif self._held.get(key) == a.id:
+                del self._held[key]
+
+    def _put(self, a: Admission) -> None:
+        old = self.admissions.get(a.id)
+        if old is not None:
+            self._index(old, -1)
+        self.admissions[a.id] = a
+        self._index(a, +1)
+
+    def _drop(self, admission_id: str) -> Admission | None:
+        a = self.admissions.pop(admission_id, None)
+        if a is not None:
+            self._index(a, -1)
+        return a
 
     # -- loading ---------------------------------------------------------------------------
     def load(
@@ -107,6 +152,7 @@ class Ledger:
         self.overrides = {k: v for k, v in (overrides or {}).items() if k in policy.LIMIT_FIELDS}
         self.limits = policy.merge_limits(self.base_limits, self.overrides)
         self.admissions = {a.id: a for a in admissions}
+        self._reset_index()
         ordered = sorted(waiters, key=lambda w: w.seq)
         self.queue = {w.user: w for w in ordered}
         self._seq = max((w.seq for w in ordered), default=0)
@@ -120,19 +166,45 @@ class Ledger:
         return [w.request() for w in self.queue.values()]
 
     def position(self, user: str) -> int:
-        return policy.queue_position(self.waiting(), user)
+        if user not in self.queue:
+            return 0
+        for i, name in enumerate(self.queue):
+            if name == user:
+                return i + 1
+        return 0  # pragma: no cover
 
     def for_user(self, user: str) -> list[Admission]:
         return [a for a in self.admissions.values() if a.user == user]
 
     def usage(self) -> policy.Usage:
-        return policy.usage(self.places())
+        return policy.Usage(self._total, self._per_group, self._per_user)
+
+    def decide(self, req: policy.Request) -> policy.Decision:
+        """The policy's decision for ``req`` against the book (no change made)."""
+        position = self.position(req.user)
+
+        def ahead():
+            for i, w in enumerate(self.queue.values()):
+                if position and i >= position - 1:
+                    return
+                yield w.request()
+
+        return policy.decide_core(
+            self.limits,
+            self.usage(),
+            req,
+            (req.user, req.server_name) in self._held,
+            req.user in self._reserved,
+            len(self.queue),
+            position,
+            ahead(),
+        )
 
     # -- spawn admission -------------------------------------------------------------------
     def admit(self, req: policy.Request, options: dict | None = None) -> Outcome:
         """Decide a spawn request and book the result (place, or place in line)."""
         now = self.clock()
-        decision = policy.decide(self.limits, self.places(), self.waiting(), req)
+        decision = self.decide(req)
         out = Outcome(decision)
         if decision.outcome == policy.ADMIT:
             existing = self._match(req)
@@ -149,7 +221,7 @@ class Ledger:
                 adm = Admission(
                     new_id(), req.user, req.server_name, req.groups, req.admin, "admitted", now
                 )
-            self.admissions[adm.id] = adm
+            self._put(adm)
             out.admission = adm
             out.ops.append(Op("put_admission", adm))
             if req.user in self.queue:
@@ -182,17 +254,12 @@ class Ledger:
         return out
 
     def _match(self, req: policy.Request) -> Admission | None:
-        for a in self.admissions.values():
-            if a.user == req.user and a.state == "reserved":
-                return a
-        for a in self.admissions.values():
-            if a.user == req.user and a.server_name == req.server_name:
-                return a
-        return None
+        aid = self._reserved.get(req.user) or self._held.get((req.user, req.server_name))
+        return self.admissions.get(aid) if aid else None
 
     def release(self, admission_id: str) -> list[Op] | None:
         """Free a place; None if there is no such admission."""
-        if self.admissions.pop(admission_id, None) is None:
+        if self._drop(admission_id) is None:
             return None
         return [Op("del_admission", admission_id)]
 
@@ -213,7 +280,7 @@ class Ledger:
                 now + offer_timeout,
                 dict(w.options),
             )
-            self.admissions[adm.id] = adm
+            self._put(adm)
             offers.append(adm)
             ops += [Op("del_waiter", w.user), Op("put_admission", adm)]
         return offers, ops
@@ -223,7 +290,7 @@ class Ledger:
         now = self.clock()
         gone = [a for a in self.admissions.values() if a.expires is not None and a.expires <= now]
         for a in gone:
-            del self.admissions[a.id]
+            self._drop(a.id)
         return gone, [Op("del_admission", a.id) for a in gone]
 
     def dequeue(self, user: str) -> list[Op]:
@@ -269,18 +336,18 @@ class Ledger:
                 a = Admission(
                     new_id(), user, server_name, frozenset(groups), admin, "observed", self.clock()
                 )
-                self.admissions[a.id] = a
+                self._put(a)
                 ops.append(Op("put_admission", a))
                 added += 1
             elif a.groups != frozenset(groups) or a.admin != admin:
                 a = replace(a, groups=frozenset(groups), admin=admin)
-                self.admissions[a.id] = a
+                self._put(a)
                 ops.append(Op("put_admission", a))
         cutoff = snapshot_started - grace
         for a in list(self.admissions.values()):
             if a.state == "reserved" or (a.user, a.server_name) in seen or a.created > cutoff:
                 continue
-            del self.admissions[a.id]
+            self._drop(a.id)
             ops.append(Op("del_admission", a.id))
             removed += 1
         seats_added = seats_removed = 0

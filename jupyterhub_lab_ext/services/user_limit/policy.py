@@ -219,27 +219,46 @@ def decide(
     - a request over a capacity limit, or behind an earlier waiter that fits now, is queued at
       the user's existing place in line or at the end.
     """
-    for p in places:
-        if p.user == req.user and p.reserved:
-            return Decision(ADMIT, RESERVED)
-        if p.user == req.user and p.server_name == req.server_name:
-            return Decision(ADMIT, ALREADY)
+    reserved = any(p.user == req.user and p.reserved for p in places)
+    held = any(p.user == req.user and p.server_name == req.server_name for p in places)
+    position = queue_position(queue, req.user)
+    ahead = queue[: position - 1] if position else queue
+    return decide_core(limits, usage(places), req, held, reserved, len(queue), position, ahead)
+
+
+def decide_core(
+    limits: Limits,
+    used: Usage,
+    req: Request,
+    held: bool,
+    reserved: bool,
+    queue_length: int,
+    position: int,
+    ahead: Iterable[Request],
+) -> Decision:
+    """:func:`decide` on precomputed facts (what the service keeps up to date incrementally).
+
+    ``held``: this server already holds a place; ``reserved``: the user holds a reservation;
+    ``position``: the user's place in line (0: none); ``ahead``: the waiters before it (only
+    iterated when the request fits).
+    """
+    if reserved:
+        return Decision(ADMIT, RESERVED)
+    if held:
+        return Decision(ADMIT, ALREADY)
     if is_exempt(limits, req.admin):
         return Decision(ADMIT, EXEMPT)
-    used = usage(places)
     if (
         limits.max_servers_per_user
         and used.per_user.get(req.user, 0) >= limits.max_servers_per_user
     ):
         return Decision(REFUSE, USER_CAP, f"max_servers_per_user={limits.max_servers_per_user}")
-    position = queue_position(queue, req.user)
-    ahead = queue[: position - 1] if position else queue
     blocked = blocking_limits(limits, used, req.groups)
     if blocked:
-        return Decision(QUEUE, _reason(blocked[0]), blocked[0], position or len(queue) + 1)
+        return Decision(QUEUE, _reason(blocked[0]), blocked[0], position or queue_length + 1)
     for w in ahead:
         if _fits(limits, used, w):
-            return Decision(QUEUE, WAITERS_AHEAD, "", position or len(queue) + 1)
+            return Decision(QUEUE, WAITERS_AHEAD, "", position or queue_length + 1)
     return Decision(ADMIT, OK)
 
 
