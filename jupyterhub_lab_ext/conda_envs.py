@@ -490,8 +490,8 @@ class EnvScanner:
             allowed.append(real_dir)
             candidates.extend(path for path, _ in self._list_root(real_dir))
         if config.read_environments_txt:
-            conda_dir = os.path.join(user.home, ".conda")
-            if os.path.realpath(conda_dir) == os.path.normpath(conda_dir):
+            conda_dir = os.path.join(home, ".conda")
+            if is_within(os.path.realpath(conda_dir), [real_home]):  # no link out of the home
                 txt = os.path.join(conda_dir, "environments.txt")
                 candidates.extend(self._environments_txt(txt, user.uid))
         found: list[CondaEnv] = []

@@ -270,6 +270,30 @@ def test_environments_txt_must_be_a_regular_file_of_the_user(tree):
     assert discover(config, user) == []
 
 
+def test_conda_dir_linked_to_another_home_is_ignored(tree):
+    config, user, p = tree
+    bob_conda = p["root"] / "home" / "bob" / ".conda"
+    proj = make_prefix(p["home"] / "p" / "env")  # alice's own env, named in bob's file
+    bob_conda.mkdir(parents=True)
+    (bob_conda / "environments.txt").write_text(f"{proj}\n")
+    import shutil
+
+    shutil.rmtree(p["home"] / ".conda")
+    os.symlink(bob_conda, p["home"] / ".conda")
+    assert discover(config, user) == []
+
+
+def test_home_behind_a_symlink_still_works(tree):
+    config, user, p = tree
+    proj = make_prefix(p["home"] / "p" / "env")
+    write_environments_txt(p["home"], proj)
+    make_prefix(p["home"] / ".conda" / "envs" / "ml")
+    link = p["root"] / "home-link"
+    os.symlink(p["home"], link)
+    linked = UserContext(name=user.name, uid=user.uid, home=str(link))
+    assert names(discover(config, linked)) == ["mine/env", "mine/ml"]
+
+
 def test_shared_env_in_environments_txt_is_not_listed_twice(tree):
     config, user, p = tree
     geo = make_prefix(p["shared"] / "geo")
