@@ -1,0 +1,212 @@
+"""The hub-side hook (pre_spawn/post_stop/post_auth) and ``enable_user_limit`` against an
+in-process service; the keep-alive client; failure modes (fail open / closed)."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import stat
+from types import SimpleNamespace
+
+import pytest
+from jupyterhub.spawner import SpawnException
+from test_user_limit_support import HOOK, Service, free_port
+from tornado import web
+from traitlets.config import Config
+
+from jupyterhub_lab_ext.services.user_limit.client import ServiceClient, ServiceUnavailable
+from jupyterhub_lab_ext.services.user_limit.hook import ATTR, UserLimitHook, enable_user_limit
+
+
+def spawner(user, server="", groups=(), admin=False, options=None):
+    u = SimpleNamespace(name=user, admin=admin, groups=[SimpleNamespace(name=g) for g in groups])
+    return SimpleNamespace(user=u, name=server, user_options=options or {})
+
+
+@pytest.fixture
+def svc(tmp_path):
+    s = Service(tmp_path, max_active_servers=1, max_servers_per_user=1, start_queued_servers=False)
+    s.start()
+    try:
+        yield s
+    finally:
+        s.stop()
+
+
+@pytest.fixture
+async def hook(svc):
+    h = UserLimitHook(svc.url + "/", HOOK, public_prefix="/services/user-limit/", timeout=5)
+    try:
+        yield h
+    finally:
+        if h._client is not None:
+            await h._client.aclose()
+
+
+def status(svc):
+    used = svc.app.ledger.usage()
+    return used.total, list(svc.app.ledger.queue)
+
+
+async def test_admit_queue_release(svc, hook):
+    a = spawner("a", options={"profile": "py"})
+    await hook.pre_spawn_hook(a)
+    assert getattr(a, ATTR)
+    b = spawner("b", server="gpu", groups=["staff"])
+    with pytest.raises(SpawnException) as info:
+        await hook.pre_spawn_hook(b)
+    exc = info.value
+    assert exc.status_code == 429 and exc.reason == "capacity"
+    assert (
+        exc.headers["X-JupyterHub-Queue-Position"] == "1" and int(exc.headers["Retry-After"]) >= 5
+    )
+    assert "number 1 in line" in exc.jupyterhub_message
+    assert 'href="/services/user-limit/queue?server=gpu"' in exc.message_html
+    assert 'http-equiv="refresh"' in exc.jupyterhub_html_message
+    assert getattr(b, ATTR) is None
+    assert status(svc) == (1, ["b"])
+    assert svc.app.ledger.queue["b"].groups == frozenset({"staff"})
+    # the hub runs post_stop_hook after a refused spawn too: it must not free anything
+    await hook.post_stop_hook(b)
+    assert status(svc) == (1, ["b"])
+    await hook.post_stop_hook(a)
+    assert not hasattr(a, ATTR)
+    used, queue = status(svc)
+    assert queue == [] and svc.app.ledger.admissions  # b got the freed place (reserved)
+    assert [x.state for x in svc.app.ledger.admissions.values()] == ["reserved"]
+
+
+async def test_per_user_cap_is_a_403(svc, hook):
+    svc.call(svc.app.set_limits({"max_active_servers": 5}))
+    await hook.pre_spawn_hook(spawner("a"))
+    with pytest.raises(SpawnException) as info:
+        await hook.pre_spawn_hook(spawner("a", server="two"))
+    assert info.value.status_code == 403 and "maximum of 1 server" in info.value.message
+
+
+async def test_release_after_hub_restart_finds_the_place(svc, hook):
+    a = spawner("a")
+    await hook.pre_spawn_hook(a)
+    fresh = spawner("a")  # a new Spawner object: the hub restarted since the spawn
+    await hook.post_stop_hook(fresh)
+    assert status(svc) == (0, [])
+
+
+async def test_seats_at_login(svc, hook):
+    svc.call(svc.app.set_limits({"max_users": 1}))
+    handler = SimpleNamespace(find_user=lambda name: object() if name == "old" else None)
+    model = {"name": "first", "admin": False}
+    assert await hook.post_auth_hook(None, handler, model) is model
+    with pytest.raises(web.HTTPError) as info:
+        await hook.post_auth_hook(None, handler, {"name": "second", "admin": False})
+    assert info.value.status_code == 403 and "seats are taken" in info.value.jupyterhub_message
+    assert await hook.post_auth_hook(None, handler, {"name": "old", "admin": False})
+    assert await hook.post_auth_hook(None, handler, {"name": "boss", "admin": True})
+    assert set(svc.app.ledger.seats) == {"first", "old", "boss"}
+
+
+@pytest.mark.parametrize("fail_open", [False, True], ids=["fail-closed", "fail-open"])
+async def test_unreachable_service(fail_open, caplog):
+    h = UserLimitHook(
+        f"http://127.0.0.1:{free_port()}/services/x/", HOOK, fail_open=fail_open, retries=1
+    )
+    s = spawner("a")
+    caplog.set_level(logging.ERROR)
+    if fail_open:
+        await h.pre_spawn_hook(s)
+        assert getattr(s, ATTR) is None
+        assert await h.post_auth_hook(None, SimpleNamespace(), {"name": "a"}) == {"name": "a"}
+    else:
+        with pytest.raises(SpawnException) as info:
+            await h.pre_spawn_hook(s)
+        assert info.value.status_code == 503 and "cannot be reached" in info.value.message
+        with pytest.raises(web.HTTPError) as info:
+            await h.post_auth_hook(None, SimpleNamespace(), {"name": "a"})
+        assert info.value.status_code == 503
+    assert "USER-LIMIT SERVICE UNREACHABLE" in caplog.text
+
+
+async def test_wrong_hook_token_is_treated_as_unreachable(svc):
+    h = UserLimitHook(svc.url + "/", "not-the-secret")
+    with pytest.raises(SpawnException) as info:
+        await h.pre_spawn_hook(spawner("a"))
+    assert info.value.status_code == 503
+    assert svc.app.ledger.usage().total == 0
+    await h._client.aclose()
+
+
+async def test_client_keeps_connections_alive(svc):
+    client = ServiceClient(svc.url + "/api/", HOOK)
+    try:
+        for i in range(5):
+            code, doc = await client.request(
+                "POST", "admissions", {"user": f"u{i}", "kind": "seat"}
+            )
+            assert code == 200 and doc["outcome"] == "admitted"
+        assert client.connections_opened == 1
+        code, doc = await client.request("GET", "admissions/nope")
+        assert code == 405 or code == 404
+    finally:
+        await client.aclose()
+    with pytest.raises(ValueError):
+        ServiceClient("https://example.invalid/", HOOK)
+
+
+async def test_client_gives_up_after_retries():
+    client = ServiceClient(f"http://127.0.0.1:{free_port()}/api/", HOOK, retries=2, backoff=0.01)
+    with pytest.raises(ServiceUnavailable):
+        await client.request("GET", "status")
+
+
+def test_enable_user_limit_wires_one_line(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    c = Config()
+    calls = []
+
+    def theirs(spawner):
+        calls.append(spawner)
+
+    c.Spawner.pre_spawn_hook = theirs
+    c.JupyterHub.services.append({"name": "other", "api_token": "x"})
+    c.JupyterHub.base_url = "/jh/"
+    hook = enable_user_limit(
+        c, url="http://127.0.0.1:10101", max_active_servers=4, group_quotas={"s": 2}
+    )
+    token_file = tmp_path / "jupyterhub-user-limit-hook-token"
+    assert stat.S_IMODE(os.stat(token_file).st_mode) == 0o600
+    assert hook.token == token_file.read_text().strip()
+    services = {s["name"]: s for s in c.JupyterHub.services}
+    assert set(services) == {"other", "user-limit"}
+    svc = services["user-limit"]
+    assert svc["url"] == "http://127.0.0.1:10101" and svc["oauth_no_confirm"] is True
+    env = svc["environment"]
+    assert env["JUPYTERHUB_USER_LIMIT_HOOK_TOKEN"] == hook.token
+    assert '"max_active_servers": 4' in env["JUPYTERHUB_USER_LIMIT_SETTINGS"]
+    assert hook.service_url == "http://127.0.0.1:10101/jh/services/user-limit/"
+    assert hook.queue_url("") == "/jh/services/user-limit/queue"
+    roles = {r["name"]: r for r in c.JupyterHub.load_roles}
+    assert "start:servers" in roles["user-limit-service"]["scopes"]
+    assert "custom:user-limit:admin" in c.JupyterHub.custom_scopes
+    assert "access:services!service=user-limit" in c.JupyterHub.extra_user_scopes
+    # the existing pre_spawn_hook still runs (after ours); post_auth_hook is ours
+    assert c.Spawner.pre_spawn_hook is not theirs
+    assert c.Authenticator.post_auth_hook == hook.post_auth_hook
+    # traitlets deep-copies config per spawner: the hook must stay one shared object
+    assert copy.deepcopy(hook.pre_spawn_hook).__self__ is hook
+    # a second call reuses the same secret and does not duplicate entries
+    again = enable_user_limit(c, url="http://127.0.0.1:10101")
+    assert again.token == hook.token
+    assert [s["name"] for s in c.JupyterHub.services].count("user-limit") == 1
+
+
+async def test_chained_hook_runs_both(svc, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    c = Config()
+    seen = []
+    c.Spawner.pre_spawn_hook = lambda s: seen.append(s.user.name)
+    hook = enable_user_limit(c, url=svc.url.rsplit("/services", 1)[0], hook_token=HOOK)
+    s = spawner("a")
+    await c.Spawner.pre_spawn_hook(s)
+    assert seen == ["a"] and getattr(s, ATTR)
+    await hook._client.aclose()
