@@ -26,7 +26,12 @@ SERVICE = "idle-culler"
 
 
 def culler_config(
-    workdir: Path, users: dict[str, list[str]], *args: str, public_port: int, extra: str = ""
+    workdir: Path,
+    users: dict[str, list[str]],
+    *args: str,
+    public_port: int,
+    extra: str = "",
+    db_url: str = "",
 ) -> str:
     """Hub config: dummy authenticator, simple spawner, the culler as a managed service."""
     port = free_port()
@@ -34,7 +39,7 @@ def culler_config(
         str(VENV_BIN / "python"),
         "-m",
         "jupyterhub_lab_ext.services.culler",
-        f"--db-url=sqlite:///{workdir}/culler.sqlite",
+        f"--db-url={db_url or f'sqlite:///{workdir}/culler.sqlite'}",
         f"--LabIdleCuller.server_base_url=http://127.0.0.1:{public_port}",
         *args,
     ]
@@ -103,11 +108,12 @@ class Culler:
         return resp.json()
 
 
-def make_culler_hub(make_hub, tmp_path, users, *args, extra=""):
+def make_culler_hub(make_hub, tmp_path, users, *args, extra="", db_url=""):
     workdir = tmp_path / "culler"
     workdir.mkdir(exist_ok=True)
     hub = make_hub(authenticator=None, start=False)
-    hub.append_config(culler_config(workdir, users, *args, public_port=hub.port, extra=extra))
+    cfg = culler_config(workdir, users, *args, public_port=hub.port, extra=extra, db_url=db_url)
+    hub.append_config(cfg)
     hub.start()
     for name in users:  # users in groups exist already (load_groups), others do not
         r = hub.api("POST", f"users/{name}")
@@ -148,8 +154,9 @@ def user_token(hub, name, scopes):
     return resp.json()["token"]
 
 
-def culler_pids(workdir: Path) -> list[int]:
-    marker = f"sqlite:///{workdir}/culler.sqlite".encode()
+def culler_pids(hub) -> list[int]:
+    """PIDs of this hub's culler (its command line names the hub's public port)."""
+    marker = f"--LabIdleCuller.server_base_url=http://127.0.0.1:{hub.port}".encode()
     pids = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -229,10 +236,15 @@ def test_idle_culled_active_kept_group_override_and_dry_run(make_hub, tmp_path, 
     assert 'jhle_culler_culls_total{kind="server",reason="idle"} 1.0' in metrics
 
 
-def test_exemption_survives_service_restart(make_hub, tmp_path, user_prefix):
+@pytest.mark.parametrize("store", ["sqlite", "postgresql"])
+def test_exemption_survives_service_restart(make_hub, tmp_path, user_prefix, request, store):
     alice, bob = f"{user_prefix}alice", f"{user_prefix}bob"
-    hub, culler, workdir = make_culler_hub(
-        make_hub, tmp_path, {alice: [], bob: []}, "--timeout=8", "--cull-every=3600"
+    db_url = ""
+    if store == "postgresql":
+        # a plain postgresql:// URL, as an admin would write it (the store picks psycopg 3)
+        db_url = request.getfixturevalue("postgres").url().replace("+psycopg", "")
+    hub, culler, _ = make_culler_hub(
+        make_hub, tmp_path, {alice: [], bob: []}, "--timeout=8", "--cull-every=3600", db_url=db_url
     )
     r = culler.call("PUT", f"api/exemptions/{alice}", json={"reason": "long job"})
     assert r.status_code == 201, r.text
@@ -242,11 +254,11 @@ def test_exemption_survives_service_restart(make_hub, tmp_path, user_prefix):
 
     # the hub restarts its managed service when it exits; the new process's first pass
     # (at start) must honour the exemption it finds in its database
-    old = culler_pids(workdir)
+    old = culler_pids(hub)
     assert len(old) == 1
     os.kill(old[0], signal.SIGTERM)
     wait_until(
-        lambda: (p := culler_pids(workdir)) and p != old,
+        lambda: (p := culler_pids(hub)) and p != old,
         timeout=90,
         interval=1,
         what="hub restarted the culler",
