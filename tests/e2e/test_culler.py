@@ -61,6 +61,7 @@ c.JupyterHub.services.append({{
     "name": {SERVICE!r},
     "url": "http://127.0.0.1:{port}",
     "command": {command!r},
+    "oauth_no_confirm": True,
 }})
 c.JupyterHub.load_roles.append({{
     "name": "idle-culler",
@@ -379,3 +380,46 @@ def test_busy_kernel_keeps_server(make_hub, tmp_path, user_prefix):
     assert [e["user"] for e in report["culled"] + report["stopping"]] == [quiet]
     wait_until(lambda: "" not in servers(hub, quiet), timeout=60, what="quiet server gone")
     assert servers(hub, busy)[""]["ready"]
+
+
+def test_browser_oauth_cookie(make_hub, tmp_path, user_prefix):
+    """A logged-in browser reaches the REST API through the hub's OAuth, and writes need xsrf."""
+    reader, other = f"{user_prefix}reader", f"{user_prefix}other"
+    hub, culler, _ = make_culler_hub(
+        make_hub,
+        tmp_path,
+        {reader: ["culler-readers"], other: []},
+        "--timeout=600",
+        extra="c.DummyAuthenticator.allow_all = True\n",
+    )
+    with httpx.Client(follow_redirects=True, timeout=60) as browser:
+        page = browser.get(f"{hub.url}/hub/login")
+        xsrf = browser.cookies.get("_xsrf", path="/hub/")
+        assert page.status_code == 200 and xsrf
+        r = browser.post(
+            f"{hub.url}/hub/login",
+            data={"username": reader, "password": "pw", "_xsrf": xsrf},
+        )
+        assert r.status_code == 200, r.text[:500]
+        # first visit: redirected through the hub's OAuth authorize step, back with a cookie
+        r = browser.get(culler.base + "api/status", headers={"Accept": "text/html"})
+        if r.status_code == 200 and "oauth2/authorize" in str(r.url):  # confirmation page
+            pytest.fail("unexpected OAuth confirmation page: " + str(r.url))
+        assert r.status_code == 200, (r.status_code, str(r.url), r.text[:300])
+        assert r.json()["service"] == SERVICE
+        assert any(c.name == "service-idle-culler" for c in browser.cookies.jar)
+        # the cookie alone authenticates API calls now
+        r = browser.get(culler.base + f"api/users/{reader}")
+        assert r.status_code == 200 and r.json()["name"] == reader
+        # a cross-site style POST with the cookie but without the xsrf token is refused
+        r = browser.post(culler.base + "api/passes?dry_run=1", headers={"Sec-Fetch-Mode": "cors"})
+        assert r.status_code in (401, 403)
+    with httpx.Client(follow_redirects=True, timeout=60) as browser:
+        page = browser.get(f"{hub.url}/hub/login")
+        xsrf = browser.cookies.get("_xsrf", path="/hub/")
+        browser.post(
+            f"{hub.url}/hub/login", data={"username": other, "password": "pw", "_xsrf": xsrf}
+        )
+        r = browser.get(culler.base + "api/status", headers={"Accept": "text/html"})
+        # a user without access:services!service=idle-culler is refused by the hub or by us
+        assert r.status_code == 403, (r.status_code, str(r.url))
