@@ -105,11 +105,12 @@ if MODE == "swarm":
     # servers bind all interfaces of their node: let only the manager reach the workers'
     # ephemeral ports (firewall); every request to a server still needs hub auth
     c.DockerSpawner.ip = "0.0.0.0"
-    # no published ports: the service is on the host network
-    c.DockerSpawner.use_internal_ip = True
 else:
     Spawner = HostNetworkDockerSpawner
     c.DockerSpawner.ip = "127.0.0.1"
+    # stopped containers go away: everything worth keeping lives in the home (Swarm services
+    # are always removed)
+    c.DockerSpawner.remove = True
 c.JupyterHub.spawner_class = Spawner
 
 # The conda-kernel settings (c.CondaKernelSpawnerMixin.*) of the single-machine config apply
@@ -118,10 +119,12 @@ c.JupyterHub.spawner_class = Spawner
 
 c.DockerSpawner.image = IMAGE
 c.DockerSpawner.network_name = "host"
+# no published ports (Docker refuses port bindings on the host network); the spawners above
+# report where the server listens themselves
+c.DockerSpawner.use_internal_ip = True
 # jupyterhub-singleuser of the image (same path as on the host, see Dockerfile.singleuser);
 # this section is more specific than the c.Spawner.cmd of the single-machine config
 c.DockerSpawner.cmd = ["/opt/jupyterhub-lab-ext/venv/bin/jupyterhub-singleuser"]
-# stopped containers go away: everything worth keeping lives in the home
-c.DockerSpawner.remove = True
+# per server; Swarm rejects a task whose cpu_limit exceeds the cores of every node
 c.DockerSpawner.mem_limit = "8G"
 c.DockerSpawner.cpu_limit = 4.0

@@ -97,28 +97,25 @@ def configurable_mro(cls) -> list[type]:
     return [k for k in cls.__mro__ if isinstance(k, type) and issubclass(k, Configurable)]
 
 
-def hub_classes(cfg: Config) -> dict[str, type]:
-    """Name -> class of every class whose config section can apply in this hub."""
+def hub_roots(cfg: Config) -> list[type]:
+    """The classes the hub instantiates with this config."""
     hub = cfg.JupyterHub
     auth = entry_point_class("jupyterhub.authenticators", hub.get("authenticator_class", "pam"))
     spawner = entry_point_class("jupyterhub.spawners", hub.get("spawner_class", "default"))
     proxy = entry_point_class(
         "jupyterhub.proxies", hub.get("proxy_class", "configurable-http-proxy")
     )
-    classes = {}
-    for cls in (JupyterHub, auth, spawner, proxy, CryptKeeper):
-        for k in configurable_mro(cls):
-            classes[k.__name__] = k
-    return classes
+    return [JupyterHub, auth, spawner, proxy, CryptKeeper]
 
 
 # -- checks (return lists of problems, so they can be tested on broken configs) -------------
 
 
 def trait_problems(cfg: Config) -> list[str]:
-    """Sections that apply to no class of the hub, traits that are no config traits."""
+    """Sections that apply to no class of the hub; keys that are no config trait of the
+    class the section reaches (a subclass can drop a parent's trait: SwarmSpawner.remove)."""
     try:
-        classes = hub_classes(cfg)
+        roots = hub_roots(cfg)
     except (LookupError, ImportError, AttributeError) as e:
         return [f"cannot resolve a class: {e}"]
     problems = []
@@ -126,16 +123,16 @@ def trait_problems(cfg: Config) -> list[str]:
         if not isinstance(values, Config):
             problems.append(f"{section} = {values!r} is not a class section")
             continue
-        cls = classes.get(section)
-        if cls is None:
-            problems.append(f"section {section} applies to none of {sorted(classes)}")
+        owners = [r for r in roots if section in {k.__name__ for k in configurable_mro(r)}]
+        if not owners:
+            names = sorted({k.__name__ for r in roots for k in configurable_mro(r)})
+            problems.append(f"section {section} applies to none of {names}")
             continue
-        known = set(cls.class_trait_names(config=True))
-        for key in values:
-            if key not in known:
-                problems.append(
-                    f"{section}.{key} is not a config trait of {cls.__module__}.{section}"
-                )
+        for owner in owners:
+            known = set(owner.class_trait_names(config=True))
+            for key in values:
+                if key not in known:
+                    problems.append(f"{section}.{key} is not a config trait of {owner.__name__}")
     return problems
 
 
@@ -536,7 +533,9 @@ def test_service_units_match_the_hub_config(env, name):
 DOCKER = EXAMPLES / "docker"
 
 
-def test_docker_hub_config_is_valid(env, monkeypatch):
+@pytest.mark.parametrize("mode", ["docker", "swarm"])
+def test_docker_hub_config_is_valid(env, monkeypatch, mode):
+    env.setenv("JHLE_DOCKER_MODE", mode)
     if find_spec("dockerspawner") is None:
         pytest.fail("dockerspawner is not installed (pip install 'jupyterhub-lab-ext[docker]')")
     cfg = load(DOCKER_CONFIG)
@@ -588,3 +587,12 @@ def test_docker_check_catches_a_wrong_docker_option(env, tmp_path):
     broken.write_text(text.replace(old, 'c.DockerSpawner.network = "host"'))
     problems = trait_problems(load(broken))
     assert any("DockerSpawner.network " in p for p in problems), problems
+
+
+def test_docker_check_catches_an_option_the_swarm_spawner_drops(env, tmp_path):
+    # DockerSpawner.remove is a trait, but SwarmSpawner replaces it by a plain attribute
+    env.setenv("JHLE_DOCKER_MODE", "swarm")
+    broken = tmp_path / "jupyterhub_docker_config.py"
+    broken.write_text(DOCKER_CONFIG.read_text() + "\nc.DockerSpawner.remove = True\n")
+    problems = trait_problems(load(broken))
+    assert any("DockerSpawner.remove" in p for p in problems), problems
