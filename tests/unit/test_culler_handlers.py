@@ -118,6 +118,7 @@ async def start(hub, tmp_path):
             [
                 f"--url={hub.api_url}",
                 f"--db-url=sqlite:///{tmp_path}/culler.sqlite",
+                f"--ServiceApp.cookie_secret_file={tmp_path}/cookie_secret",
                 "--timeout=3600",
                 *argv,
             ]
@@ -408,3 +409,13 @@ async def test_oauth_cookie_authenticates_browsers(start, monkeypatch, hub):
         headers={"Cookie": f"service-idle-culler={admin}", "Sec-Fetch-Mode": "cors"},
     )
     assert code in (401, 403)
+
+
+async def test_cookie_secret_persisted(start, tmp_path):
+    api1 = await start()
+    secret = api1.app.make_tornado_app().settings["cookie_secret"]
+    path = tmp_path / "cookie_secret"
+    assert path.read_bytes() == secret and len(secret) >= 32
+    assert path.stat().st_mode & 0o777 == 0o600
+    api2 = await start()
+    assert api2.app.make_tornado_app().settings["cookie_secret"] == secret

@@ -70,6 +70,7 @@ class ServiceThread(threading.Thread):
         app.initialize(
             [
                 f"--url={hub.api_url}",
+                f"--ServiceApp.cookie_secret_file={self.tmp_path}/cookie_secret",
                 f"--db-url=sqlite:///{self.tmp_path}/c.sqlite",
                 "--timeout=3600",
             ]

@@ -153,9 +153,12 @@ class ServiceApp(Application):
 
     cookie_secret_file = Unicode(
         "",
-        help="""File holding the secret that signs the browser OAuth cookie (created 0600 if missing).
+        help="""File holding the secret that signs the browser OAuth cookie (created 0600 if
+        missing), so browsers stay logged in across restarts of the service.
 
-        Empty: a random secret per start (browsers log in again after a restart).
+        Example: ``/var/lib/jupyterhub-services/idle-culler_cookie_secret``. Empty (the
+        default), or a file that cannot be written: a random secret per start (browsers go
+        through the hub's OAuth again, without a password prompt while logged in to the hub).
         """,
     ).tag(config=True)
 
@@ -273,16 +276,24 @@ class ServiceApp(Application):
         path = self.cookie_secret_file
         if not path:
             return secrets.token_bytes(32)
-        if os.path.exists(path):
-            with open(path, "rb") as f:
-                secret = f.read().strip()
-            if len(secret) >= 32:
-                return secret
-        secret = secrets.token_hex(32).encode()
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(secret)
-        return secret
+        try:
+            if os.path.exists(path):
+                if os.stat(path).st_mode & 0o077:
+                    self.log.warning("%s is readable by others; chmod 600 it", path)
+                with open(path, "rb") as f:
+                    secret = f.read().strip()
+                if len(secret) >= 32:
+                    return secret
+                self.log.warning("%s holds a short secret: replacing it", path)
+            secret = secrets.token_hex(32).encode()
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(secret)
+            self.log.info("Wrote a new cookie secret to %s", path)
+            return secret
+        except OSError as e:
+            self.log.warning("Cookie secret file %s unusable (%s): random secret", path, e)
+            return secrets.token_bytes(32)
 
     def make_hub_auth(self):
         """HubOAuth for browser cookies when the hub gave us an OAuth client; else None."""
