@@ -234,8 +234,6 @@ enable_user_limit(
     max_users=200,  # seats: distinct users who may log in
     group_quotas={"physics-101": 30},  # servers per hub group at once
     max_servers_per_user=2,
+    # the same unprivileged account as the culler (managed services only)
+    service_options={"user": "jupyterhub-services", "cwd": SERVICE_STATE},
 )
-# the same unprivileged account as the culler
-for _service in c.JupyterHub.services:
-    if _service["name"] == "user-limit":
-        _service.update(user="jupyterhub-services", cwd=SERVICE_STATE)
