@@ -172,7 +172,7 @@ class HubAPI:
         self.in_flight = 0
         self.peak_in_flight = 0
         self._sem = asyncio.Semaphore(concurrency)
-        self._client = AsyncHTTPClient(force_instance=True, max_clients=concurrency)
+        self._client: AsyncHTTPClient | None = None  # made on first use, on the running loop
         self._token_cache = _TTLCache(token_cache_ttl)
         self.negative_cache_ttl = negative_cache_ttl
         self._token_lookups: dict[str, asyncio.Future] = {}
@@ -203,6 +203,10 @@ class HubAPI:
             started = time.perf_counter()
             status = 599
             try:
+                if self._client is None:
+                    self._client = AsyncHTTPClient(
+                        force_instance=True, max_clients=self.concurrency
+                    )
                 resp = await self._client.fetch(req, raise_error=False)
                 status = resp.code
                 return resp
@@ -488,7 +492,8 @@ class HubAPI:
     async def aclose(self):
         if not self._closed:
             self._closed = True
-            self._client.close()
+            if self._client is not None:
+                self._client.close()
 
     async def __aenter__(self):
         return self

@@ -366,3 +366,16 @@ async def test_version_probe_needs_no_auth(hub):
     api = HubAPI(hub.api_url, "wrong-token")
     assert await api.get_version() == "6.1.1"
     await api.aclose()
+
+
+def test_constructed_outside_a_running_loop():
+    """Hooks may build the client at import/config time; it binds to the loop on first use."""
+    api = HubAPI("http://127.0.0.1:1/hub/api", "t", retries=0, connect_timeout=1)
+
+    async def use():
+        with pytest.raises(HubAPIError) as e:
+            await api.request("GET", "/")
+        await api.aclose()
+        return e.value.status
+
+    assert asyncio.run(use()) == 599
