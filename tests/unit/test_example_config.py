@@ -569,6 +569,11 @@ def test_compose_files_use_host_network_and_read_only_shared_envs(env, path):
         assert mounts[shared] == f"{shared}:{shared}:ro"
     assert mounts["/home"].startswith("/home:/home")
     assert "/var/run/docker.sock" in mounts
+    # the hub replaces the userlist by rename: a bind-mounted single file would fail (EBUSY)
+    userlist = cfg.UserlistAuthenticatorMixin.userlist_file
+    assert userlist not in mounts
+    assert str(Path(userlist).parent) in mounts
+    assert "/etc" in mounts  # the account database outlives the container
 
 
 def test_dockerfiles_install_the_package():
