@@ -84,7 +84,9 @@ class Dockerd:
         self.root.chmod(0o711)
         self.socket = self.root / "docker.sock"
         self.host = f"unix://{self.socket}"
-        self.namespace = f"jhle-{self.root.name.rsplit('-', 1)[-1]}"
+        suffix = self.root.name.rsplit("-", 1)[-1]
+        self.namespace = f"jhle-{suffix}"
+        self.gwbridge_name = f"jhgw{suffix}"[:15]  # a Linux interface name: 15 bytes at most
         self.process: Process | None = None
         self._client = None
 
@@ -166,6 +168,18 @@ class Dockerd:
         """Make this engine a one-node swarm on 127.0.0.1 (control plane on ``port``). Services
         here use host networking only, so the routing-mesh ``ingress`` network that swarm makes
         by default is removed once it exists."""
+        # swarm gives overlay-attached containers a host bridge named docker_gwbridge; made
+        # here first, it gets an interface name of its own, so that two private engines in
+        # swarm mode on one machine never share (or delete) each other's bridge
+        self.client.networks.create(
+            "docker_gwbridge",
+            driver="bridge",
+            options={
+                "com.docker.network.bridge.name": self.gwbridge_name,
+                "com.docker.network.bridge.enable_icc": "false",
+                "com.docker.network.bridge.enable_ip_masquerade": "false",
+            },
+        )
         node_id = self.client.swarm.init(
             advertise_addr="127.0.0.1", listen_addr=f"127.0.0.1:{port}"
         )
@@ -183,16 +197,13 @@ class Dockerd:
         )
         return node_id
 
-    def swarm_active(self) -> bool:
-        return self.client.info().get("Swarm", {}).get("LocalNodeState") == "active"
-
-    # -- teardown
-    def _remove_everything(self) -> None:
+    def swarm_leave(self) -> None:
+        """Remove every service, wait for their containers to go, leave the swarm, and remove
+        the bridge that swarm made."""
         client = self.client
         if self.swarm_active():
             for service in client.services.list():
-                with contextlib.suppress(Exception):
-                    service.remove()
+                service.remove()
             wait_until(
                 lambda: (
                     not client.containers.list(
@@ -203,13 +214,17 @@ class Dockerd:
                 what="swarm task containers gone",
             )
             client.swarm.leave(force=True)
-        # swarm makes a host bridge for overlay-attached containers; take it down with us
         for net in client.networks.list(names=["docker_gwbridge"]):
-            with contextlib.suppress(Exception):
-                net.remove()
-        for container in client.containers.list(all=True):
-            with contextlib.suppress(Exception):
-                container.remove(force=True, v=True)
+            net.remove()
+
+    def swarm_active(self) -> bool:
+        return self.client.info().get("Swarm", {}).get("LocalNodeState") == "active"
+
+    # -- teardown
+    def _remove_everything(self) -> None:
+        self.swarm_leave()
+        for container in self.client.containers.list(all=True):
+            container.remove(force=True, v=True)
 
     def _stray_pids(self) -> list[int]:
         """containerd and shims of this daemon that outlived it (they run in their own sessions)."""
@@ -239,6 +254,7 @@ class Dockerd:
 
     def stop(self) -> None:
         """Remove services/containers, leave the swarm, stop the daemon and delete its dir."""
+        started = time.monotonic()
         try:
             if self.process is not None and self.process.alive():
                 try:
@@ -250,6 +266,7 @@ class Dockerd:
                 with contextlib.suppress(Exception):
                     self._client.close()
                 self._client = None
+            cleaned = time.monotonic()
             if self.process is not None:
                 self.process.stop(timeout=60)
                 self.process = None
@@ -259,6 +276,10 @@ class Dockerd:
             for point in self._mounts_below_root():
                 subprocess.run(["umount", "-l", point], capture_output=True, check=False)
             shutil.rmtree(self.root, ignore_errors=True)
+            _log(
+                f"dockerd stopped: cleanup {cleaned - started:.1f} s,"
+                f" shutdown {time.monotonic() - cleaned:.1f} s"
+            )
 
 
 # ----------------------------------------------------------------------------- image inputs

@@ -230,10 +230,7 @@ def test_swarm_service_with_host_networking(
         if (hub.user_model(name) or {}).get("servers"):
             hub.stop_server(name)
         hub.stop()
-        if dockerd.swarm_active():
-            for svc in dockerd.client.services.list():
-                svc.remove()
-            dockerd.client.swarm.leave(force=True)
+        dockerd.swarm_leave()
 
 
 def test_private_engine_has_no_bridge_and_answers_only_on_its_socket(dockerd):
