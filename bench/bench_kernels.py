@@ -175,9 +175,13 @@ def bench_kernel_start(rounds: int) -> tuple[list[list], dict]:
         start(anchor, "plain")  # warm the file cache once for both
         start(ours, "shared-actv")
         a_times, o_times = [], []
-        for _ in range(rounds):
-            a_times.append(start(anchor, "plain"))
-            o_times.append(start(ours, "shared-actv"))
+        for i in range(rounds):  # ABBA order
+            if i % 2 == 0:
+                a_times.append(start(anchor, "plain"))
+                o_times.append(start(ours, "shared-actv"))
+            else:
+                o_times.append(start(ours, "shared-actv"))
+                a_times.append(start(anchor, "plain"))
         a, o = summary(a_times), summary(o_times)
         ratio = o["median"] / a["median"]
         rows = [
@@ -233,14 +237,23 @@ def bench_server_start(rounds: int) -> tuple[list[list], dict]:
         times: dict[str, list[float]] = {k: [] for k in hubs}
         for label in hubs:  # one unmeasured spawn each (imports into the page cache)
             spawn(hubs[label])
-        for _ in range(rounds):
-            for label, hub in hubs.items():
-                times[label].append(spawn(hub))
+        labels = list(hubs)
+        for i in range(rounds):  # ABBA order: whoever goes second after a stop is not always us
+            for label in labels if i % 2 == 0 else labels[::-1]:
+                times[label].append(spawn(hubs[label]))
         a, o = summary(times["LocalProcessSpawner"]), summary(times["conda-kernel"])
         ratio = o["median"] / a["median"]
         hooks = mixin_hook_times(name, shared)
         ksm_import = ksm_import_times()
+        alone = server_alone_times(shared, rounds)
+        a2, o2 = alone["plain_s"], alone["ours_s"]
         rows = [
+            [
+                "server alone (jupyter lab to /api/status), median (s)",
+                a2["median"],
+                o2["median"],
+                o2["median"] / a2["median"],
+            ],
             ["server start, median (s)", a["median"], o["median"], ratio],
             ["server start, min (s)", a["min"], o["min"], o["min"] / a["min"]],
             ["hub: mixin hooks per spawn (ms)", 0.0, hooks["median"] * 1e3, "-"],
@@ -252,6 +265,7 @@ def bench_server_start(rounds: int) -> tuple[list[list], dict]:
             "ratio": ratio,
             "mixin_hooks_s": hooks,
             "ksm_import_s": ksm_import,
+            "server_alone": alone,
         }
     finally:
         for hub in hubs.values():
@@ -279,6 +293,53 @@ def mixin_hook_times(user: str, shared: Path, repeat: int = 50) -> dict:
         return out
 
     return summary(asyncio.run(run()))
+
+
+def server_alone_times(shared: Path, rounds: int) -> dict:
+    """JupyterLab's own start (no hub), with and without our kernelspec manager, ABBA rounds."""
+    import socket
+
+    import httpx
+
+    def once(extra: list[str]) -> float:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        runtime = tempfile.mkdtemp(prefix="jhle-bench-rt-")
+        env = dict(os.environ, JUPYTER_RUNTIME_DIR=runtime)
+        env["JUPYTERHUB_LAB_EXT_SHARED_ENV_DIRS"] = str(shared)
+        argv = [str(VENV_PY.parent / "jupyter-lab"), "--allow-root", "--no-browser",
+                f"--port={port}", "--ip=127.0.0.1", "--IdentityProvider.token=bench", *extra]  # fmt: skip
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                env=env, start_new_session=True)  # fmt: skip
+        try:
+            deadline = t0 + 60
+            while time.perf_counter() < deadline:
+                try:
+                    r = httpx.get(f"http://127.0.0.1:{port}/api/status?token=bench", timeout=1)
+                    if r.status_code == 200:
+                        return time.perf_counter() - t0
+                except httpx.HTTPError:
+                    pass
+                time.sleep(0.02)
+            raise TimeoutError("jupyter lab did not answer /api/status")
+        finally:
+            os.killpg(proc.pid, 15)
+            proc.wait(30)
+            shutil.rmtree(runtime, ignore_errors=True)
+
+    ksm = ["--ServerApp.kernel_spec_manager_class="
+           "jupyterhub_lab_ext.kernelspec.CondaEnvKernelSpecManager"]  # fmt: skip
+    plain, ours = [], []
+    for i in range(rounds):
+        if i % 2 == 0:
+            plain.append(once([]))
+            ours.append(once(ksm))
+        else:
+            ours.append(once(ksm))
+            plain.append(once([]))
+    return {"plain_s": summary(plain), "ours_s": summary(ours)}
 
 
 def ksm_import_times(repeat: int = 5) -> dict:
