@@ -178,9 +178,14 @@ class CondaKernelSpawnerMixin(LoggingConfigurable):
             return None
 
     async def list_conda_envs(self) -> list[CondaEnv]:
-        """Shared envs, then the user's, read from disk off the event loop."""
-        user = self.conda_user_context()
-        return await asyncio.to_thread(_scanner.discover, self.discovery_config, user)
+        """Shared envs, then the user's, read from disk off the event loop (as is the passwd
+        lookup, which may go to LDAP)."""
+        config = self.discovery_config
+
+        def work() -> list[CondaEnv]:
+            return _scanner.discover(config, self.conda_user_context())
+
+        return await asyncio.to_thread(work)
 
     def _default_choice(self, envs: list[CondaEnv]) -> CondaEnv | None:
         for env in envs:
