@@ -195,7 +195,9 @@ def bench_kernel_start(rounds: int) -> tuple[list[list], dict]:
 
 
 def bench_server_start(rounds: int) -> tuple[list[list], dict]:
-    from harness import Hub, remove_test_users, wait_until
+    from harness import Hub, ensure_installed, remove_test_users, wait_until
+
+    ensure_installed()  # the hubs and servers import the installed package: make it this tree
 
     prefix = f"jb{secrets.token_hex(2)}-"
     work = Path(tempfile.mkdtemp(prefix="jhle-bench-server-"))
