@@ -601,3 +601,39 @@ def test_docker_check_catches_an_option_the_swarm_spawner_drops(env, tmp_path):
     broken.write_text(DOCKER_CONFIG.read_text() + "\nc.DockerSpawner.remove = True\n")
     problems = trait_problems(load(broken))
     assert any("DockerSpawner.remove" in p for p in problems), problems
+
+
+# -- the docs' snippets ----------------------------------------------------------------------
+
+DOC_PAGES = [REPO / "docs" / "getting-started.md", REPO / "docs" / "deployment.md"]
+SETTING = re.compile(r"^\s*c\.(\w+)\.(\w+)(?:\s*=|\.append\()", re.M)
+
+
+def all_config_classes() -> dict[str, type]:
+    """Every class a setting in the docs may address: the hub's, ours, dockerspawner's."""
+    from dockerspawner import DockerSpawner, SwarmSpawner
+
+    from jupyterhub_lab_ext.services.culler.app import LabIdleCuller
+    from jupyterhub_lab_ext.services.user_limit.app import UserLimitApp
+
+    roots = [JupyterHub, ConfigurableHTTPProxy, CryptKeeper, DockerSpawner, SwarmSpawner]
+    roots += [LabIdleCuller, UserLimitApp]
+    for group in ("jupyterhub.authenticators", "jupyterhub.spawners"):
+        roots += [
+            ep.load()
+            for ep in entry_points(group=group)
+            if ep.value.startswith("jupyterhub_lab_ext")
+        ]
+    return {k.__name__: k for r in roots for k in configurable_mro(r)}
+
+
+@pytest.mark.parametrize("page", DOC_PAGES, ids=lambda p: p.name)
+def test_settings_in_the_docs_exist(page):
+    classes = all_config_classes()
+    found = SETTING.findall(page.read_text())
+    assert found, f"no c.Class.trait settings found in {page.name}"
+    for section, key in found:
+        assert section in classes, f"{page.name}: c.{section} is no class of the hub"
+        assert key in classes[section].class_trait_names(config=True), (
+            f"{page.name}: c.{section}.{key}"
+        )
