@@ -8,19 +8,23 @@ races the background loop.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
 import signal
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import harness
 import httpx
 import pytest
 from harness import VENV_BIN, free_port, run_in_kernel, wait_until
+
+from jupyterhub_lab_ext.services.common.fakehub import FakeHub
 
 SERVICE = "idle-culler"
 
@@ -423,3 +427,47 @@ def test_browser_oauth_cookie(make_hub, tmp_path, user_prefix):
         r = browser.get(culler.base + "api/status", headers={"Accept": "text/html"})
         # a user without access:services!service=idle-culler is refused by the hub or by us
         assert r.status_code == 403, (r.status_code, str(r.url))
+
+
+async def test_runs_a_pass_and_stops_cleanly_on_sigterm(tmp_path):
+    """The installed entry point against a fake hub: culls at start, exits 0 on SIGTERM."""
+    hub = FakeHub("tok")
+    now = datetime.now(timezone.utc)
+    hub.add_user("idle")
+    hub.add_server("idle", started=now, last_activity=now - timedelta(hours=3))
+    await hub.start()
+    port = free_port()
+    env = {
+        **harness.test_env(),
+        "JUPYTERHUB_API_TOKEN": "tok",
+        "JUPYTERHUB_SERVICE_URL": f"http://127.0.0.1:{port}",
+    }
+    proc = await asyncio.create_subprocess_exec(
+        str(VENV_BIN / "python"),
+        "-m",
+        "jupyterhub_lab_ext.services.culler",
+        f"--url={hub.api_url}",
+        "--timeout=600",
+        f"--db-url=sqlite:///{tmp_path}/c.sqlite",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        for _ in range(300):
+            if not hub.users["idle"].servers:
+                break
+            await asyncio.sleep(0.05)
+        assert not hub.users["idle"].servers
+        proc.send_signal(signal.SIGTERM)
+        rc = await asyncio.wait_for(proc.wait(), 20)
+        out = (await proc.stdout.read()).decode()
+        assert rc == 0, out
+        assert "Shutting down" in out
+        assert "tok" not in out.replace("token", "")
+    finally:
+        if proc.returncode is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            await proc.wait()
+        await hub.stop()
