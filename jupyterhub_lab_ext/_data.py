@@ -17,8 +17,9 @@ def share_dir() -> Path:
     """
     candidates = [
         Path(sys.prefix) / "share" / _NAME,
-        Path(os.environ.get("JUPYTERHUB_LAB_EXT_SHARE", "")) if os.environ.get(
-            "JUPYTERHUB_LAB_EXT_SHARE") else None,
+        Path(os.environ.get("JUPYTERHUB_LAB_EXT_SHARE", ""))
+        if os.environ.get("JUPYTERHUB_LAB_EXT_SHARE")
+        else None,
         Path(__file__).resolve().parent.parent / "share" / _NAME,
     ]
     for path in candidates:
