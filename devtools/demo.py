@@ -27,7 +27,12 @@ IDENTITIES = {
     "alice": {"email": "alice@example.org", "email_verified": True, "groups": ["staff"]},
     "bob": {"email": "bob@example.org", "email_verified": True, "groups": ["students"]},
     "carol": {"email": "carol@example.org", "email_verified": True},
-    "mallory": {"email": "mallory@example.org", "email_verified": False},
+    # an email identity whose provider says the address is not verified: refused
+    "mallory": {
+        "preferred_username": "mallory@example.org",
+        "email": "mallory@example.org",
+        "email_verified": False,
+    },
 }
 
 
@@ -46,7 +51,7 @@ def wait_http(url: str, timeout: float, proc: subprocess.Popen) -> None:
     raise SystemExit(f"demo: {url} did not answer within {timeout}s")
 
 
-def write_config(workdir: Path, port: int, provider_port: int, secret: str) -> Path:
+def write_config(workdir: Path, port: int, provider_port: int, secret: str, args) -> Path:
     userlist = workdir / "userlist"
     if not userlist.exists():
         userlist.write_text(
@@ -54,7 +59,7 @@ def write_config(workdir: Path, port: int, provider_port: int, secret: str) -> P
             "alice admin group:staff\n"
             "bob group:students\n"
             "# carol is not listed: she is refused until an admin adds her here or on the admin page.\n"
-            "mallory\n"
+            "mallory@example.org\n"
         )
     config = workdir / "jupyterhub_config.py"
     config.write_text(f"""\
@@ -81,6 +86,9 @@ c.UserlistOAuthenticator.login_service = "the demo provider"
 c.UserlistOAuthenticator.userlist_file = "{userlist}"
 c.UserlistOAuthenticator.home_template = "{REPO}/example_config/home-template"
 c.UserlistOAuthenticator.home_mode = 0o700
+c.UserlistOAuthenticator.home_root = "{args.home_root}"
+c.UserlistOAuthenticator.username_prefix = "{args.username_prefix}"
+c.UserlistOAuthenticator.system_users_state_dir = "{workdir}/accounts"
 
 c.Spawner.cmd = ["{VENV_BIN}/jupyterhub-singleuser"]
 c.Spawner.default_url = "/lab"
@@ -98,6 +106,10 @@ def main() -> int:
     parser.add_argument(
         "--workdir", default=os.environ.get("JHLE_DEMO_DIR", "/srv/jupyterhub-lab-ext-demo")
     )
+    parser.add_argument("--home-root", default="/home", help="where the demo users' homes go")
+    parser.add_argument(
+        "--username-prefix", default="", help="prefix of the demo's system users (tests use one)"
+    )
     parser.add_argument(
         "--check",
         action="store_true",
@@ -112,7 +124,7 @@ def main() -> int:
     if not secret_file.exists():
         secret_file.write_text(secrets.token_hex(24))
     secret = secret_file.read_text().strip()
-    config = write_config(workdir, args.port, args.provider_port, secret)
+    config = write_config(workdir, args.port, args.provider_port, secret, args)
 
     env = dict(os.environ, PATH=f"{VENV_BIN}:{NODE_DIR}/node_modules/.bin:{os.environ['PATH']}")
     procs: list[subprocess.Popen] = []

@@ -80,7 +80,7 @@ def wait_until(
     )
 
 
-def test_env(**extra: str) -> dict[str, str]:
+def child_env(**extra: str) -> dict[str, str]:
     """Environment for processes we start: our venv and node tools first on PATH."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("JUPYTERHUB_", "PYTEST_"))}
     env["PATH"] = f"{VENV_BIN}:{NODE_BIN}:{SYSTEM_PATH}"
@@ -174,7 +174,7 @@ def ensure_installed() -> None:
         subprocess.run(
             [str(VENV_BIN / "pip"), "install", "-q", "--no-deps", "--force-reinstall", str(REPO)],
             check=True,
-            env=test_env(),
+            env=child_env(),
             stdout=subprocess.DEVNULL,
         )
         subprocess.run(["chmod", "-R", "a+rX", str(PREFIX / "venv")], check=True)
@@ -204,7 +204,7 @@ class OIDCProvider:
             ],
             log_path=workdir / "oidc.log",
             cwd=NODE_DIR,
-            env=test_env(),
+            env=child_env(),
         )
 
     def start(self) -> OIDCProvider:
@@ -401,7 +401,7 @@ class Hub:
 
     # -- lifecycle
     def start(self, timeout: float = 90) -> Hub:
-        env = test_env(**self.extra_env)
+        env = child_env(**self.extra_env)
         self.process = Process(
             [str(VENV_BIN / "jupyterhub"), "-f", str(self.config_path)],
             log_path=self.workdir / "hub.log",
@@ -507,20 +507,40 @@ class Hub:
     ) -> tuple[httpx.Client, httpx.Response]:
         """Log in through the OIDC provider's login and consent forms; return the client (with the
         hub's cookies) and the final response (its status is 403 when the hub refused the user)."""
-        client = client or httpx.Client(follow_redirects=True, timeout=60)
-        resp = client.get(f"{self.url}/hub/oauth_login", params={"next": next_url})
-        for _ in range(5):  # login form, consent form
-            if not self.provider or not str(resp.url).startswith(self.provider.url):
-                break
-            forms = parse_forms(resp.text)
-            if not forms:
-                break
-            form = forms[0]
-            data = dict(form["inputs"])
-            if "login" in data or "password" in data:
-                data.update(login=login, password=password)
-            resp = client.post(urljoin(str(resp.url), form["action"]), data=data)
-        return client, resp
+        return oidc_login(
+            self.url,
+            self.provider.url if self.provider else None,
+            login,
+            password=password,
+            next_url=next_url,
+            client=client,
+        )
+
+
+def oidc_login(
+    hub_url: str,
+    provider_url: str | None,
+    login: str,
+    *,
+    password: str = "pw",
+    next_url: str = "/hub/home",
+    client: httpx.Client | None = None,
+) -> tuple[httpx.Client, httpx.Response]:
+    """Log in to the hub at ``hub_url`` through the provider's development login and consent forms."""
+    client = client or httpx.Client(follow_redirects=True, timeout=60)
+    resp = client.get(f"{hub_url}/hub/oauth_login", params={"next": next_url})
+    for _ in range(5):  # login form, consent form
+        if not provider_url or not str(resp.url).startswith(provider_url):
+            break
+        forms = parse_forms(resp.text)
+        if not forms:
+            break
+        form = forms[0]
+        data = dict(form["inputs"])
+        if "login" in data or "password" in data:
+            data.update(login=login, password=password)
+        resp = client.post(urljoin(str(resp.url), form["action"]), data=data)
+    return client, resp
 
 
 async def _execute(url: str, token: str, code: str, timeout: float) -> dict:
