@@ -247,6 +247,13 @@ def test_limit_change_over_rest_starts_waiters_and_persists(limits_hub):
     # persisted: survives a hub (and service) restart
     lim.hub.restart()
     assert lim.status()["limits"]["max_active_servers"] == 2
+    # the hub stopped every server on shutdown after the service was gone, so the hook could
+    # not free the places; the reconciliation at start must (no phantom places)
+    assert lim.active() == {}
+    wait_until(
+        lambda: lim.status()["usage"]["active_servers"] == 0, timeout=30, what="places freed"
+    )
+    assert lim.spawn(a).status_code in (201, 202)
 
 
 def test_service_killed_and_restarted_keeps_order_and_caps(limits_hub):

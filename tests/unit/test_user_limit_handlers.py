@@ -309,3 +309,19 @@ def test_openapi_no_server_errors(case, live):
     response = case.call(base_url=live.url, headers=auth(token))
     case.validate_response(response, checks=[not_a_server_error])
     assert response.status_code < 500 or (case.path == "/health" and response.status_code == 503)
+
+
+def test_settings_from_enable_user_limit_environment(monkeypatch, tmp_path):
+    from jupyterhub_lab_ext.services.user_limit.app import UserLimitApp
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(
+        "JUPYTERHUB_USER_LIMIT_SETTINGS", '{"max_active_servers": 7, "group_quotas": {"s": 2}}'
+    )
+    app = UserLimitApp()
+    app.initialize(["--max-users=3"])
+    assert app.max_active_servers == 7 and app.group_quotas == {"s": 2} and app.max_users == 3
+    assert app.ledger.limits.max_active_servers == 7
+    monkeypatch.setenv("JUPYTERHUB_USER_LIMIT_SETTINGS", "[1]")
+    with pytest.raises(SystemExit):
+        UserLimitApp().initialize([])
