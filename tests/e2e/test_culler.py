@@ -429,6 +429,47 @@ def test_browser_oauth_cookie(make_hub, tmp_path, user_prefix):
         assert r.status_code == 403, (r.status_code, str(r.url))
 
 
+def test_cull_inactive_users(make_hub, tmp_path, user_prefix):
+    gone, stopped, boss, fresh = (f"{user_prefix}{n}" for n in ("gone", "stopped", "boss", "fresh"))
+    hub, culler, _ = make_culler_hub(
+        make_hub,
+        tmp_path,
+        {gone: [], stopped: [], boss: []},
+        "--timeout=8",
+        "--cull-every=3600",
+        "--cull-users=True",
+        "--cull-admin-users=False",
+        extra=f"""
+c.Authenticator.admin_users = {{{boss!r}}}
+c.JupyterHub.load_roles.append(
+    {{"name": "culler-users", "services": [{SERVICE!r}], "scopes": ["delete:users", "read:users"]}}
+)
+""",
+    )
+    hub.start_server(stopped)
+    wait_until(
+        lambda: all((hub.user_model(n) or {}).get("admin") is not None for n in (gone, boss)),
+        timeout=30,
+        what="users exist",
+    )
+    time.sleep(10)  # everyone (and the server) idle past the timeout
+    r = hub.api("POST", f"users/{fresh}")
+    assert r.status_code == 201, r.text
+    report = culler.run_pass()
+    deleted = sorted(e["user"] for e in report["users_deleted"])
+    stopped_now = [e["user"] for e in report["culled"]]
+    # the idle server is stopped and its user deleted in the same pass (unless the stop is slow)
+    assert stopped_now == [stopped]
+    assert gone in deleted and boss not in deleted and fresh not in deleted
+    assert hub.user_model(gone) is None
+    assert hub.user_model(boss) is not None and hub.user_model(fresh) is not None
+    if stopped not in deleted:  # its stop was still pending: deleted by the next pass
+        wait_until(lambda: "" not in servers(hub, stopped), timeout=60, what="server stopped")
+        report = culler.run_pass()
+        assert [e["user"] for e in report["users_deleted"]] == [stopped]
+    assert hub.user_model(stopped) is None
+
+
 async def test_runs_a_pass_and_stops_cleanly_on_sigterm(tmp_path):
     """The installed entry point against a fake hub: culls at start, exits 0 on SIGTERM."""
     hub = FakeHub("tok")

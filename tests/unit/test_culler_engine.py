@@ -54,8 +54,10 @@ async def store(tmp_path):
 
 
 @pytest.fixture
-def clock():
-    return Clock()
+def clock(hub):
+    c = Clock()
+    hub.clock = c  # the fake hub stamps stops with the same clock
+    return c
 
 
 @pytest.fixture
@@ -391,3 +393,44 @@ async def test_metrics_after_pass(hub, make_culler):
     assert 'jhle_culler_culls_total{kind="server",reason="idle"} 1.0' in text
     assert 'jhle_culler_passes_total{dry_run="false",result="ok"} 1.0' in text
     assert "jhle_culler_users_scanned 1.0" in text
+
+
+async def test_cull_users_despite_the_hub_counting_our_stop_as_activity(hub, make_culler, clock):
+    """A stop sets the user's last_activity to now in JupyterHub; that is not the user's doing."""
+    add(hub, "slow", 2 * H)
+    hub.slow_stop.add("slow")
+    c = await make_culler(P.Policy(timeout=600, cull_users=True))
+    report = await c.run_pass()
+    assert [e["user"] for e in report.lists["stopping"]] == ["slow"]
+    assert "slow" in hub.users
+    # the slow stop finishes a minute later; the hub stamps the user active at that moment
+    clock.advance(10)
+    del hub.users["slow"].servers[""]
+    hub.users["slow"].last_activity = clock()
+    hub.changed()
+    report = await c.run_pass()
+    assert [e["user"] for e in report.lists["users_deleted"]] == ["slow"]
+    assert "slow" not in hub.users
+
+
+async def test_real_activity_after_a_cull_keeps_the_user(hub, make_culler, clock):
+    add(hub, "back", 2 * H)
+    hub.slow_stop.add("back")
+    c = await make_culler(P.Policy(timeout=600, cull_users=True))
+    await c.run_pass()
+    clock.advance(300)  # the user logs in again five minutes later, without a server
+    del hub.users["back"].servers[""]
+    hub.users["back"].last_activity = clock()
+    hub.changed()
+    report = await c.run_pass()
+    assert report.lists["users_deleted"] == []
+    assert "back" in hub.users
+
+
+async def test_dry_run_reports_user_deletions(hub, make_culler):
+    add(hub, "idle", 2 * H)
+    hub.add_user("old", created=NOW - timedelta(days=9), last_activity=NOW - timedelta(days=2))
+    c = await make_culler(P.Policy(timeout=600, cull_users=True))
+    report = await c.run_pass(dry_run=True)
+    assert sorted(e["user"] for e in report.lists["users_deleted"]) == ["idle", "old"]
+    assert set(hub.users) == {"idle", "old"} and running(hub) == {("idle", "")}

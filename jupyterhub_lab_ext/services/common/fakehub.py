@@ -137,6 +137,8 @@ class FakeHub:
         self.peak_deletes_in_flight = 0
         self.port = 0
         self._server: HTTPServer | None = None
+        #: "now" for the hub's own timestamps (a stop sets the user's last_activity, as the hub does)
+        self.clock = lambda: datetime.now(timezone.utc)
         #: monotonic times of the first request received and the last response finished
         self.t_first: float | None = None
         self.t_last: float | None = None
@@ -355,6 +357,7 @@ class ServerHandler(_Base):
                 self.set_status(202)
                 return
             del user.servers[server_name]
+            user.last_activity = hub.clock()  # JupyterHub counts a stop as activity
             hub.changed()
             self.set_status(204)
         finally:

@@ -13,7 +13,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from ...hubapi import HubAPI, HubAPIError
 from . import policy as P
@@ -23,6 +23,8 @@ from .store import CullerStore, Exemption
 from .webhook import WebhookSender
 
 log = logging.getLogger(__name__)
+#: a user's last_activity this close after our stop of their server is the stop itself
+STOP_ACTIVITY_SLACK = timedelta(seconds=30)
 
 
 def utcnow() -> datetime:
@@ -66,6 +68,8 @@ class Culler:
         self.warned: dict[tuple[str, str], datetime] = {}
         self.pending_seen: dict[tuple[str, str], datetime] = {}
         self.busy_since: dict[tuple[str, str], datetime] = {}
+        #: user -> (when we stopped their last server, their last_activity before that)
+        self.culled_activity: dict[str, tuple[datetime, str | None]] = {}
         self._lock = asyncio.Lock()
         self._exemptions: dict[str, Exemption] = {}
         self._no_kernel_url_logged = False
@@ -201,6 +205,7 @@ class Culler:
             await self.store.purge_expired(now)
         groups_task: asyncio.Future | None = None
         alive: set[str] = set()
+        handled: set[str] = set()  # users already decided on in this pass
         seen_servers: set[tuple[str, str]] = set()
         new_warnings: dict[tuple[str, str], datetime] = {}
         cleared: set[tuple[str, str]] = set()
@@ -271,13 +276,16 @@ class Culler:
                 alive.add(name)
                 await self.warn(dec, report, dry_run, new_warnings)
             elif dec.action == P.CULL:
-                if not await self.stop(dec, report, dry_run):
+                gone = await self.stop(dec, report, dry_run)
+                if not gone:
                     alive.add(name)
                 elif key in self.warned and not dry_run:
                     cleared.add(key)
                     self.warned.pop(key, None)
+                return True
             else:
                 alive.add(name)
+            return False
 
         async def handle_user(user):
             name = user.get("name", "?")
@@ -287,18 +295,43 @@ class Culler:
                 report.error("user", name, None, f"{type(e).__name__}: {e}")
                 alive.add(name)
                 return
-            for sname, server in (user.get("servers") or {}).items():
+            servers = user.get("servers") or {}
+            stopped_any = False
+            for sname, server in servers.items():
                 try:
-                    await handle_server(user, timeout, sname, server)
+                    stopped_any |= await handle_server(user, timeout, sname, server)
                 except Exception as e:  # one server's failure never aborts the pass
                     log.exception("user=%s server=%r: error while culling", name, sname)
                     report.error("server", name, sname, f"{type(e).__name__}: {e}")
                     alive.add(name)
+            if not self.policy.cull_users:
+                return
+            if stopped_any and not dry_run:
+                # the hub counts a stop as the user's activity: remember what it was before
+                self.culled_activity[name] = (self.clock(), user.get("last_activity"))
+            elif not stopped_any:
+                self.culled_activity.pop(name, None)
+            if stopped_any and name not in alive:
+                # every server is gone (or would be): decide on the user now, like
+                # jupyterhub-idle-culler, from the model read before the stops
+                handled.add(name)
+                dec = P.decide_user(self.policy, {**user, "servers": {}}, timeout, now)
+                if dec.action == P.CULL:
+                    await self.delete_user(dec, report, dry_run)
 
         async def handle_inactive(user):
             name = user.get("name", "?")
+            if name in handled:
+                return
             try:
                 timeout = self.timeout_for(user, await groups_of(user), exemptions, now)
+                seen = self.culled_activity.get(name)
+                if seen is not None:
+                    stopped_at, before = seen
+                    last = P.parse_date(user.get("last_activity"))
+                    if last is None or last <= stopped_at + STOP_ACTIVITY_SLACK:
+                        # its last activity is our stop: age the user from before it
+                        user = {**user, "last_activity": before}
                 dec = P.decide_user(self.policy, user, timeout, now, servers_alive=name in alive)
                 if dec.action == P.CULL:
                     await self.delete_user(dec, report, dry_run)
@@ -437,6 +470,7 @@ class Culler:
             if self.metrics:
                 self.metrics.errors.labels("delete_user").inc()
             return
+        self.culled_activity.pop(dec.user, None)
         if self.metrics:
             self.metrics.culls.labels("user", dec.reason).inc()
         log.info("user=%s: deleted (%s)", dec.user, dec.reason)
