@@ -12,6 +12,7 @@ import concurrent.futures
 import os
 import shutil
 import signal
+import tempfile
 from pathlib import Path
 
 import httpx
@@ -375,3 +376,37 @@ def test_browser_queue_page_turns_into_jupyterlab(limits_hub, oidc, user_prefix,
     page.wait_for_selector("#jp-main-dock-panel", timeout=180_000)
     assert f"/user/{second}/" in page.url
     page.screenshot(path=str(ARTIFACTS / "user-limit-queue-admitted.png"), full_page=True)
+
+
+def test_conda_kernel_spawner_queued_options_survive_the_auto_start(limits_hub):
+    from envs import make_conda_env
+
+    work = Path(tempfile.mkdtemp(prefix="jhle-ul-conda-"))
+    try:
+        work.chmod(0o755)
+        shared = work / "envs"
+        make_conda_env(shared / "py")
+        make_conda_env(shared / "geo")
+        shared.chmod(0o755)
+        lim = limits_hub(
+            "max_active_servers=1",
+            simple=False,
+            authenticator="generic-local",
+            extra=(
+                "c.JupyterHub.spawner_class = 'conda-kernel'\n"
+                f"c.CondaKernelSpawner.shared_env_dirs = [{str(shared)!r}]\n"
+                "c.CondaKernelSpawner.default_env = 'shared/py'\n"
+            ),
+        )
+        a, b = lim.create_users("a", "b")  # system users made by the authenticator
+        resp = lim.hub.api("POST", f"users/{a}/server", json={"profile": "shared/py"}, timeout=120)
+        assert resp.status_code in (201, 202), resp.text
+        resp = lim.hub.api("POST", f"users/{b}/server", json={"profile": "shared/geo"}, timeout=120)
+        assert resp.status_code == 429, resp.text
+        lim.wait_ready(a)
+        lim.hub.stop_server(a)
+        # the service started b's server with the options of b's queued request
+        lim.wait_ready(b)
+        assert lim.hub.user_model(b)["servers"][""]["user_options"] == {"profile": "shared/geo"}
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
