@@ -12,7 +12,8 @@ Usage::
     python bench/bench_culler.py                     # 1k and 10k users, 20% idle, 50 ms stops
     python bench/bench_culler.py --users 200 --idle-fraction 1
 
-Prints a markdown table (with ratios upstream/ours) and the same numbers as JSON.
+Prints a markdown table (with ratios upstream/ours) and the same numbers as JSON, also written
+to ``bench/results/culler.json``.
 """
 
 from __future__ import annotations
@@ -362,7 +363,7 @@ def main(argv=None) -> int:
     ap.add_argument("--timeout", type=int, default=3600, help="culler idle timeout")
     ap.add_argument("--time-limit", type=float, default=900, help="max seconds per culler run")
     ap.add_argument("--quiet", type=float, default=1.0, help="quiet seconds that end a pass")
-    ap.add_argument("--json", help="also write the JSON results to this file")
+    ap.add_argument("--json", help="JSON results file (default: bench/results/culler.json)")
     ap.add_argument(
         "--real-hub",
         type=int,
@@ -375,9 +376,12 @@ def main(argv=None) -> int:
     results = asyncio.run(run_all(args))
     print(table(results))
     print()
-    print(json.dumps({"bench": "culler", "params": vars(args), "results": results}, indent=1))
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=1))
+    data = {"bench": "culler", "params": vars(args), "results": results}
+    print(json.dumps(data, indent=1))
+    out = Path(args.json) if args.json else REPO / "bench" / "results" / "culler.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(data, indent=1))
+    print(f"\n(JSON: {out})")
     return 0 if all(r["ok"] for r in results) else 1
 
 
