@@ -18,9 +18,11 @@ Parsing is pure (:func:`parse_userlist`). :class:`UserlistFile` adds the I/O of 
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import re
+import stat
 import tempfile
 import threading
 from collections.abc import Callable, Iterable, Sequence
@@ -82,16 +84,29 @@ class Userlist:
         return self.by_username.get(username)
 
     def find_identity(self, identity: str) -> UserlistEntry | None:
-        return self.by_identity.get(identity.casefold())
+        return self.by_identity.get(identity_key(identity))
 
     @property
     def usernames(self) -> frozenset[str]:
         return frozenset(self.by_username)
 
 
+def _fold_char(c: str) -> str:
+    folded = c.casefold()
+    # a non-ASCII character never folds to ASCII: U+212A KELVIN SIGN is not "k", U+017F LONG S
+    # is not "s", "\u00df" is not "ss" (providers treat such logins as different accounts)
+    return c if folded.isascii() and not c.isascii() else folded
+
+
 def identity_key(identity: str) -> str:
-    """How identities are compared: case-insensitive (logins and email addresses)."""
-    return identity.casefold()
+    """How identities are compared: case-insensitive (logins and email addresses).
+
+    Case is folded per character, and a non-ASCII character is never folded into an ASCII
+    one, so a look-alike identity (``"\u212aate"``, Kelvin sign) never matches ``kate``.
+    """
+    if identity.isascii():
+        return identity.lower()
+    return "".join(_fold_char(c) for c in identity)
 
 
 def split_line(line: str) -> tuple[list[str], str]:
@@ -156,7 +171,7 @@ def parse_lines(
         if problem:
             errors.append(UserlistError(path, lineno, problem))
             continue
-        key = identity.casefold()
+        key = identity_key(identity)
         first = seen_identity.get(key)
         if first is not None:
             errors.append(
@@ -214,7 +229,7 @@ def parse_userlist(
         path=path,
         entries=entries,
         by_username=MappingProxyType({e.username: e for e in entries}),
-        by_identity=MappingProxyType({e.identity.casefold(): e for e in entries}),
+        by_identity=MappingProxyType({identity_key(e.identity): e for e in entries}),
     )
 
 
@@ -229,11 +244,23 @@ def decode_userlist(data: bytes, path: str) -> str:
         ) from None
 
 
+def read_regular_file(path: str) -> bytes:
+    """The bytes of ``path`` (symlinks followed), which must be a regular file.
+
+    Opened non-blocking and checked with ``fstat`` before reading, so a FIFO or device put
+    in place of the userlist gives an error instead of hanging the hub.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        return f.read()
+
+
 def load_userlist(path: str, **kwargs) -> Userlist:
     """Read and parse a userlist file (I/O edge; ``kwargs`` as for :func:`parse_userlist`)."""
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        data = read_regular_file(path)
     except OSError as e:
         raise UserlistParseError(
             [UserlistError(path, 0, f"cannot read: {e.strerror or e}")]
@@ -381,18 +408,17 @@ def _atomic_write(path: str, text: str) -> None:
 
 def _read_lines(path: str) -> list[str]:
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        data = read_regular_file(path)
     except FileNotFoundError:
         return []
     return decode_userlist(data, path).splitlines(keepends=True)
 
 
 def _find(lines: list[str], identity: str) -> int:
-    key = identity.casefold()
+    key = identity_key(identity)
     for i, line in enumerate(lines):
-        tokens, _ = split_line(line)
-        if tokens and tokens[0].casefold() == key:
+        tokens, _ = split_line(line.removeprefix("\ufeff") if i == 0 else line)
+        if tokens and identity_key(tokens[0]) == key:
             return i
     return -1
 
@@ -409,7 +435,14 @@ def set_entry(
     ``None`` keeps what the line has (or ``False`` / no groups for a new line). Comments, blank
     lines and the order of the other lines are kept; the write is atomic.
     """
-    if not identity or any(c.isspace() for c in identity) or "#" in identity:
+    if (
+        not identity
+        or "#" in identity
+        or not identity.isprintable()  # newlines, NUL, other controls, zero-width characters
+        or any(c.isspace() for c in identity)
+        or identity.lower() == ADMIN_TOKEN
+        or identity.lower().startswith(GROUP_PREFIX)
+    ):
         raise ValueError(f"cannot write identity {identity!r} to a userlist")
     for g in groups or ():
         if not _GROUP_NAME_RE.fullmatch(g):
