@@ -38,6 +38,7 @@ from .userlist import (
     UserlistEntry,
     UserlistFile,
     UserlistLoadError,
+    identity_key,
     remove_entry,
     set_entry,
 )
@@ -51,6 +52,17 @@ __all__ = [
 
 _MEMO_SIZE = 1024
 _MEMO_TTL = 120.0
+
+
+def _claims_unverified(value) -> bool:
+    """True for an ``email_verified`` claim that is present and not a plain yes.
+
+    Some providers send the claim as a string (``"false"``); anything but ``True``/``"true"``
+    counts as not verified. An absent claim (None) says nothing and is not a refusal.
+    """
+    if value is None or value is True:
+        return False
+    return not (isinstance(value, str) and value.strip().lower() == "true")
 
 
 class UserlistAuthenticatorMixin(UserlistAuthConfig):
@@ -87,6 +99,7 @@ class UserlistAuthenticatorMixin(UserlistAuthConfig):
         )
         self._known: Userlist | None = None
         self._recent_identities: dict[str, tuple[str, float]] = {}
+        self._provider_identities: dict[str, None] = {}  # from a login, not the admin
         self._ensured: set[str] = set()
         self.actions = RemovalActions(self)
         if self.archive_removed_homes and self.on_removal == "revoke":
@@ -198,7 +211,14 @@ class UserlistAuthenticatorMixin(UserlistAuthConfig):
     # ---- JupyterHub / oauthenticator hooks --------------------------------------------------
 
     def user_info_to_username(self, user_info):
-        return self.identity_from_userinfo(user_info)
+        identity = self.identity_from_userinfo(user_info)
+        # oauthenticator normalizes this right away: that call must not feed the admin-page
+        # memo, or anyone could plant an identity for a name an admin is about to add
+        marks = self._provider_identities
+        marks[identity] = None
+        if len(marks) > _MEMO_SIZE:
+            marks.pop(next(iter(marks)))
+        return identity
 
     def normalize_username(self, username):
         try:
@@ -206,7 +226,8 @@ class UserlistAuthenticatorMixin(UserlistAuthConfig):
         except naming.NamingError as e:
             self.log.warning("identity %r has no system username: %s", username, e)
             return username.strip().lower()  # rejected by validate_username
-        if name != username:
+        from_provider = self._provider_identities.pop(username, 0) is None
+        if name != username and not from_provider:
             memo = self._recent_identities
             memo[name] = (username, time.monotonic())
             if len(memo) > _MEMO_SIZE:
@@ -226,7 +247,7 @@ class UserlistAuthenticatorMixin(UserlistAuthConfig):
     def _check_email_verified(self, identity: str, user_info: dict) -> None:
         if not self.require_verified_email or "@" not in identity:
             return
-        if user_info.get("email_verified") is False or user_info.get("verified_email") is False:
+        if any(_claims_unverified(user_info.get(k)) for k in ("email_verified", "verified_email")):
             self.log.warning("refusing %s: email address not verified by the provider", identity)
             raise refusal(
                 403,
@@ -244,7 +265,11 @@ class UserlistAuthenticatorMixin(UserlistAuthConfig):
 
     async def get_user_groups(self, auth_state):
         identity = self.identity_from_userinfo(auth_state[self.user_auth_state_key])
-        entry = self.userlist_entry(self.normalize_username(identity))
+        try:
+            name = self.username_for_identity(identity)  # provider data: no admin-page memo
+        except naming.NamingError:
+            return set()
+        entry = self.userlist_entry(name)
         return set(self.groups_for(entry)) if entry else set()
 
     async def check_allowed(self, username, auth_model):
@@ -263,7 +288,7 @@ class UserlistAuthenticatorMixin(UserlistAuthConfig):
             identity = self.identity_from_userinfo(
                 auth_model["auth_state"][self.user_auth_state_key]
             )
-        if entry is None or entry.identity.casefold() != identity.casefold():
+        if entry is None or identity_key(entry.identity) != identity_key(identity):
             if entry is not None:
                 self.log.warning(
                     "user=%s refused: identity %r is not %r (line %d)",
@@ -339,7 +364,7 @@ class UserlistAuthenticatorMixin(UserlistAuthConfig):
         await self._provision(user.name)
 
     def _identity_memo(self, username: str) -> str:
-        hit = self._recent_identities.get(username)
+        hit = self._recent_identities.pop(username, None)  # used once
         if hit and time.monotonic() - hit[1] < _MEMO_TTL:
             return hit[0]
         return username
