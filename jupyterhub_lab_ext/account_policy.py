@@ -17,8 +17,8 @@ import re
 from collections.abc import Collection
 from typing import Any
 
-NAME_RE = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}$")
-_BAD_FIELD = re.compile(r"[:\n\r\x00]")
+NAME_RE = re.compile(r"\A[a-z_][a-z0-9_.-]{0,31}\Z")  # \Z: "name\n" is not a name
+_BAD_FIELD = re.compile(r"[:\x00-\x1f\x7f]")
 # nobody/nogroup and the "no id" values
 OVERFLOW_IDS = frozenset({65534, 65535, 2**32 - 2, 2**32 - 1})
 
