@@ -127,6 +127,11 @@ def make_home(home: str, uid: int, gid: int, mode: int, *, adopt_root_owned: boo
     make_parents(parent)
     pfd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
+        pmode = os.fstat(pfd).st_mode
+        if pmode & 0o022:  # even with the sticky bit, anyone could squat a future home name
+            raise HomeError(
+                f"home root {parent} is writable by group or others (mode {pmode & 0o7777:o})"
+            )
         created = False
         try:
             os.mkdir(base, 0o700, dir_fd=pfd)
@@ -261,6 +266,10 @@ class _Copier:
                 raise
             try:
                 if made:
+                    if os.fstat(sub_h).st_uid != os.geteuid() or os.listdir(sub_h):
+                        # swapped (by the user) for some other directory since our mkdir
+                        self.report.kept.append(rel + "/")
+                        return
                     os.fchown(sub_h, self.uid, self.gid)
                     os.fchmod(sub_h, 0o755)
                 elif os.fstat(sub_h).st_uid != self.uid:
@@ -316,10 +325,38 @@ class _Copier:
         finally:
             os.close(fd)
 
+    def _write_link(self, hfd: int, name: str, link: str) -> None:
+        """Create symlink ``name`` -> ``link`` owned by the user, without a chown by name in
+        the home: the user could swap the new link for a hard link to a root file (e.g.
+        ``/etc/shadow``) between ``symlink`` and ``lchown``. The link is made and chowned in a
+        private root-owned directory, then hard-linked into place (never replacing a file)."""
+        private = f".jhle-link-{os.getpid()}-{time.monotonic_ns()}"
+        os.mkdir(private, 0o700, dir_fd=hfd)
+        try:
+            pfd = os.open(private, _DIR_FLAGS, dir_fd=hfd)
+        except OSError as e:
+            raise HomeError(f"private directory {private} was replaced: {e}") from e
+        try:
+            pst = os.fstat(pfd)
+            if pst.st_uid != os.geteuid() or pst.st_mode & 0o077:
+                raise HomeError(f"private directory {private} was replaced")
+            os.symlink(link, "l", dir_fd=pfd)
+            os.chown("l", self.uid, self.gid, dir_fd=pfd, follow_symlinks=False)
+            os.link("l", name, src_dir_fd=pfd, dst_dir_fd=hfd, follow_symlinks=False)
+        finally:
+            try:
+                os.unlink("l", dir_fd=pfd)
+            except FileNotFoundError:
+                pass
+            os.close(pfd)
+            try:
+                os.rmdir(private, dir_fd=hfd)
+            except OSError:
+                pass
+
     def _write(self, hfd: int, name: str, tst: os.stat_result, *, src=None, link=None) -> None:
         if link is not None:
-            os.symlink(link, name, dir_fd=hfd)
-            os.chown(name, self.uid, self.gid, dir_fd=hfd, follow_symlinks=False)
+            self._write_link(hfd, name, link)
             return
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         dst = os.open(name, flags, 0o600, dir_fd=hfd)
