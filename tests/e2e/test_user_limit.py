@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 import tempfile
+import threading
 from pathlib import Path
 
 import httpx
@@ -346,7 +347,11 @@ def test_seat_cap_at_login(limits_hub, oidc, user_prefix):
     assert resp.status_code == 200
 
 
-def test_browser_queue_page_turns_into_jupyterlab(limits_hub, oidc, user_prefix, page):
+@pytest.mark.parametrize("slow", [False, True], ids=["refusal-page", "refusal-on-progress-page"])
+def test_browser_queue_page_turns_into_jupyterlab(limits_hub, oidc, user_prefix, page, slow):
+    """The person clicks "start", lands on the live queue page, and ends in JupyterLab when a
+    place frees up. ``slow``: the admission answer comes after the hub already showed its
+    spawn-pending page (the service is paused for 3 s); the progress page then sends them on."""
     ARTIFACTS.mkdir(exist_ok=True)
     first, second = f"{user_prefix}first", f"{user_prefix}second"
     for name in (first, second):
@@ -356,7 +361,7 @@ def test_browser_queue_page_turns_into_jupyterlab(limits_hub, oidc, user_prefix,
     assert resp.status_code == 200
     assert lim.hub.start_server(first).status_code in (201, 202)
 
-    page.goto(f"{lim.hub.url}/hub/oauth_login?next=/hub/spawn")
+    page.goto(f"{lim.hub.url}/hub/oauth_login?next=/hub/home")
     for _ in range(4):  # provider login form, then consent form
         if page.url.startswith(lim.hub.url):
             break
@@ -365,17 +370,34 @@ def test_browser_queue_page_turns_into_jupyterlab(limits_hub, oidc, user_prefix,
             page.fill("input[name=password]", "pw")
         page.locator("button[type=submit]").first.click()
         page.wait_for_load_state()
-    # the refusal page sends the person on to the live queue page
-    page.wait_for_url(f"**/services/{SERVICE}/queue*", timeout=60_000)
+    assert page.url.startswith(lim.hub.url), page.url
+    resume = None
+    if slow:
+        pid = lim.service_pid()
+        os.kill(pid, signal.SIGSTOP)
+        resume = threading.Timer(3.0, os.kill, (pid, signal.SIGCONT))
+        resume.start()
+    try:
+        page.goto(f"{lim.hub.url}/hub/spawn")
+        if slow:
+            page.wait_for_url("**/hub/spawn-pending/**", timeout=30_000)
+        # the refusal (page or progress event) sends the person on to the live queue page
+        page.wait_for_url(f"**/services/{SERVICE}/queue*", timeout=60_000)
+    finally:
+        if resume is not None:
+            resume.join()
+            os.kill(pid, signal.SIGCONT)
     page.wait_for_selector("[data-testid=queue-position]:visible", timeout=30_000)
     assert page.inner_text("[data-testid=queue-position]") == "1"
     assert "number 1 in line" in page.inner_text("#message")
-    page.screenshot(path=str(ARTIFACTS / "user-limit-queue-page.png"), full_page=True)
+    if not slow:
+        page.screenshot(path=str(ARTIFACTS / "user-limit-queue-page.png"), full_page=True)
 
     lim.hub.stop_server(first)
     page.wait_for_selector("#jp-main-dock-panel", timeout=180_000)
     assert f"/user/{second}/" in page.url
-    page.screenshot(path=str(ARTIFACTS / "user-limit-queue-admitted.png"), full_page=True)
+    if not slow:
+        page.screenshot(path=str(ARTIFACTS / "user-limit-queue-admitted.png"), full_page=True)
 
 
 def test_conda_kernel_spawner_queued_options_survive_the_auto_start(limits_hub):
