@@ -30,7 +30,8 @@ PROBE = (
     " 'executable': sys.executable, 'conda_prefix': os.environ.get('CONDA_PREFIX'),"
     " 'conda_default_env': os.environ.get('CONDA_DEFAULT_ENV'),"
     " 'path0': os.environ.get('PATH', '').split(':')[0],"
-    " 'activated': os.environ.get('JHLE_ACTIVATED')}))"
+    " 'activated': os.environ.get('JHLE_ACTIVATED'),"
+    " 'envs_dirs': os.environ.get('CONDA_ENVS_DIRS'), 'pkgs_dirs': os.environ.get('CONDA_PKGS_DIRS')}))"
 )
 ACTIVATE_SH = 'export JHLE_ACTIVATED="yes:$CONDA_PREFIX"\n'
 
@@ -163,6 +164,9 @@ def test_each_env_runs_as_the_user_with_exact_kernels(setup, profile, kernel, wh
         assert info["path0"] == str(prefix / "bin")
         expected_activation = f"yes:{prefix}" if profile == "shared/actv" else None
         assert info["activated"] == expected_activation
+        # users can `conda create -n` into their home although the shared root is read-only
+        assert info["envs_dirs"] == str(setup.homes["alice"] / ".conda" / "envs")
+        assert info["pkgs_dirs"] == str(setup.homes["alice"] / ".conda" / "pkgs")
     finally:
         setup.stop("alice")
 
@@ -289,6 +293,20 @@ def test_env_created_while_running_appears_and_deleted_disappears(setup):
     finally:
         shutil.rmtree(late, ignore_errors=True)
         setup.stop("alice")
+
+
+def test_rest_spawn_without_options_gets_the_default_env(setup):
+    name = setup.users["bob"]
+    try:
+        resp = setup.hub.start_server(name, options={})
+        assert resp.status_code in (201, 202), resp.text
+        assert setup.hub.user_model(name)["servers"][""]["user_options"] == {"profile": "shared/py"}
+        names, default = setup.kernel_names("bob")
+        assert names == {"shared-py", "shared-actv", "mine-secret"}  # nothing of alice's
+        assert default == "shared-py"
+        assert setup.probe("bob")["prefix"] == str(setup.shared / "py")
+    finally:
+        setup.stop("bob")
 
 
 def _browser_login(page, hub: Hub, name: str, next_url: str) -> None:
