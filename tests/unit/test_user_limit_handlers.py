@@ -325,3 +325,17 @@ def test_settings_from_enable_user_limit_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("JUPYTERHUB_USER_LIMIT_SETTINGS", "[1]")
     with pytest.raises(SystemExit):
         UserLimitApp().initialize([])
+
+
+def test_database_failure_is_a_clear_503(svc, client):
+    import sqlalchemy as sa
+
+    svc.call(
+        svc.app.limit_store.store.run(
+            lambda conn: conn.execute(sa.text("DROP TABLE user_limit_admissions"))
+        )
+    )
+    r = client.post("/api/admissions", json={"user": "a"}, headers=auth(HOOK))
+    assert r.status_code == 503 and "database is unavailable" in r.json()["message"]
+    # the service keeps answering reads
+    assert client.get("/api/status", headers=auth("reader")).status_code == 200

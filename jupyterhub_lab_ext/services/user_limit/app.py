@@ -19,6 +19,7 @@ import os
 import time
 from urllib.parse import quote
 
+from tornado import web
 from traitlets import Bool, Dict, Float, Int, Unicode, default
 from traitlets.config import Config
 
@@ -280,6 +281,15 @@ class UserLimitApp(ServiceApp):
         return report
 
     # -- decisions (called by the handlers) ------------------------------------------------
+    async def persist(self, ops) -> None:
+        """Write ``ops``; a failing database answers 503 (the book in memory stays right and
+        the reconciliation repairs what could not be written)."""
+        try:
+            await self.limit_store.write(ops)
+        except Exception as e:
+            self.log.error("Could not store %d change(s): %s", len(ops), e)
+            raise web.HTTPError(503, "The user-limit service's database is unavailable") from None
+
     async def admit(self, req: policy.Request, options: dict | None) -> Outcome:
         started = time.perf_counter()
         out = self.ledger.admit(req, options)  # atomic: no await before the book is updated
@@ -298,7 +308,9 @@ class UserLimitApp(ServiceApp):
                 out.decision.limit,
                 out.decision.position,
             )
-        await self.limit_store.write(out.ops)
+        await self.persist(out.ops)
+        if out.decision.reason == policy.WAITERS_AHEAD:
+            await self.fill_free_places()  # an earlier waiter fits: serve it now
         return out
 
     async def take_seat(self, user: str, admin: bool, existing: bool) -> Outcome:
@@ -307,7 +319,7 @@ class UserLimitApp(ServiceApp):
         self.metrics.decision(out.decision, time.perf_counter() - started, kind="seat")
         if not out.decision.admitted:
             self.log.warning("Refused login of user=%s: %s", user, out.decision.limit)
-        await self.limit_store.write(out.ops)
+        await self.persist(out.ops)
         return out
 
     async def release(self, admission_id: str) -> bool:
@@ -316,14 +328,14 @@ class UserLimitApp(ServiceApp):
             return False
         self.metrics.releases.inc()
         self.log.info("Released admission %s", admission_id)
-        await self.limit_store.write(ops)
+        await self.persist(ops)
         await self.fill_free_places()
         return True
 
     async def set_limits(self, patch: dict) -> policy.Limits:
         ops = self.ledger.set_limits(patch)
         self.log.info("Limits changed over REST: %s -> %s", patch, self.ledger.limits.to_dict())
-        await self.limit_store.write(ops)
+        await self.persist(ops)
         await self.fill_free_places()
         return self.ledger.limits
 
@@ -357,7 +369,7 @@ class UserLimitApp(ServiceApp):
         offers, ops = self.ledger.promote(self.offer_timeout)
         if not offers:
             return
-        await self.limit_store.write(ops)
+        await self.persist(ops)
         for adm in offers:
             self.metrics.offers.inc()
             self.log.info(
@@ -375,6 +387,12 @@ class UserLimitApp(ServiceApp):
 
     async def _start_server(self, adm: Admission) -> None:
         """Start a queued user's server through the Hub API, retrying until the offer lapses."""
+        try:
+            await self._start_server_once_placed(adm)
+        except Exception:
+            self.log.exception("Starting the server of queued user=%s failed", adm.user)
+
+    async def _start_server_once_placed(self, adm: Admission) -> None:
         user = quote(adm.user, safe="")
         path = f"/users/{user}/server"
         if adm.server_name:
