@@ -43,6 +43,7 @@ print(json.dumps({
     "executable": sys.executable,
     "uid": os.getuid(), "gid": os.getgid(),
     "home": os.environ.get("HOME"),
+    "conda_envs_dirs": os.environ.get("CONDA_ENVS_DIRS"),
     "in_image": os.path.exists("/etc/jhle-image.json"),
     "shared_write": try_write(os.path.join(sys.prefix, "jhle-probe")),
     "home_write": try_write(os.path.join(os.environ.get("HOME", "/nonexistent"), "from-kernel.txt")),
@@ -52,6 +53,8 @@ print(json.dumps({
 
 @pytest.fixture(scope="module")
 def dockerd():
+    if os.environ.get("JHLE_SKIP_DOCKER") == "1":  # the explicit opt-out of scripts/test.sh
+        pytest.skip("JHLE_SKIP_DOCKER=1: Docker was not installed on purpose")
     engine = Dockerd()
     try:
         engine.start()
@@ -140,6 +143,8 @@ def _check_server(hub, name: str, env: Path) -> dict:
     assert info["executable"] == str(env / "bin" / "python")
     assert (info["uid"], info["gid"]) == (account.pw_uid, account.pw_gid)
     assert info["home"] == account.pw_dir
+    # users create their own envs in their home (the shared root is read-only)
+    assert info["conda_envs_dirs"] == os.path.join(account.pw_dir, ".conda", "envs")
     assert info["in_image"] is True  # the image's root, not the host's
     assert info["shared_write"] == "EROFS"  # mounted read-only
     assert info["home_write"] == "ok"
