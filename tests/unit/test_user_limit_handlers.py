@@ -339,3 +339,15 @@ def test_database_failure_is_a_clear_503(svc, client):
     assert r.status_code == 503 and "database is unavailable" in r.json()["message"]
     # the service keeps answering reads
     assert client.get("/api/status", headers=auth("reader")).status_code == 200
+
+
+def test_queue_page(client):
+    r = client.get("/queue", params={"server": "gpu"}, headers=auth("reader"))
+    assert r.status_code == 200 and r.headers["Content-Type"].startswith("text/html")
+    html = r.text
+    assert '"/services/user-limit/api/users/alice"' in html
+    assert '"/hub/spawn-pending/alice"' in html and 'var wanted = "gpu"' in html
+    assert 'data-testid="queue-position"' in html and "X-XSRFToken" in html
+    assert client.get("/queue", headers=auth("limitadmin")).status_code == 403  # a service
+    assert client.get("/queue", params={"server": "a/b"}, headers=auth("reader")).status_code == 400
+    assert client.get("/queue").status_code == 401

@@ -268,7 +268,8 @@ class QueuePageHandler(LimitHandler):
         server_name = self.get_argument("server", "")
         if len(server_name) > MAX_NAME or "/" in server_name:
             raise web.HTTPError(400, "invalid server name")
-        xsrf = self.xsrf_token
+        # without the hub's OAuth client there is no cookie login, hence no xsrf token to carry
+        xsrf = self.xsrf_token if self.hub_auth is not None else b""
         html = template.render(
             user=name,
             # cookie-authenticated fetch() calls must carry the hub's xsrf token
