@@ -275,13 +275,17 @@ class CondaKernelSpawnerMixin(LoggingConfigurable):
 
     # -- what the server gets ----------------------------------------------------------------
 
+    def conda_home(self, env: dict) -> str | None:
+        """The user's home as their server sees it (for ``CONDA_ENVS_DIRS``)."""
+        return env.get("HOME")
+
     def get_env(self):
         env = super().get_env()
         env[ENV_SHARED_DIRS] = os.pathsep.join(self.shared_env_dirs)
         env[ENV_USER_DIRS] = os.pathsep.join(self.user_env_dirs)
         env[ENV_ALLOW_VENVS] = "1" if self.allow_venvs else "0"
         env[ENV_READ_ENVIRONMENTS_TXT] = "1" if self.read_environments_txt else "0"
-        home = env.get("HOME")
+        home = self.conda_home(env)
         if self.conda_user_dirs and home:
             user = UserContext(name=self.user.name, uid=-1, home=home)
             first = self.user_env_dirs[0] if self.user_env_dirs else "~/.conda/envs"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import os
+import pwd
 import re
 
 import pytest
@@ -219,9 +220,50 @@ def test_docker_classes_load_lazily():
     from jupyterhub_lab_ext import docker_spawner
 
     cls = docker_spawner.CondaKernelDockerSpawner
-    assert cls.__mro__[1] is docker_spawner.CondaKernelDockerMixin
-    s = cls(shared_env_dirs=["/srv/envs"])
-    assert s.read_only_volumes == {"/srv/envs": "/srv/envs"}
+    assert issubclass(cls, docker_spawner.CondaKernelDockerMixin)
+    assert docker_spawner.CondaKernelDockerSpawner is cls  # built once
     assert docker_spawner.CondaKernelSwarmSpawner.__name__ == "CondaKernelSwarmSpawner"
     with pytest.raises(AttributeError):
         docker_spawner.NoSuchSpawner  # noqa: B018
+
+
+def _docker_spawner(cls_name, tmp_path, **kw):
+    from jupyterhub_lab_ext import docker_spawner
+
+    me = pwd.getpwuid(os.getuid())
+    s = getattr(docker_spawner, cls_name)(user=FakeUser(me.pw_name), **kw)
+    return s, me
+
+
+@pytest.mark.parametrize("cls_name", ["CondaKernelDockerSpawner", "CondaKernelSwarmSpawner"])
+def test_docker_defaults_keep_paths_and_identity(cls_name, tmp_path):
+    s, me = _docker_spawner(cls_name, tmp_path, shared_env_dirs=["/srv/envs"])
+    assert s.read_only_volumes == {"/srv/envs": "/srv/envs"}
+    assert s.volumes == {me.pw_dir: me.pw_dir}
+    assert (s.network_name, s.ip, s.use_internal_ip, s.remove) == ("host", "127.0.0.1", True, True)
+    user_spec = f"{me.pw_uid}:{me.pw_gid}"
+    if cls_name == "CondaKernelDockerSpawner":
+        assert s.extra_create_kwargs == {"user": user_spec, "working_dir": me.pw_dir}
+    else:
+        assert s.extra_container_spec == {"user": user_spec, "workdir": me.pw_dir}
+    assert s.conda_home({}) == me.pw_dir
+
+
+async def test_docker_host_network_picks_a_port_per_start(tmp_path):
+    s, me = _docker_spawner("CondaKernelDockerSpawner", tmp_path)
+    s.run_pre_spawn_hook()
+    first = s.port
+    assert first != 8888 and await s.get_ip_and_port() == ("127.0.0.1", first)
+    s.random_host_port = False
+    s.port = 9999
+    s.run_pre_spawn_hook()
+    assert s.port == 9999
+
+
+def test_docker_bridge_network_keeps_dockerspawner_behaviour(tmp_path):
+    s, me = _docker_spawner("CondaKernelDockerSpawner", tmp_path, network_name="bridge")
+    assert (s.ip, s.use_internal_ip) == ("0.0.0.0", False)
+    s.run_pre_spawn_hook()
+    assert s.port == 8888
+    s2, _ = _docker_spawner("CondaKernelDockerSpawner", tmp_path, run_as_user=False)
+    assert s2.volumes == {} and s2.extra_create_kwargs == {}
