@@ -30,6 +30,7 @@ import hashlib
 import json
 import os
 import re
+import secrets
 import shutil
 import signal
 import subprocess
@@ -84,9 +85,9 @@ class Dockerd:
         self.root.chmod(0o711)
         self.socket = self.root / "docker.sock"
         self.host = f"unix://{self.socket}"
-        suffix = self.root.name.rsplit("-", 1)[-1]
-        self.namespace = f"jhle-{suffix}"
-        self.gwbridge_name = f"jhgw{suffix}"[:15]  # a Linux interface name: 15 bytes at most
+        token = secrets.token_hex(4)  # [0-9a-f]: valid in containerd namespaces and ifnames
+        self.namespace = f"jhle-{token}"
+        self.gwbridge_name = f"jhgw{token}"  # a Linux interface name: 15 bytes at most
         if tmpfs is None:  # JHLE_DOCKERD_TMPFS=0: keep the data root on disk
             tmpfs = os.environ.get("JHLE_DOCKERD_TMPFS", "1") != "0"
         self.tmpfs = tmpfs
