@@ -4,19 +4,24 @@ No image registry is reachable from the machines this suite runs on, and the tes
 Docker engine that someone else uses, so (see ../shared/reference/e2e-recipes.md, "Docker engine"):
 
 - :class:`Dockerd` runs Debian's ``dockerd`` as a child in its own process group, with its own
-  ``--data-root``, ``--exec-root``, unix socket and containerd namespace in a temp dir, and with
-  ``--bridge=none --iptables=false --ip6tables=false``: containers use host networking only and
-  every byte stays on 127.0.0.1. ``stop()`` removes what is left (services, containers, swarm
-  membership), stops the daemon by PID, kills stray shims by PID, unmounts and deletes the dir.
-- :func:`singleuser_rootfs` builds the root file system of the single-user image: ``debootstrap
-  --variant=minbase bookworm`` with python3 and python3-venv (mirror taken from the machine's own
-  apt sources), then, in a chroot, a venv ``/opt/venv`` with jupyterhub, jupyterlab, ipykernel and
-  this package (a wheel built from the working tree; every other version pinned to the test venv's,
-  so the hub and the servers match). The wheels are fetched on the host with the host's pip config,
-  the chroot installs offline. Both steps are cached as tarballs under
-  ``/var/cache/jupyterhub-lab-ext`` (``$JHLE_DOCKER_CACHE``), keyed by a hash of their inputs: the
-  debootstrap root changes only with the recipe, the image root with the package sources.
-- :func:`singleuser_image` imports that tarball into a daemon (``docker import``), tagged by the key.
+  ``--data-root`` (on a tmpfs unless ``JHLE_DOCKERD_TMPFS=0``), ``--exec-root``, unix socket and
+  containerd namespace in a temp dir, and ``--bridge=none --iptables=false --ip6tables=false``:
+  containers get host networking (or none), servers listen on 127.0.0.1. Registry traffic is
+  impossible (services prefer local images; registry requests would go to a dead loopback proxy).
+  ``swarm_init()`` makes a one-node swarm on 127.0.0.1 and removes its routing-mesh ``ingress``
+  network; ``stop()`` removes services and containers, leaves the swarm, stops the daemon by PID,
+  kills its stray containerd/shims by PID, unmounts and deletes the dir.
+- :func:`singleuser_rootfs` builds the root file system of the single-user image in three cached
+  steps, each a tarball under ``/var/cache/jupyterhub-lab-ext`` (``$JHLE_DOCKER_CACHE``) named by a
+  hash of its inputs: ``debootstrap --variant=minbase bookworm`` with python3 and python3-venv
+  (mirror taken from the machine's own apt sources; changes only with the recipe); then, in a
+  chroot, a venv ``/opt/venv`` with jupyterhub, jupyterlab, ipykernel and this package's
+  dependencies, every version pinned to the test venv's so hub and servers match (changes with the
+  test venv); then this package itself, a wheel built from the working tree (changes with the
+  sources, ~10 s). Wheels are fetched on the host with the host's pip config and cache; the chroot
+  installs offline.
+- :func:`singleuser_image` imports that tarball into a daemon (``docker import``), tagged by the key;
+  the image's command is ``/opt/venv/bin/jupyterhub-singleuser``.
 
 Run ``python tests/e2e/docker_env.py`` to build (or find) the image tarball and print its path.
 """
