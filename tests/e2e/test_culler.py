@@ -19,10 +19,9 @@ from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import harness
 import httpx
 import pytest
-from harness import VENV_BIN, free_port, run_in_kernel, wait_until
+from harness import VENV_BIN, child_env, free_port, run_in_kernel, wait_until
 
 from jupyterhub_lab_ext.services.common.fakehub import FakeHub
 
@@ -479,7 +478,7 @@ async def test_runs_a_pass_and_stops_cleanly_on_sigterm(tmp_path):
     await hub.start()
     port = free_port()
     env = {
-        **harness.test_env(),
+        **child_env(),
         "JUPYTERHUB_API_TOKEN": "tok",
         "JUPYTERHUB_SERVICE_URL": f"http://127.0.0.1:{port}",
     }
