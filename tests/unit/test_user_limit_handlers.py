@@ -256,6 +256,11 @@ def test_reconcile_against_the_hub(svc, client):
         },
         "idle": {"name": "idle", "admin": False, "groups": [], "servers": {}},
     }
+
+    async def seats_matter():  # on the service's loop, without the reconcile a PUT starts
+        svc.app.ledger.set_limits({"max_users": 10})
+
+    svc.call(seats_matter())
     stale = admit(client, "phantom")
     svc.app.reconcile_grace = -5  # treat every booked place as older than the snapshot
     summary = svc.call(svc.app.reconcile())
@@ -351,3 +356,22 @@ def test_queue_page(client):
     assert client.get("/queue", headers=auth("limitadmin")).status_code == 403  # a service
     assert client.get("/queue", params={"server": "a/b"}, headers=auth("reader")).status_code == 400
     assert client.get("/queue").status_code == 401
+
+
+def test_turning_seats_on_learns_the_hubs_users_at_once(svc, client):
+    import time
+
+    svc.hub.users = {
+        n: {"name": n, "admin": False, "groups": [], "servers": {}} for n in ("x", "y")
+    }
+    assert client.get("/api/status", headers=auth("reader")).json()["usage"]["seats"] == 0
+    r = client.put("/api/limits", json={"max_users": 2}, headers=auth("hubadmin"))
+    assert r.status_code == 200
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if client.get("/api/status", headers=auth("reader")).json()["usage"]["seats"] == 2:
+            break
+        time.sleep(0.05)
+    assert set(svc.app.ledger.seats) == {"x", "y"}
+    # the hub's users hold the seats: a newcomer is refused
+    assert admit(client, "z", kind="seat")["outcome"] == "refused"

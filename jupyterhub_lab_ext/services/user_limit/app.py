@@ -336,6 +336,9 @@ class UserLimitApp(ServiceApp):
         ops = self.ledger.set_limits(patch)
         self.log.info("Limits changed over REST: %s -> %s", patch, self.ledger.limits.to_dict())
         await self.persist(ops)
+        if patch.get("max_users"):
+            # seats now matter: learn the hub's users at once, not at the next pass
+            self._spawn_task(self._reconcile_quietly())
         await self.fill_free_places()
         return self.ledger.limits
 
@@ -450,17 +453,22 @@ class UserLimitApp(ServiceApp):
 
     # -- reconciliation --------------------------------------------------------------------
     async def reconcile(self) -> dict:
-        """One pass: match the book to the hub's active servers and users."""
+        """One pass: match the book to the hub's active servers (and, with seats, its users).
+
+        Servers come from ``GET /users?state=active`` (only users with an active server); the
+        full user list is read only when ``max_users`` is set, so a big hub costs little.
+        """
         snapshot_started = time.time()
         active = []
-        users = []
-        async for u in self.hub.iter_users(include_stopped_servers=False):
-            users.append(u["name"])
+        async for u in self.hub.iter_users(state="active"):
             groups = frozenset(u.get("groups") or ())
             for sname, server in (u.get("servers") or {}).items():
                 if server.get("ready") or server.get("pending"):
                     spawning = server.get("pending") == "spawn" and not server.get("ready")
                     active.append((u["name"], sname, groups, bool(u.get("admin")), spawning))
+        users = None
+        if self.ledger.limits.max_users:
+            users = [u["name"] async for u in self.hub.iter_users()]
         summary, ops = self.ledger.reconcile(active, users, snapshot_started, self.reconcile_grace)
         await self.limit_store.write(ops)
         self.last_reconcile = time.time()
@@ -469,6 +477,13 @@ class UserLimitApp(ServiceApp):
             self.log.info("Reconciled with the hub: %s", summary)
         await self.fill_free_places()
         return summary
+
+    async def _reconcile_quietly(self) -> None:
+        try:
+            await self.reconcile()
+        except Exception as e:
+            self.reconcile_error = str(e)
+            self.log.error("Reconciliation with the hub failed: %s", e)
 
     async def _reconcile_loop(self) -> None:
         delay = 0.0
