@@ -45,7 +45,7 @@ print(json.dumps({
     "home": os.environ.get("HOME"),
     "conda_envs_dirs": os.environ.get("CONDA_ENVS_DIRS"),
     "in_image": os.path.exists("/etc/jhle-image.json"),
-    "shared_write": try_write(os.path.join(sys.prefix, "jhle-probe")),
+    "env_write": try_write(os.path.join(sys.prefix, "jhle-probe")),
     "home_write": try_write(os.path.join(os.environ.get("HOME", "/nonexistent"), "from-kernel.txt")),
 }))
 """
@@ -126,13 +126,13 @@ def _login_and_pick(hub, ident: str, name: str, profile: str) -> None:
     wait_until(ready, timeout=180, what=f"server of {name} ready")
 
 
-def _check_server(hub, name: str, env: Path) -> dict:
+def _check_server(hub, name: str, env: Path, *, kernels: set[str], mine: bool = False) -> None:
     """Kernels offered, and what the default kernel sees from inside the container."""
     account = pwd.getpwnam(name)
     specs = hub.server_api(name, "GET", "kernelspecs")
     assert specs.status_code == 200, specs.text
-    assert set(specs.json()["kernelspecs"]) == {"shared-geo", "shared-py"}
-    assert specs.json()["default"] == f"shared-{env.name}"
+    assert set(specs.json()["kernelspecs"]) == kernels
+    assert specs.json()["default"] == f"{'mine' if mine else 'shared'}-{env.name}"
 
     kernel = hub.server_api(name, "POST", "kernels", json={})
     assert kernel.status_code == 201, kernel.text
@@ -146,13 +146,26 @@ def _check_server(hub, name: str, env: Path) -> dict:
     # users create their own envs in their home (the shared root is read-only)
     assert info["conda_envs_dirs"] == os.path.join(account.pw_dir, ".conda", "envs")
     assert info["in_image"] is True  # the image's root, not the host's
-    assert info["shared_write"] == "EROFS"  # mounted read-only
+    probe_file = env / "jhle-probe"
+    if mine:  # the user's own env, in the home mounted read-write at the same path
+        assert info["env_write"] == "ok"
+        assert os.stat(probe_file).st_uid == account.pw_uid
+    else:
+        assert info["env_write"] == "EROFS"  # the shared env is mounted read-only
+        assert not probe_file.exists()
     assert info["home_write"] == "ok"
     written = Path(account.pw_dir) / "from-kernel.txt"  # same path on the host
     assert written.read_text() == "x"
     assert os.stat(written).st_uid == account.pw_uid
-    assert not (env / "jhle-probe").exists()
-    return info
+
+
+def _own_env(name: str) -> Path:
+    """A personal env in the user's ~/.conda/envs, owned by them (made after their first login)."""
+    home = Path(pwd.getpwnam(name).pw_dir)
+    prefix = make_conda_env(home / ".conda" / "envs" / "ml", owner=name)
+    for path in (home / ".conda", home / ".conda" / "envs"):
+        shutil.chown(path, name)
+    return prefix
 
 
 def _check_container(container: dict, name: str, shared: Path) -> None:
@@ -185,13 +198,27 @@ def test_docker_server_runs_in_a_container_as_the_user_with_the_shared_env(
         assert model["servers"][""]["user_options"] == {"profile": "shared/geo"}
         (container,) = client.containers(filters={"status": "running"})
         _check_container(client.inspect_container(container["Id"]), name, shared_envs)
-        _check_server(hub, name, shared_envs / "geo")
+        _check_server(hub, name, shared_envs / "geo", kernels={"shared-geo", "shared-py"})
 
         hub.stop_server(name)
         wait_until(
             lambda: not client.containers(all=True, filters={"id": container["Id"]}),
             timeout=60,
             what="the stopped server's container removed",
+        )
+
+        # a second start (a new container) with the user's own env from the home mount
+        own = _own_env(name)
+        resp = hub.start_server(name, options={"profile": "mine/ml"}, timeout=180)
+        assert resp.status_code in (201, 202), resp.text
+        (second,) = client.containers(filters={"status": "running"})
+        assert second["Id"] != container["Id"]
+        _check_server(hub, name, own, kernels={"shared-geo", "shared-py", "mine-ml"}, mine=True)
+        hub.stop_server(name)
+        wait_until(
+            lambda: not client.containers(all=True),
+            timeout=60,
+            what="the second container removed",
         )
     finally:
         if (hub.user_model(name) or {}).get("servers"):
@@ -222,7 +249,7 @@ def test_swarm_service_with_host_networking(
         assert not service.get("Endpoint", {}).get("Ports")  # nothing published via ingress
         container = client.inspect_container(task["Status"]["ContainerStatus"]["ContainerID"])
         _check_container(container, name, shared_envs)
-        _check_server(hub, name, shared_envs / "geo")
+        _check_server(hub, name, shared_envs / "geo", kernels={"shared-geo", "shared-py"})
 
         hub.stop_server(name)
         wait_until(lambda: not client.services(), timeout=60, what="the service removed")
