@@ -60,6 +60,12 @@ def _refusal(message: str, *, reason: str, status: int, message_html: str = "", 
     return exc
 
 
+def _log_of(obj) -> logging.Logger:
+    """The hub's logger (spawners and authenticators carry it), else this module's."""
+    lg = getattr(obj, "log", None)
+    return lg if isinstance(lg, logging.Logger | logging.LoggerAdapter) else log
+
+
 def _json_safe(value) -> dict:
     if not isinstance(value, dict):
         return {}
@@ -144,12 +150,11 @@ class UserLimitHook:
         try:
             _, doc = await self._call("POST", "admissions", json=body)
         except ServiceUnavailable as e:
-            self._unreachable("spawn", user.name, e)
+            self._unreachable("spawn", user.name, e, _log_of(spawner))
             return
         if not isinstance(doc, dict):
-            self._unreachable(
-                "spawn", user.name, ServiceUnavailable("POST admissions: no JSON body")
-            )
+            error = ServiceUnavailable("POST admissions: no JSON body")
+            self._unreachable("spawn", user.name, error, _log_of(spawner))
             return
         outcome = doc.get("outcome")
         message = doc.get("message") or "The hub cannot start your server right now."
@@ -175,9 +180,9 @@ class UserLimitHook:
             )
         raise _refusal(message, reason=str(doc.get("reason") or "limit"), status=403)
 
-    def _unreachable(self, what: str, user: str, error: Exception) -> None:
+    def _unreachable(self, what: str, user: str, error: Exception, lg=log) -> None:
         if self.fail_open:
-            log.error(
+            lg.error(
                 "USER-LIMIT SERVICE UNREACHABLE (%s): letting the %s of user=%s through "
                 "(fail_open=True); limits are NOT enforced",
                 error,
@@ -185,7 +190,7 @@ class UserLimitHook:
                 user,
             )
             return
-        log.error(
+        lg.error(
             "USER-LIMIT SERVICE UNREACHABLE (%s): refusing the %s of user=%s (fail_open=False)",
             error,
             what,
@@ -218,7 +223,7 @@ class UserLimitHook:
             for i in ids:
                 await self._call("DELETE", f"admissions/{quote(str(i), safe='')}", ok=(204, 404))
         except ServiceUnavailable as e:
-            log.error(
+            _log_of(spawner).error(
                 "Could not free the place of user=%s server=%r (%s); the service frees it at its "
                 "next reconciliation",
                 spawner.user.name,
@@ -239,6 +244,7 @@ class UserLimitHook:
         find_user = getattr(handler, "find_user", None)
         if find_user is not None:
             existing = find_user(name) is not None
+        lg = _log_of(authenticator)
         body = {
             "kind": "seat",
             "user": name,
@@ -249,11 +255,11 @@ class UserLimitHook:
             _, doc = await self._call("POST", "admissions", json=body)
         except ServiceUnavailable as e:
             if self.fail_open:
-                log.error(
+                lg.error(
                     "USER-LIMIT SERVICE UNREACHABLE (%s): login of user=%s let through", e, name
                 )
                 return auth_model
-            log.error("USER-LIMIT SERVICE UNREACHABLE (%s): login of user=%s refused", e, name)
+            lg.error("USER-LIMIT SERVICE UNREACHABLE (%s): login of user=%s refused", e, name)
             exc = web.HTTPError(503, "user-limit service unreachable")
             exc.jupyterhub_message = (
                 "Logins are paused because the service that manages this hub's seats cannot be "
@@ -261,7 +267,7 @@ class UserLimitHook:
             )
             raise exc from None
         if isinstance(doc, dict) and doc.get("outcome") == "refused":
-            log.warning("Login of user=%s refused: %s", name, doc.get("limit"))
+            lg.warning("Login of user=%s refused: %s", name, doc.get("limit"))
             exc = web.HTTPError(403, "no free seat")
             exc.jupyterhub_message = doc.get("message") or "This hub is full."
             raise exc
