@@ -97,14 +97,19 @@ def make_parents(parent: str, mode: int = 0o755) -> None:
     while not os.path.lexists(path):
         missing.append(path)
         path = os.path.dirname(path)
+    _check_trusted_chain(path)  # before creating anything in it (it may be a user's symlink)
     for path in reversed(missing):
         try:
             os.mkdir(path, mode)
         except FileExistsError:
             continue
         os.chmod(path, mode)  # never trust the umask
-    real = os.path.realpath(parent)
-    path = real
+    _check_trusted_chain(parent)
+
+
+def _check_trusted_chain(path: str) -> None:
+    """:func:`_check_trusted_dir` on the resolved ``path`` and every ancestor of it."""
+    path = os.path.realpath(path)
     while True:
         _check_trusted_dir(path)
         if path == os.path.dirname(path):
