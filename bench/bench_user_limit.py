@@ -11,7 +11,9 @@ built-in ``active_server_limit``, in the same run.
    max_active_servers=cap)``. Measured: over-admissions (peak of servers the hub reports active,
    polled every 20 ms, minus the cap; and admitted answers minus the cap), the time spent in our
    ``pre_spawn_hook`` per spawn (added spawn latency), and the wall time from the burst until
-   every admitted server is ready (ratio ours/anchor). Rounds alternate anchor and ours.
+   every admitted server is ready (ratio to the anchor). A third mode, a plain counter in the
+   hub's ``pre_spawn_hook`` (no service, no I/O), shows what refusing inside ``user.spawn()``
+   costs the hub by itself. Rounds alternate the order of the modes.
 
 Usage::
 
@@ -47,6 +49,12 @@ from jupyterhub_lab_ext.services.common.fakehub import FakeHub  # noqa: E402
 from jupyterhub_lab_ext.services.user_limit.client import ServiceClient  # noqa: E402
 
 HOOK = "bench-hook-secret-0123456789abcdef0123456789"
+MODES = ("builtin", "hook-floor", "ours")
+MODE_NAMES = {
+    "builtin": "built-in active_server_limit (anchor)",
+    "hook-floor": "in-hub counter in pre_spawn_hook (floor of any hook)",
+    "ours": "user-limit service",
+}
 
 TINY_SERVER = r"""
 import http.server, os, urllib.parse
@@ -188,6 +196,18 @@ def hub_config(mode: str, cap: int, homes: Path, timing_file: Path) -> str:
     ]
     if mode == "builtin":
         lines.append(f"c.JupyterHub.active_server_limit = {cap}")
+    elif mode == "hook-floor":
+        # no service: a counter in the hub's own pre_spawn_hook, refusing with the same
+        # exception; what any pre_spawn_hook-based limit costs the hub at the least
+        lines += [
+            "from jupyterhub.spawner import SpawnException",
+            "_admitted = set()",
+            "def _floor(spawner):",
+            f"    if spawner.user.name not in _admitted and len(_admitted) >= {cap}:",
+            "        raise SpawnException('full', reason='capacity', status_code=429)",
+            "    _admitted.add(spawner.user.name)",
+            "c.Spawner.pre_spawn_hook = _floor",
+        ]
     else:
         port = _free_port()
         lines += [
@@ -364,14 +384,15 @@ def main() -> int:
         for label, users, cap in scenarios:
             rounds = []
             for i in range(args.burst_rounds):
-                for mode in ("builtin", "ours") if i % 2 == 0 else ("ours", "builtin"):
+                order = MODES if i % 2 == 0 else MODES[::-1]
+                for mode in order:
                     rounds.append(
                         burst_round(
                             users, cap, mode, work / f"{label}-{mode}-{i}".replace(" ", "-")
                         )
                     )
             agg = {}
-            for mode in ("builtin", "ours"):
+            for mode in MODES:
                 rs = [r for r in rounds if r["mode"] == mode]
                 hook = [x for r in rs for x in r["hook_ms"]]
                 service = [x for r in rs for x in r["service_ms"]]
@@ -387,17 +408,15 @@ def main() -> int:
                     "service_p50_ms": pct(service, 50) if service else 0.0,
                     "service_p99_ms": pct(service, 99) if service else 0.0,
                 }
-            ratio = agg["ours"]["wall_median_s"] / agg["builtin"]["wall_median_s"]
-            data["burst"][label] = dict(agg, users=users, cap=cap, rounds=rounds, wall_ratio=ratio)
-            for mode, name in (
-                ("builtin", "built-in active_server_limit"),
-                ("ours", "user-limit service"),
-            ):
+            base = agg["builtin"]["wall_median_s"]
+            ratios = {mode: agg[mode]["wall_median_s"] / base for mode in MODES}
+            data["burst"][label] = dict(agg, users=users, cap=cap, rounds=rounds, wall_ratio=ratios)
+            for mode in MODES:
                 a = agg[mode]
                 rows.append([
-                    f"{label}: {users} users, cap {cap}", name, "/".join(map(str, a["admitted"])),
-                    a["over_admission_max"], a["hook_p50_ms"], a["hook_p99_ms"], a["service_p99_ms"],
-                    a["wall_median_s"], ratio if mode == "ours" else 1.0,
+                    f"{label}: {users} users, cap {cap}", MODE_NAMES[mode],
+                    "/".join(map(str, a["admitted"])), a["over_admission_max"], a["hook_p50_ms"],
+                    a["hook_p99_ms"], a["service_p99_ms"], a["wall_median_s"], ratios[mode],
                 ])  # fmt: skip
         report(
             "user_limit",
