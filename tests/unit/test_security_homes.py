@@ -8,8 +8,10 @@ root: ownership changes are what is checked.
 
 from __future__ import annotations
 
+import gzip
 import os
 import stat
+import tarfile
 
 import pytest
 
@@ -229,3 +231,51 @@ def test_archive_dir_under_world_writable_parent_is_refused(tmp_path):
     open_dir.chmod(0o777)
     with pytest.raises(HomeError, match="writable by group or others"):
         make_parents(str(open_dir / "archive"), 0o700)
+
+
+# ---- archive: the (locked, but maybe still running) user swaps entries while root reads --------
+
+
+def test_archive_swaps_during_read_never_pull_in_root_files(home, secret, tmp_path, monkeypatch):
+    """Right after root looked at work.txt (a file) and sub/ (a directory), the user replaces
+    them by symlinks to a root file and a root directory. The archive may miss them, but must
+    never contain what the links point to."""
+    (home / "work.txt").write_text("results")
+    (home / "sub").mkdir()
+    (home / "sub" / "mine.txt").write_text("mine")
+    for p in (home / "work.txt", home / "sub", home / "sub" / "mine.txt"):
+        os.lchown(p, *USER)
+    swaps = {"work.txt": secret, "sub": secret.parent}
+    real_stat, real_lstat = os.stat, os.lstat
+
+    def swap_after(result, path):
+        target = swaps.pop(os.path.basename(os.fspath(path)), None)
+        if target is not None:
+            entry = home / os.path.basename(os.fspath(path))
+            if entry.is_dir() and not entry.is_symlink():
+                (entry / "mine.txt").unlink()
+                entry.rmdir()
+            else:
+                entry.unlink()
+            entry.symlink_to(target)
+        return result
+
+    def racing_stat(path, *args, **kw):
+        return swap_after(real_stat(path, *args, **kw), path)
+
+    def racing_lstat(path, *args, **kw):
+        return swap_after(real_lstat(path, *args, **kw), path)
+
+    monkeypatch.setattr(os, "stat", racing_stat)
+    monkeypatch.setattr(os, "lstat", racing_lstat)
+    out = tmp_path / "archive"
+    out.mkdir(mode=0o700)
+    path = homes.archive_home(str(home), str(out / "alice.tar.gz"), USER[0])
+    monkeypatch.undo()
+    assert swaps == {}, "the race hook never ran"
+    with open(path, "rb") as f:
+        data = gzip.decompress(f.read())
+    assert b"$6$secret" not in data
+    with tarfile.open(path) as tar:
+        names = tar.getnames()
+    assert not any(n.startswith("alice/sub/shadow") for n in names), names
