@@ -154,7 +154,8 @@ class UserlistAuthConfig(LoggingConfigurable):
         True,
         help="""
         Refuse login (403, with an explanation) when the identity is an email and the provider
-        says it is not verified (``email_verified: false``, Google's ``verified_email``).
+        says it is not verified (``email_verified: false``, Google's ``verified_email``; a string
+        such as ``"false"`` counts as false too; an absent claim is not a refusal).
         Keep this on when the userlist is keyed by email: anyone can otherwise create a
         provider account claiming a listed address.
         """,
@@ -183,7 +184,9 @@ class UserlistAuthConfig(LoggingConfigurable):
         "/home",
         help="""
         Directory under which homes are created (``home_root/<username>``), e.g. an NFS mount
-        such as ``/mnt/nfs/home``. Override :meth:`home_for` for other layouts.
+        such as ``/mnt/nfs/home``. Override :meth:`home_for` for other layouts. It and its
+        parents must be owned by root and not writable by group or others (for the home root
+        itself not even with the sticky bit: anyone could create a future user's home first).
         """,
     ).tag(config=True)
 
