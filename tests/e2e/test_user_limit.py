@@ -40,10 +40,13 @@ def limit_config(
     if null_auth:
         # users made over REST only; no system accounts needed
         lines.append("c.JupyterHub.authenticator_class = 'null'")
+    # quick passes for tests (options of the managed service only)
+    quick = (
+        "" if "managed=False" in hook_args else "reconcile_interval=3, housekeeping_interval=0.5, "
+    )
     lines += [
         "c.JupyterHub.allow_named_servers = True",
-        f"enable_user_limit(c, url='http://127.0.0.1:{port}', reconcile_interval=3, "
-        f"housekeeping_interval=0.5, {hook_args})",
+        f"enable_user_limit(c, url='http://127.0.0.1:{port}', {quick}{hook_args})",
         # the harness's admin service may change limits (custom scope made by enable_user_limit)
         "c.JupyterHub.load_roles.append({'name': 'e2e-limit-admin', "
         "'scopes': ['custom:user-limit:admin'], 'services': ['e2e-admin']})",

@@ -210,3 +210,14 @@ async def test_chained_hook_runs_both(svc, tmp_path, monkeypatch):
     await c.Spawner.pre_spawn_hook(s)
     assert seen == ["a"] and getattr(s, ATTR)
     await hook._client.aclose()
+
+
+def test_external_service_needs_a_token_and_warns_about_ignored_settings(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match="api_token"):
+        enable_user_limit(Config(), managed=False)
+    c = Config()
+    with pytest.warns(UserWarning, match="max_active_servers"):
+        enable_user_limit(c, managed=False, api_token="t" * 32, max_active_servers=3)
+    (svc,) = [s for s in c.JupyterHub.services if s["name"] == "user-limit"]
+    assert svc["api_token"] == "t" * 32 and "command" not in svc

@@ -28,6 +28,7 @@ import logging
 import os
 import secrets
 import sys
+import warnings
 from urllib.parse import quote
 
 from tornado import web
@@ -403,6 +404,13 @@ def enable_user_limit(
         if not api_token:
             raise ValueError(
                 "enable_user_limit(managed=False) needs api_token= for the external service"
+            )
+        ignored = sorted(settings) + (["db_url"] if db_url else [])
+        if ignored:
+            warnings.warn(
+                f"enable_user_limit(managed=False): {', '.join(ignored)} apply to a managed "
+                "service only; configure the external service itself",
+                stacklevel=2,
             )
         service["api_token"] = api_token
     service.update(service_options or {})
