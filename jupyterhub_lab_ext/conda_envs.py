@@ -344,11 +344,6 @@ def stat_signature(paths: Iterable[str]) -> tuple:
     return tuple(sig)
 
 
-def env_signature(prefix: str, site_packages: str | None = None) -> tuple:
-    """What changes when an env changes: mtimes of the directories discovery reads."""
-    return stat_signature(signature_paths(prefix, site_packages))
-
-
 def scan_prefix(prefix: str, group: str, owner: int | None = None, allow_venvs: bool = False):
     """Read one prefix into a :class:`CondaEnv` (named later by :func:`assign_names`)."""
     if not is_prefix(prefix, allow_venvs):
@@ -536,10 +531,3 @@ def _site_packages_hint(env: CondaEnv | None) -> str | None:
 def discover(config: DiscoveryConfig, user: UserContext | None) -> list[CondaEnv]:
     """One-shot discovery without a cache (the CLI and tests)."""
     return EnvScanner().discover(config, user)
-
-
-def find_env(envs: Iterable[CondaEnv], name: str) -> CondaEnv | None:
-    for env in envs:
-        if env.name == name:
-            return env
-    return None
