@@ -30,7 +30,7 @@ class _Closed(Exception):
 class ServiceClient:
     """``await client.request("POST", "admissions", {...})`` -> ``(status, parsed JSON or None)``.
 
-    :param base_url: e.g. ``http://127.0.0.1:10101/services/user-limit/api/``.
+    :param base_url: e.g. ``http://127.0.0.1:10102/services/user-limit/api/``.
     :param token: sent as ``Authorization: token ...`` (never logged).
     """
 

@@ -80,7 +80,7 @@ class UserLimitHook:
     """The hook callables plus their client; :func:`enable_user_limit` wires them into ``c``.
 
     :param service_url: where the hub reaches the service directly, including its prefix,
-        e.g. ``http://127.0.0.1:10101/services/user-limit/``.
+        e.g. ``http://127.0.0.1:10102/services/user-limit/``.
     :param token: the shared hook secret the service expects.
     :param public_prefix: the service's prefix as browsers see it (for the queue page link).
     :param fail_open: let spawns and logins through when the service cannot be reached.
@@ -334,7 +334,7 @@ def enable_user_limit(
     c,
     *,
     name: str = "user-limit",
-    url: str = "http://127.0.0.1:10101",
+    url: str = "http://127.0.0.1:10102",
     managed: bool = True,
     api_token: str | None = None,
     hook_token: str | None = None,
