@@ -290,3 +290,25 @@ async def test_admin_add_of_lookalike_cannot_take_listed_account(make_auth, user
     result = await admin_add(auth, "\u212aate")  # maps to "kate", which is listed
     assert auth.userlist_entry("kate").identity == "kate"
     assert result == "kate" and userlist.read_text() == USERLIST  # nothing rewritten
+
+
+# ---- prefix tricks ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("identity", ["jh-kate", "JH-KATE", "jh-\u212aate", "jh_kate"])
+async def test_identity_spelling_the_prefixed_name_is_not_the_listed_user(
+    make_auth, provider, fake_su, identity
+):
+    """With prefix jh-, 'kate' becomes jh-kate; an identity 'jh-kate' must not log in as her."""
+    auth = make_auth(username_prefix="jh-")
+    await refused(auth, provider, email=identity)
+    assert fake_su.ensured == []
+
+
+async def test_prefixed_spelling_and_plain_identity_in_one_file_is_an_error(
+    make_auth, userlist, caplog
+):
+    userlist.write_text("kate\njh-kate\n")
+    auth = make_auth(username_prefix="jh-")
+    assert auth.userlist_entry("jh-kate") is None
+    assert "both map to system username 'jh-kate'" in caplog.text

@@ -239,3 +239,25 @@ def test_long_identity_written_and_read_back(path):
     assert set_entry(str(path), identity)
     entry = load_userlist(str(path)).find_identity(identity)
     assert entry is not None and len(entry.username) == 32
+
+
+# ---- the admin CLI on odd files -----------------------------------------------------------------
+
+
+def test_cli_check_of_fifo_fails_fast_naming_the_file(tmp_path, capsys):
+    from jupyterhub_lab_ext import cli
+
+    p = tmp_path / "userlist"
+    os.mkfifo(p)
+    rc = bounded(lambda: cli.main(["userlist", "check", str(p), "--no-system-accounts"]), p)
+    assert rc == 1
+    assert f"{p}:0: cannot read" in capsys.readouterr().err
+
+
+def test_cli_check_names_bad_line_of_crlf_bom_file(tmp_path, capsys):
+    from jupyterhub_lab_ext import cli
+
+    p = tmp_path / "userlist"
+    p.write_bytes("\ufeffalice admin\r\nbob superuser\r\n".encode())
+    assert cli.main(["userlist", "check", str(p), "--no-system-accounts"]) == 1
+    assert f"{p}:2: unknown token 'superuser'" in capsys.readouterr().err
