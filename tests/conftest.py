@@ -1,5 +1,6 @@
 """Shared pytest settings. Unit tests live in tests/unit (fast, pure), end-to-end tests in tests/e2e."""
 
+import os
 import sys
 from pathlib import Path
 
@@ -17,7 +18,7 @@ try:
     from hypothesis import settings as _hyp_settings
 
     _hyp_settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
-    if __import__("os").environ.get("CI"):
+    if os.environ.get("CI"):
         _hyp_settings.load_profile("ci")
 except ImportError:  # pragma: no cover - hypothesis is in the test extra
     pass
