@@ -211,7 +211,18 @@ class UserlistAuthenticatorMixin(UserlistAuthConfig):
     # ---- JupyterHub / oauthenticator hooks --------------------------------------------------
 
     def user_info_to_username(self, user_info):
-        identity = self.identity_from_userinfo(user_info)
+        try:
+            identity = self.identity_from_userinfo(user_info)
+        except ValueError as e:  # oauthenticator: the username claim is missing or empty
+            self.log.error("login refused: %s", e)
+            identity = None
+        if not isinstance(identity, str) or not identity:
+            # provider data of another type (a number, a list) must not become a 500
+            raise refusal(
+                403,
+                "Login refused: the identity provider did not send a usable login or email "
+                "for you. The administrator can see why in the hub log.",
+            )
         # oauthenticator normalizes this right away: that call must not feed the admin-page
         # memo, or anyone could plant an identity for a name an admin is about to add
         marks = self._provider_identities

@@ -312,3 +312,18 @@ async def test_prefixed_spelling_and_plain_identity_in_one_file_is_an_error(
     auth = make_auth(username_prefix="jh-")
     assert auth.userlist_entry("jh-kate") is None
     assert "both map to system username 'jh-kate'" in caplog.text
+
+
+# ---- provider data of the wrong shape ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [{"name": "bob"}, {"email": None}, {"email": ""}, {"email": 5},
+     {"email": ["bob"]}, {"email": {"bob": 1}}, {"email": True}],
+    ids=["missing", "null", "empty", "number", "list", "object", "bool"],
+)  # fmt: skip
+async def test_unusable_identity_claim_is_a_403_not_a_500(make_auth, provider, fake_su, claims):
+    message = await refused(make_auth(), provider, **claims)
+    assert "did not send a usable login or email" in message
+    assert fake_su.ensured == []
