@@ -35,6 +35,7 @@ def culler_config(
     public_port: int,
     extra: str = "",
     db_url: str = "",
+    scheme: str = "http",
 ) -> str:
     """Hub config: dummy authenticator, simple spawner, the culler as a managed service."""
     port = free_port()
@@ -62,7 +63,7 @@ c.JupyterHub.custom_scopes = {{
 }}
 c.JupyterHub.services.append({{
     "name": {SERVICE!r},
-    "url": "http://127.0.0.1:{port}",
+    "url": "{scheme}://127.0.0.1:{port}",
     "command": {command!r},
     "oauth_no_confirm": True,
 }})
@@ -112,11 +113,14 @@ class Culler:
         return resp.json()
 
 
-def make_culler_hub(make_hub, tmp_path, users, *args, extra="", db_url=""):
+def make_culler_hub(make_hub, tmp_path, users, *args, extra="", db_url="", scheme="http"):
     workdir = tmp_path / "culler"
     workdir.mkdir(exist_ok=True)
     hub = make_hub(authenticator=None, start=False)
-    cfg = culler_config(workdir, users, *args, public_port=hub.port, extra=extra, db_url=db_url)
+    extra = extra.replace("@PROXY_API_PORT@", str(hub.proxy_api_port))
+    cfg = culler_config(
+        workdir, users, *args, public_port=hub.port, extra=extra, db_url=db_url, scheme=scheme
+    )
     hub.append_config(cfg)
     hub.start()
     for name in users:  # users in groups exist already (load_groups), others do not
@@ -467,6 +471,33 @@ c.JupyterHub.load_roles.append(
         report = culler.run_pass()
         assert [e["user"] for e in report["users_deleted"]] == [stopped]
     assert hub.user_model(stopped) is None
+
+
+def test_internal_ssl(make_hub, tmp_path, user_prefix):
+    """With c.JupyterHub.internal_ssl the hub gives the service certificates; it serves TLS and
+    calls the Hub API with its client certificate."""
+    dave = f"{user_prefix}dave"
+    hub, culler, _ = make_culler_hub(
+        make_hub,
+        tmp_path,
+        {dave: []},
+        "--timeout=6",
+        "--cull-every=3600",
+        extra=f"c.JupyterHub.internal_ssl = True\n"
+        f"c.JupyterHub.internal_certs_location = {str(tmp_path / 'internal-ssl')!r}\n"
+        # the proxy's API speaks TLS too
+        "c.ConfigurableHTTPProxy.api_url = 'https://127.0.0.1:@PROXY_API_PORT@'\n",
+        # an https service url would make JupyterHub 6.1.1's own health check of the service
+        # fail ("Cannot create a client socket with a PROTOCOL_TLS_SERVER context")
+        scheme="http",
+    )
+    log = hub.log_text()
+    assert "Hub API listening on https://127.0.0.1" in log  # the culler must use TLS for it
+    hub.start_server(dave)
+    wait_idle(hub, [dave], 8)
+    report = culler.run_pass()
+    assert [e["user"] for e in report["culled"] + report["stopping"]] == [dave]
+    assert report["counts"]["errors"] == 0
 
 
 async def test_runs_a_pass_and_stops_cleanly_on_sigterm(tmp_path):

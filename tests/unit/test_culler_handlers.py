@@ -1,6 +1,7 @@
 """The culler's REST API in-process: auth (401/403), bad input (400), persistence, OpenAPI."""
 
 import json
+import ssl
 from datetime import datetime, timedelta, timezone
 from urllib.parse import urlsplit
 
@@ -419,3 +420,61 @@ async def test_cookie_secret_persisted(start, tmp_path):
     assert path.stat().st_mode & 0o777 == 0o600
     api2 = await start()
     assert api2.app.make_tornado_app().settings["cookie_secret"] == secret
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory):
+    """A CA, a server certificate for 127.0.0.1 and a client certificate (certipy)."""
+    from certipy import Certipy
+
+    store = Certipy(store_dir=str(tmp_path_factory.mktemp("certs")))
+    ca = store.create_ca("test-ca")["files"]
+    server = store.create_signed_pair("service", "test-ca", alt_names=["IP:127.0.0.1"])["files"]
+    client = store.create_signed_pair("client", "test-ca")["files"]
+    return ca, server, client
+
+
+async def test_serves_tls_and_requires_client_certificates(hub, tmp_path, certs):
+    ca, server, client = certs
+    app = LabIdleCuller()
+    app.initialize(
+        [
+            f"--url={hub.api_url}",
+            f"--db-url=sqlite:///{tmp_path}/c.sqlite",
+            f"--ServiceApp.ssl_keyfile={server['key']}",
+            f"--ServiceApp.ssl_certfile={server['cert']}",
+            f"--ServiceApp.ssl_client_ca={ca['cert']}",
+        ]
+    )
+    await app.setup()
+    # serving: TLS, and only for clients with a certificate from the CA
+    port = free_port()
+    srv = HTTPServer(app.make_tornado_app(), ssl_options=app.ssl_context(server=True))
+    srv.listen(port, "127.0.0.1")
+    client_ctx = ssl.create_default_context(cafile=ca["cert"])
+    client_ctx.load_cert_chain(client["cert"], client["key"])
+    bare_ctx = ssl.create_default_context(cafile=ca["cert"])
+    http = AsyncHTTPClient(force_instance=True)
+    try:
+        url = f"https://127.0.0.1:{port}{PREFIX}health"
+        r = await http.fetch(url, ssl_options=client_ctx, raise_error=False)
+        assert r.code == 200
+        with pytest.raises((ssl.SSLError, OSError)):  # no client certificate: no handshake
+            await http.fetch(url, ssl_options=bare_ctx, raise_error=False)
+    finally:
+        http.close()
+        srv.stop()
+        await srv.close_all_connections()
+        await app.teardown()
+    # calling the hub: our certificate is presented, the hub is verified with the CA
+    ctx = app.ssl_context()
+    assert ctx.verify_mode == ssl.CERT_REQUIRED and ctx.check_hostname
+    hub_client = app.make_hub()
+    assert isinstance(hub_client.ssl_options, ssl.SSLContext)
+    assert hub_client.ssl_options.verify_mode == ssl.CERT_REQUIRED
+
+
+def test_no_tls_without_key_and_certificate():
+    app = LabIdleCuller()
+    app.initialize([])
+    assert app.ssl_context() is None and app.ssl_context(server=True) is None

@@ -23,6 +23,7 @@ import logging
 import os
 import secrets
 import signal
+import ssl
 import sys
 from importlib import resources
 from urllib.parse import urlparse
@@ -178,6 +179,36 @@ class ServiceApp(Application):
         4, help="Retries of a Hub API request on connection errors, 5xx and 429."
     ).tag(config=True)
 
+    ssl_keyfile = Unicode(
+        help="""Private key for JupyterHub's internal SSL (``c.JupyterHub.internal_ssl``).
+
+        Default: ``$JUPYTERHUB_SSL_KEYFILE``, which the hub sets for managed services. With a key,
+        a certificate and a CA, Hub API calls present the client certificate and verify the hub,
+        and an ``https`` service URL is served with TLS, requiring client certificates.
+        """,
+    ).tag(config=True)
+
+    @default("ssl_keyfile")
+    def _default_ssl_keyfile(self):
+        return os.environ.get("JUPYTERHUB_SSL_KEYFILE", "")
+
+    ssl_certfile = Unicode(
+        help="Certificate for internal SSL. Default: ``$JUPYTERHUB_SSL_CERTFILE``."
+    ).tag(config=True)
+
+    @default("ssl_certfile")
+    def _default_ssl_certfile(self):
+        return os.environ.get("JUPYTERHUB_SSL_CERTFILE", "")
+
+    ssl_client_ca = Unicode(
+        help="CA bundle that signs the hub's and the proxy's certificates for internal SSL. "
+        "Default: ``$JUPYTERHUB_SSL_CLIENT_CA``."
+    ).tag(config=True)
+
+    @default("ssl_client_ca")
+    def _default_ssl_client_ca(self):
+        return os.environ.get("JUPYTERHUB_SSL_CLIENT_CA", "")
+
     authenticate_metrics = Bool(
         True,
         help="""Require read access (``access:services!service=<name>``) for ``GET metrics``.
@@ -222,6 +253,21 @@ class ServiceApp(Application):
         self.hub_auth = None
         self._stop_event = None
 
+    def ssl_context(self, server: bool = False) -> ssl.SSLContext | None:
+        """TLS context for internal SSL (None without key and certificate).
+
+        ``server=False``: for Hub API calls (verifies the hub with the CA, presents our
+        certificate). ``server=True``: for serving (requires a client certificate by the CA).
+        """
+        if not (self.ssl_keyfile and self.ssl_certfile):
+            return None
+        purpose = ssl.Purpose.CLIENT_AUTH if server else ssl.Purpose.SERVER_AUTH
+        ctx = ssl.create_default_context(purpose, cafile=self.ssl_client_ca or None)
+        ctx.load_cert_chain(self.ssl_certfile, self.ssl_keyfile)
+        if server and self.ssl_client_ca:
+            ctx.verify_mode = ssl.CERT_REQUIRED
+        return ctx
+
     def make_hub(self) -> HubAPI:
         return HubAPI(
             self.url or None,
@@ -230,6 +276,7 @@ class ServiceApp(Application):
             request_timeout=self.hub_request_timeout,
             retries=self.hub_retries,
             on_call=self.hub_metrics.observe,
+            ssl_options=self.ssl_context(),
         )
 
     def metadata(self):
@@ -306,6 +353,9 @@ class ServiceApp(Application):
             api_token=self.api_token,
             base_url=self.service_prefix,
             cache_max_age=60,
+            keyfile=self.ssl_keyfile,
+            certfile=self.ssl_certfile,
+            client_ca=self.ssl_client_ca,
             parent=self,
         )
 
@@ -381,7 +431,10 @@ class ServiceApp(Application):
             if self.service_url:
                 bind = urlparse(self.service_url)
                 port = bind.port or (443 if bind.scheme == "https" else 80)
-                server = HTTPServer(self.make_tornado_app(), xheaders=True)
+                tls = self.ssl_context(server=True) if bind.scheme == "https" else None
+                if bind.scheme == "https" and tls is None:
+                    raise ValueError(f"{self.service_url} is https but no ssl_keyfile/certfile")
+                server = HTTPServer(self.make_tornado_app(), xheaders=True, ssl_options=tls)
                 server.listen(port, bind.hostname or "127.0.0.1")
                 self.log.info(
                     "%s %s serving %s at %s",

@@ -18,6 +18,7 @@ Example ``jupyterhub_config.py``::
 from __future__ import annotations
 
 import asyncio
+import os
 from datetime import timedelta
 
 from traitlets import Bool, Dict, Float, Int, List, Unicode, default, validate
@@ -58,6 +59,8 @@ class LabIdleCuller(ServiceApp):
         "webhook-url": "LabIdleCuller.webhook_url",
         "kernel-aware": "LabIdleCuller.kernel_aware",
         "dry-run": "LabIdleCuller.dry_run",
+        "ssl-enabled": "LabIdleCuller.ssl_enabled",
+        "internal-certs-location": "LabIdleCuller.internal_certs_location",
     }
     flags = {
         **ServiceApp.base_flags,
@@ -217,8 +220,6 @@ class LabIdleCuller(ServiceApp):
 
     @default("server_base_url")
     def _default_server_base_url(self):
-        import os
-
         return os.environ.get("JUPYTERHUB_PUBLIC_URL", "")
 
     warning_period = Int(
@@ -238,6 +239,18 @@ class LabIdleCuller(ServiceApp):
 
     dry_run = Bool(
         False, help="Report what would be culled (and log it); stop, warn and delete nothing."
+    ).tag(config=True)
+
+    ssl_enabled = Bool(
+        False,
+        help="""jupyterhub-idle-culler's switch for internal SSL: when no
+        ``$JUPYTERHUB_SSL_*`` files are given, use ``hub-internal/hub-internal.{key,crt}`` and
+        ``hub-ca/hub-ca.crt`` under ``internal_certs_location``. (A managed service gets the
+        files from the hub and needs neither.)""",
+    ).tag(config=True)
+
+    internal_certs_location = Unicode(
+        "internal-ssl", help="Where the hub keeps its internal SSL certificates (``ssl_enabled``)."
     ).tag(config=True)
 
     admin_scope = Unicode(
@@ -289,6 +302,11 @@ class LabIdleCuller(ServiceApp):
 
     async def setup(self):
         self.hub_concurrency = self.concurrency
+        if self.ssl_enabled and not (self.ssl_keyfile and self.ssl_certfile):
+            loc = self.internal_certs_location
+            self.ssl_keyfile = os.path.join(loc, "hub-internal", "hub-internal.key")
+            self.ssl_certfile = os.path.join(loc, "hub-internal", "hub-internal.crt")
+            self.ssl_client_ca = self.ssl_client_ca or os.path.join(loc, "hub-ca", "hub-ca.crt")
         await super().setup()
         self.culler = Culler(
             self.hub,
