@@ -478,3 +478,32 @@ def test_no_tls_without_key_and_certificate():
     app = LabIdleCuller()
     app.initialize([])
     assert app.ssl_context() is None and app.ssl_context(server=True) is None
+
+
+async def test_upstream_ssl_flags_use_the_hub_certificate_layout(hub, tmp_path, certs):
+    """jupyterhub-idle-culler's --ssl-enabled/--internal-certs-location, for a hand-run culler."""
+    import shutil
+
+    ca, server, _ = certs
+    loc = tmp_path / "internal-ssl"
+    (loc / "hub-internal").mkdir(parents=True)
+    (loc / "hub-ca").mkdir()
+    shutil.copy(server["key"], loc / "hub-internal" / "hub-internal.key")
+    shutil.copy(server["cert"], loc / "hub-internal" / "hub-internal.crt")
+    shutil.copy(ca["cert"], loc / "hub-ca" / "hub-ca.crt")
+    app = LabIdleCuller()
+    app.initialize(
+        [
+            f"--url={hub.api_url}",
+            f"--db-url=sqlite:///{tmp_path}/c.sqlite",
+            "--ssl-enabled=True",
+            f"--internal-certs-location={loc}",
+        ]
+    )
+    await app.setup()
+    try:
+        assert app.ssl_keyfile == str(loc / "hub-internal" / "hub-internal.key")
+        assert app.ssl_client_ca == str(loc / "hub-ca" / "hub-ca.crt")
+        assert isinstance(app.hub.ssl_options, ssl.SSLContext)
+    finally:
+        await app.teardown()
