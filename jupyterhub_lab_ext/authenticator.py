@@ -259,7 +259,7 @@ class UserlistAuthenticatorMixin(UserlistAuthConfig):
         if not self.require_verified_email or "@" not in identity:
             return
         if any(_claims_unverified(user_info.get(k)) for k in ("email_verified", "verified_email")):
-            self.log.warning("refusing %s: email address not verified by the provider", identity)
+            self.log.warning("refusing %r: email address not verified by the provider", identity)
             raise refusal(
                 403,
                 f"Login refused: your email address {identity} is not verified by the "

@@ -280,3 +280,15 @@ def test_userlist_replaced_by_fifo_keeps_hub_serving(make_hub, oidc, user_prefix
             os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
         except OSError:
             pass
+
+
+def test_refusal_page_escapes_a_hostile_identity(make_hub, oidc, user_prefix):
+    """The 403 page repeats the identity: markup in it must arrive as text."""
+    t = tag()
+    login = f"xss{t}"
+    shown = f'<img src=x onerror="alert({t})">\nFAKE log line {t}'
+    oidc.set_identity(login, preferred_username=shown, email_verified=True)
+    hub = make_hub(userlist=f"someone{t}\n")
+    _, resp = hub.login(login)
+    assert resp.status_code == 403
+    assert "<img src=x" not in resp.text and "&lt;img src=x" in resp.text
