@@ -48,6 +48,11 @@ from dataclasses import dataclass, field
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _CHUNK = 1 << 20
 
+# link() errors of file systems that have no hard links
+_NO_HARDLINKS = frozenset(
+    {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK, errno.ENOSYS}
+)
+
 # manifest value of a delivered symlink: "link:" + target
 _LINK = "link:"
 
@@ -347,7 +352,14 @@ class _Copier:
                 raise HomeError(f"private directory {private} was replaced")
             os.symlink(link, "l", dir_fd=pfd)
             os.chown("l", self.uid, self.gid, dir_fd=pfd, follow_symlinks=False)
-            os.link("l", name, src_dir_fd=pfd, dst_dir_fd=hfd, follow_symlinks=False)
+            try:
+                os.link("l", name, src_dir_fd=pfd, dst_dir_fd=hfd, follow_symlinks=False)
+            except OSError as e:
+                if e.errno not in _NO_HARDLINKS:
+                    raise
+                # a file system without hard links (some FUSE/SMB mounts): the link stays
+                # owned by root rather than being chowned by name (the user can still remove it)
+                os.symlink(link, name, dir_fd=hfd)
         finally:
             try:
                 os.unlink("l", dir_fd=pfd)

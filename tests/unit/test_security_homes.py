@@ -279,3 +279,18 @@ def test_archive_swaps_during_read_never_pull_in_root_files(home, secret, tmp_pa
     with tarfile.open(path) as tar:
         names = tar.getnames()
     assert not any(n.startswith("alice/sub/shadow") for n in names), names
+
+
+def test_template_link_on_a_file_system_without_hard_links(template, home, monkeypatch):
+    """link() refused (some FUSE/SMB mounts): the symlink is still delivered, just root-owned,
+    never chowned by name."""
+    import errno
+
+    def no_link(*args, **kwargs):
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(homes.os, "link", no_link)
+    report = copy_template(str(template), str(home), *USER)
+    assert "link" in report.copied and os.readlink(home / "link") == "README.md"
+    assert owner_of(home / "link") == 0
+    assert not [n for n in os.listdir(home) if n.startswith(".jhle-link-")]
