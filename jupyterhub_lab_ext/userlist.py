@@ -252,9 +252,28 @@ def read_regular_file(path: str) -> bytes:
     """
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
             raise OSError(errno.EINVAL, "not a regular file")
+        _check_not_world_writable(path, st)
         return f.read()
+
+
+def _check_not_world_writable(path: str, st: os.stat_result) -> None:
+    """Refuse a list that any local user could rewrite (and so make themselves admin)."""
+    if st.st_mode & stat.S_IWOTH:
+        raise OSError(
+            errno.EPERM, f"writable by everyone (mode {st.st_mode & 0o7777:o}); chmod o-w it"
+        )
+    directory = os.path.dirname(os.path.realpath(path))
+    dmode = os.stat(directory).st_mode
+    untrusted_owner = st.st_uid not in (0, os.geteuid())
+    if dmode & stat.S_IWOTH and (not dmode & stat.S_ISVTX or untrusted_owner):
+        raise OSError(
+            errno.EPERM,
+            f"its directory {directory} is writable by everyone (mode {dmode & 0o7777:o}): "
+            "any local user could replace it",
+        )
 
 
 def load_userlist(path: str, **kwargs) -> Userlist:

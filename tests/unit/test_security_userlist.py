@@ -261,3 +261,54 @@ def test_cli_check_names_bad_line_of_crlf_bom_file(tmp_path, capsys):
     p.write_bytes("\ufeffalice admin\r\nbob superuser\r\n".encode())
     assert cli.main(["userlist", "check", str(p), "--no-system-accounts"]) == 1
     assert f"{p}:2: unknown token 'superuser'" in capsys.readouterr().err
+
+
+# ---- a list any local user could rewrite -------------------------------------------------------
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="chown to another uid needs root")
+
+
+@needs_root
+@pytest.mark.parametrize(
+    "file_mode, dir_mode, file_owner, message",
+    [
+        (0o666, 0o755, 0, "writable by everyone (mode 666)"),
+        (0o646, 0o755, 0, "writable by everyone"),
+        (0o644, 0o777, 0, "is writable by everyone (mode 777)"),
+        (0o644, 0o1777, 4242, "any local user could replace it"),  # planted in /tmp-like dir
+    ],
+)
+def test_world_writable_list_is_refused_and_last_good_kept(
+    tmp_path, file_mode, dir_mode, file_owner, message
+):
+    d = tmp_path / "etc"
+    d.mkdir()
+    p = d / "userlist"
+    p.write_text(GOOD)
+    ul = UserlistFile(str(p))
+    assert len(get_bounded(ul)) == 2
+    p.write_text(GOOD + "mallory admin\n")
+    p.chmod(file_mode)
+    os.chown(p, file_owner, file_owner)
+    d.chmod(dir_mode)
+    bump(p)
+    assert [e.identity for e in get_bounded(ul).entries] == ["alice@example.org", "bob"]
+    assert message in str(ul.errors[0]) and str(ul.errors[0]).startswith(f"{p}:0:")
+    with pytest.raises(OSError):  # the admin page does not edit it either
+        set_entry(str(p), "carol")
+
+
+@needs_root
+@pytest.mark.parametrize(
+    "file_mode, dir_mode, file_owner",
+    [(0o644, 0o755, 0), (0o664, 0o775, 4242), (0o600, 0o1777, 0), (0o640, 0o700, 4242)],
+)
+def test_private_or_group_managed_list_loads(tmp_path, file_mode, dir_mode, file_owner):
+    d = tmp_path / "etc"
+    d.mkdir()
+    p = d / "userlist"
+    p.write_text(GOOD)
+    p.chmod(file_mode)
+    os.chown(p, file_owner, file_owner)
+    d.chmod(dir_mode)
+    assert len(load_userlist(str(p))) == 2
