@@ -54,7 +54,9 @@ class UserlistAuthConfig(LoggingConfigurable):
         removed users are refused at their next login or request, removing ``admin`` revokes
         admin rights. If an edit breaks the file, the error is logged with ``file:line`` and
         the last good version stays in force. Check a file with
-        ``jupyterhub-lab-ext userlist check FILE``. Required.
+        ``jupyterhub-lab-ext userlist check FILE``. A file that every local user could
+        rewrite (world-writable, or in a world-writable directory) is refused: keep it in a
+        root-owned directory such as ``/etc/jupyterhub``. Required.
         """,
     ).tag(config=True, allow_config=True)
 
