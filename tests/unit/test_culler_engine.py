@@ -434,3 +434,26 @@ async def test_dry_run_reports_user_deletions(hub, make_culler):
     report = await c.run_pass(dry_run=True)
     assert sorted(e["user"] for e in report.lists["users_deleted"]) == ["idle", "old"]
     assert set(hub.users) == {"idle", "old"} and running(hub) == {("idle", "")}
+
+
+async def test_malformed_model_is_one_error_not_a_failed_pass(hub, make_culler):
+    add(hub, "good", 700)
+    add(hub, "bad", 700)
+    original = type(hub.users["bad"].servers[""]).model
+
+    def broken(self, user, base="/"):
+        m = original(self, user, base)
+        if user == "bad":
+            m["last_activity"] = "not a date"
+        return m
+
+    type(hub.users["bad"].servers[""]).model = broken
+    try:
+        c = await make_culler(P.Policy(timeout=600, cull_users=True))
+        report = await c.run_pass()
+    finally:
+        type(hub.users["bad"].servers[""]).model = original
+    assert report.complete
+    assert [(e["stage"], e["user"]) for e in report.lists["errors"]] == [("server", "bad")]
+    assert running(hub) == {("bad", "")}
+    assert [e["user"] for e in report.lists["users_deleted"]] == ["good"]

@@ -284,9 +284,13 @@ class Culler(CullerActions):
                 # every server is gone (or would be): decide on the user now, like
                 # jupyterhub-idle-culler, from the model read before the stops
                 handled.add(name)
-                dec = P.decide_user(self.policy, {**user, "servers": {}}, timeout, now)
-                if dec.action == P.CULL:
-                    await self.delete_user(dec, report, dry_run)
+                try:
+                    dec = P.decide_user(self.policy, {**user, "servers": {}}, timeout, now)
+                    if dec.action == P.CULL:
+                        await self.delete_user(dec, report, dry_run)
+                except Exception as e:
+                    log.exception("user=%s: error while deleting user", name)
+                    report.error("user", name, None, f"{type(e).__name__}: {e}")
 
         async def handle_inactive(user):
             name = user.get("name", "?")
@@ -326,7 +330,7 @@ class Culler(CullerActions):
                 self.metrics.errors.labels("list").inc()
         finally:
             if tasks:
-                await asyncio.gather(*list(tasks))
+                await asyncio.gather(*list(tasks), return_exceptions=True)
 
         if self.policy.cull_users and report.complete:
             try:
@@ -342,7 +346,7 @@ class Culler(CullerActions):
                     self.metrics.errors.labels("list").inc()
             finally:
                 if tasks:
-                    await asyncio.gather(*list(tasks))
+                    await asyncio.gather(*list(tasks), return_exceptions=True)
 
         if report.complete:
             # forget servers that are gone
