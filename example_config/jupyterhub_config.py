@@ -160,7 +160,8 @@ c.JupyterHub.services = [
             "--concurrency=10",
             "--pending-timeout=900",  # stop spawns stuck for 15 min
             f"--db-url=sqlite:///{SERVICE_STATE}/idle-culler.sqlite",  # exemptions
-            # "--cull-users=True",    # also delete inactive hub users (add delete:users below)
+            # also delete inactive hub users (add read:users and delete:users below):
+            # "--cull-users=True",
             # keep servers whose kernels are busy (add access:servers below); servers are
             # asked through the proxy:
             # "--kernel-aware=True",
@@ -194,7 +195,8 @@ c.JupyterHub.load_roles = [
             "read:users:groups",  # per-group timeouts and exemptions
             "read:servers",
             "delete:servers",
-            # "delete:users",    # only with --cull-users
+            # only with --cull-users (read:users shows when never-active users were created):
+            # "read:users", "delete:users",
             # "access:servers",  # only with --kernel-aware
         ],
         "services": ["idle-culler"],
