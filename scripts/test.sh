@@ -18,7 +18,8 @@ echo "== docs"
 python -m sphinx -W --keep-going -q -b html docs docs/_build/html
 echo "== tests"
 set +e
-python -m pytest -p no:cacheprovider --timeout=900 "$@" tests
+# unit tests first (seconds), then the end-to-end tests with real components
+python -m pytest -p no:cacheprovider --timeout=900 "$@" tests/unit tests/e2e
 rc=$?
 set -e
 exit $rc

@@ -6,7 +6,7 @@
 - ``home_root``: a fresh world-traversable directory for the homes of one test.
 - ``make_hub(config="", userlist=None, authenticator="userlist", start=True)``: a running hub
   configured against ``oidc`` with the userlist authenticator; stopped after the test.
-- ``browser``: a headless Chromium (Playwright, Debian's /usr/bin/chromium), session-wide;
+- ``browser``: a headless Chromium (Playwright, Debian's /usr/bin/chromium), one per test;
   ``page``: a fresh page in a fresh context.
 - ``postgres``: a PostgreSQL server in a temp dir; ``postgres.url(dbname)`` creates a database.
 """
@@ -132,8 +132,11 @@ def make_hub(request, tmp_path, oidc, user_prefix, home_root):
                 print(f"--- hub log ({hub.workdir}) ---\n{hub.log_tail(120)}")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def browser():
+    """Headless Chromium for one test. Playwright's sync API runs an event loop in this thread while
+    it is open, so it is started and stopped per test: a session-wide one would break every later
+    ``async def`` test ("cannot be called from a running event loop")."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
