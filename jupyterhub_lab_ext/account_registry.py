@@ -19,6 +19,8 @@ from collections.abc import Callable
 from contextlib import contextmanager
 from typing import Any
 
+from ._atomic import atomic_replace
+
 REGISTRY = "accounts.json"
 _LOCK = "accounts.lock"
 _MANIFESTS = "manifests"
@@ -45,27 +47,12 @@ def _check_private(st: os.stat_result, path: str, *, directory: bool) -> None:
 
 def write_private_json(directory: str, name: str, data: Any) -> None:
     """Atomically replace ``directory/name`` with ``data`` as JSON, mode 0600."""
-    path = os.path.join(directory, name)
-    tmp = os.path.join(directory, f".{name}.{os.getpid()}.{time.monotonic_ns()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=1, sort_keys=True)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
+
+    def write(f):
+        json.dump(data, f, indent=1, sort_keys=True)
+        f.write("\n")
+
+    atomic_replace(os.path.join(directory, name), write, mode=0o600)
 
 
 def read_private_json(path: str) -> Any | None:

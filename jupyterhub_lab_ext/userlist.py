@@ -23,11 +23,12 @@ import logging
 import os
 import re
 import stat
-import tempfile
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
+
+from ._atomic import atomic_replace
 
 ADMIN_TOKEN = "admin"
 GROUP_PREFIX = "group:"
@@ -386,43 +387,19 @@ def format_line(identity: str, admin: bool, groups: Iterable[str], comment: str 
 
 
 def _atomic_write(path: str, text: str) -> None:
-    """Write ``text`` to ``path`` via a temp file in the same dir, fsync and ``os.replace``.
-
-    Keeps the mode and (when allowed) the owner of an existing file; a symlinked userlist
-    stays a symlink (its target is replaced).
-    """
+    """Replace the userlist atomically, keeping the mode and (when allowed) the owner of an
+    existing file; a symlinked userlist stays a symlink (its target is replaced)."""
     path = os.path.realpath(path)
-    directory = os.path.dirname(path)
     try:
         st = os.stat(path)
     except FileNotFoundError:
         st = None
-    fd, tmp = tempfile.mkstemp(prefix=".userlist-", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-            if st is not None:
-                os.fchmod(f.fileno(), st.st_mode & 0o7777)
-                try:
-                    os.fchown(f.fileno(), st.st_uid, st.st_gid)
-                except PermissionError:
-                    pass
-            else:
-                os.fchmod(f.fileno(), 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
+    atomic_replace(
+        path,
+        lambda f: f.write(text),
+        mode=st.st_mode & 0o7777 if st else 0o644,
+        owner=(st.st_uid, st.st_gid) if st else None,
+    )
 
 
 def _read_lines(path: str) -> list[str]:
