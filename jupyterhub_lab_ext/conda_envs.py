@@ -124,6 +124,17 @@ class DiscoveryConfig:
     read_environments_txt: bool = True
     allow_venvs: bool = False
 
+    @classmethod
+    def of(cls, settings) -> DiscoveryConfig:
+        """The discovery settings of a configurable that has the same-named traits (the spawner
+        mixin on the hub, the kernel spec manager in the user's server)."""
+        return cls(
+            shared_env_dirs=tuple(settings.shared_env_dirs),
+            user_env_dirs=tuple(settings.user_env_dirs),
+            read_environments_txt=settings.read_environments_txt,
+            allow_venvs=settings.allow_venvs,
+        )
+
 
 def slugify(text: str) -> str:
     """Lower-case ``[a-z0-9._-]`` version of ``text`` (never empty)."""

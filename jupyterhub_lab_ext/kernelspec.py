@@ -185,12 +185,7 @@ class CondaEnvKernelSpecManager(KernelSpecManager):
 
     @property
     def discovery_config(self) -> DiscoveryConfig:
-        return DiscoveryConfig(
-            shared_env_dirs=tuple(self.shared_env_dirs),
-            user_env_dirs=tuple(self.user_env_dirs),
-            read_environments_txt=self.read_environments_txt,
-            allow_venvs=self.allow_venvs,
-        )
+        return DiscoveryConfig.of(self)
 
     def list_envs(self) -> list[CondaEnv]:
         """The envs as they are on disk now (stat-cached)."""

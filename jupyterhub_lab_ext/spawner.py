@@ -160,12 +160,7 @@ class CondaKernelSpawnerMixin(LoggingConfigurable):
 
     @property
     def discovery_config(self) -> DiscoveryConfig:
-        return DiscoveryConfig(
-            shared_env_dirs=tuple(self.shared_env_dirs),
-            user_env_dirs=tuple(self.user_env_dirs),
-            read_environments_txt=self.read_environments_txt,
-            allow_venvs=self.allow_venvs,
-        )
+        return DiscoveryConfig.of(self)
 
     def conda_user_context(self) -> UserContext | None:
         """The system account whose envs are offered (None: only shared envs)."""
