@@ -425,6 +425,12 @@ class Hub:
         if self.process:
             self.process.stop(timeout=45)
             self.process = None
+        # a hub that died abnormally leaves its proxy (own session) running: stop it by its PID file
+        pid_file = self.workdir / "chp.pid"
+        with contextlib.suppress(FileNotFoundError, ValueError, ProcessLookupError):
+            pid = int(pid_file.read_text().strip())
+            if b"configurable-http-proxy" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                os.kill(pid, signal.SIGTERM)
 
     def restart(self) -> Hub:
         self.stop()
