@@ -21,11 +21,8 @@
 #   HUB_ADDRESS             swarm only: this manager node's address, reachable from the workers
 
 import os
-import pwd
 
-from jupyterhub.utils import random_port
-
-from jupyterhub_lab_ext.docker_spawner import CondaKernelDockerSpawner, CondaKernelSwarmSpawner
+from jupyterhub_lab_ext.docker_spawner import CondaKernelSwarmSpawner
 
 c = get_config()  # noqa: F821
 
@@ -38,66 +35,19 @@ MODE = os.environ.get("JHLE_DOCKER_MODE", "docker")
 IMAGE = os.environ.get("JHLE_SINGLEUSER_IMAGE", "jupyterhub-lab-ext-singleuser:latest")
 
 
-def _account(spawner):
-    """The user's system account, created by the authenticator before every spawn."""
-    return pwd.getpwnam(spawner.user.name)
-
-
-class HostNetworkDockerSpawner(CondaKernelDockerSpawner):
-    """conda-kernel-docker on the host network, as the user's uid, home at the same path."""
-
-    async def create_object(self):
-        pw = _account(self)
-        self.port = random_port()  # containers share the host's ports
-        self.extra_create_kwargs = {
-            **self.extra_create_kwargs,
-            "user": f"{pw.pw_uid}:{pw.pw_gid}",
-            "working_dir": pw.pw_dir,
-        }
-        self.volumes = {**self.volumes, pw.pw_dir: pw.pw_dir}
-        return await super().create_object()
-
-    def get_env(self):
-        env = super().get_env()
-        pw = _account(self)
-        env.update(HOME=pw.pw_dir, USER=pw.pw_name)
-        return env
+class NodeAddressSwarmSpawner(CondaKernelSwarmSpawner):
+    """conda-kernel-swarm on several machines: the server listens on the node its task landed on
+    (the module's defaults already run it on the host network as the user's uid:gid, with the
+    home and the shared envs at the same path)."""
 
     async def get_ip_and_port(self):
-        # host network: nothing to inspect, the server listens where we told it to
-        return self.ip, self.port
-
-
-class HostNetworkSwarmSpawner(CondaKernelSwarmSpawner):
-    """conda-kernel-swarm on the nodes' host network, as the user's uid, home at the same path."""
-
-    async def create_object(self):
-        pw = _account(self)
-        # free on the hub's machine; a clash on the worker fails the spawn, a retry picks anew
-        self.port = random_port()
-        self.extra_container_spec = {
-            **self.extra_container_spec,
-            "user": f"{pw.pw_uid}:{pw.pw_gid}",
-            "workdir": pw.pw_dir,
-        }
-        self.volumes = {**self.volumes, pw.pw_dir: pw.pw_dir}
-        return await super().create_object()
-
-    def get_env(self):
-        env = super().get_env()
-        pw = _account(self)
-        env.update(HOME=pw.pw_dir, USER=pw.pw_name)
-        return env
-
-    async def get_ip_and_port(self):
-        # the node the task landed on, and the port the server binds there
         task = await self.get_task()
         node = await self.docker("inspect_node", task["NodeID"])
         return node["Status"]["Addr"], self.port
 
 
 if MODE == "swarm":
-    Spawner = HostNetworkSwarmSpawner
+    c.JupyterHub.spawner_class = NodeAddressSwarmSpawner
     hub_address = os.environ.get("HUB_ADDRESS", "10.0.0.1")
     # workers reach the hub API on the manager's address; the proxy reaches servers on theirs
     c.JupyterHub.hub_ip = hub_address
@@ -106,12 +56,11 @@ if MODE == "swarm":
     # ephemeral ports (firewall); every request to a server still needs hub auth
     c.DockerSpawner.ip = "0.0.0.0"
 else:
-    Spawner = HostNetworkDockerSpawner
+    c.JupyterHub.spawner_class = "conda-kernel-docker"
     c.DockerSpawner.ip = "127.0.0.1"
     # stopped containers go away: everything worth keeping lives in the home (Swarm services
     # are always removed)
     c.DockerSpawner.remove = True
-c.JupyterHub.spawner_class = Spawner
 
 # The conda-kernel settings (c.CondaKernelSpawnerMixin.*) of the single-machine config apply
 # here too. The container spawners mount each of shared_env_dirs read-only at its own path
@@ -120,7 +69,7 @@ c.JupyterHub.spawner_class = Spawner
 c.DockerSpawner.image = IMAGE
 c.DockerSpawner.network_name = "host"
 # no published ports (Docker refuses port bindings on the host network); the spawners above
-# report where the server listens themselves
+# report where the server listens themselves (host network: the port they picked)
 c.DockerSpawner.use_internal_ip = True
 # jupyterhub-singleuser of the image (same path as on the host, see Dockerfile.singleuser);
 # this section is more specific than the c.Spawner.cmd of the single-machine config
