@@ -76,6 +76,16 @@ class Person:
         assert resp.status_code == 200, (resp.status_code, str(resp.url))
         assert self.server_cookie(owner) == 200
 
+    def open_service_session(self) -> None:
+        """The browser's OAuth step at the user-limit service (sets the service's cookie)."""
+        resp = self.browser.get(
+            f"{self.hub.url}/services/{SERVICE}/api/users/{self.name}",
+            headers={"Accept": "text/html"},
+            follow_redirects=True,
+        )
+        assert resp.status_code == 200, (resp.status_code, str(resp.url))
+        assert self.service_cookie() == 200
+
     # each returns the HTTP status a request with one credential gets
     def hub_token(self, path: str = "user") -> int:
         return self._get(f"{self.hub.url}/hub/api/{path}", token=self.token).status_code
@@ -93,6 +103,10 @@ class Person:
     def service_token(self) -> int:
         url = f"{self.hub.url}/services/{SERVICE}/api/users/{self.name}"
         return self._get(url, token=self.token).status_code
+
+    def service_cookie(self) -> int:
+        url = f"{self.hub.url}/services/{SERVICE}/api/users/{self.name}"
+        return self._get(url, cookies=True).status_code
 
     def service_admin(self) -> int:
         resp = httpx.put(
@@ -131,12 +145,14 @@ def test_removed_user_loses_every_credential(make_hub, oidc, user_prefix, on_rem
     hub.start_server(name)
     pid = hub.user_model(name)["servers"][""]["state"]["pid"]
     user.open_server_session(name)
+    user.open_service_session()
     checks = {
         "hub_token": user.hub_token,
         "hub_cookie": user.hub_cookie,
         "server_cookie": lambda: user.server_cookie(name),
         "server_token": lambda: user.server_token(name),
         "service_token": user.service_token,
+        "service_cookie": user.service_cookie,
     }
     before = {k: f() for k, f in checks.items()}
     assert before == dict.fromkeys(checks, 200), before
@@ -152,6 +168,7 @@ def test_removed_user_loses_every_credential(make_hub, oidc, user_prefix, on_rem
             "server_cookie": server_refused,
             "server_token": server_refused,
             "service_token": {401},
+            "service_cookie": {401},
         },
         f"every credential of the removed user refused (on_removal={on_removal!r})",
     )
@@ -163,6 +180,7 @@ def test_removed_user_loses_every_credential(make_hub, oidc, user_prefix, on_rem
     if on_removal == "revoke":  # the server keeps running, unreachable for its owner
         assert model["servers"][""]["ready"] is True
         os.kill(pid, 0)
+        assert hub.server_api(name, "GET", "status").status_code == 200  # admins still reach it
     else:
         wait_until(lambda: hub.user_model(name)["servers"] == {}, timeout=DEADLINE, what="stop")
         assert locked(name) is (on_removal == "lock")
