@@ -152,16 +152,11 @@ class HubAccess:
     async def sync(self) -> AccessPlan | None:
         """One pass: read the hub's users, apply the list. None when it cannot run now (no hub
         yet, ``allow_all``, or no userlist ever loaded)."""
-        from .userlist import UserlistLoadError
-
         app = self._hub()
-        if app is None or self.auth.allow_all:
+        if app is None or not self.auth._refuses_unlisted():
             return None
         async with self._lock:
-            try:
-                userlist = self.auth._current_list()
-            except UserlistLoadError:
-                return None
+            userlist = self.auth._current_list()  # once loaded, a good list is always kept
 
             def wanted(name: str) -> Wanted:
                 return self.auth.wanted_access(name, userlist)

@@ -217,6 +217,16 @@ class UserlistAuthenticatorMixin(UserlistAuthConfig):
         groups = frozenset(self.groups_for(entry)) if self.manage_groups else None
         return Wanted(listed=True, admin=self._admin_for(username, entry), groups=groups)
 
+    def _refuses_unlisted(self) -> bool:
+        """True when users without a line are refused (a list is loaded, no ``allow_all``)."""
+        if self.allow_all:
+            return False
+        try:
+            self._current_list()
+        except UserlistLoadError:
+            return False
+        return True
+
     def _admin_for(self, username: str, entry: UserlistEntry | None) -> bool:
         """``admin`` on the line, ``admin_users``, or a file group listed in ``admin_groups``."""
         if entry is None:
@@ -411,6 +421,12 @@ class UserlistAuthenticatorMixin(UserlistAuthConfig):
             await self.poll_userlist()
 
     async def pre_spawn_start(self, user, spawner):
+        if not self.wanted_access(user.name).listed and self._refuses_unlisted():
+            # not even an admin starts a server for a removed user (nor unlocks their account)
+            self.log.warning("user=%s is not in the userlist: server not started", user.name)
+            raise refusal(
+                403, f"{user.name} is not on this hub's user list: no server can be started."
+            )
         result = super().pre_spawn_start(user, spawner)
         if inspect.isawaitable(result):
             await result

@@ -183,6 +183,14 @@ def test_removed_user_loses_every_credential(make_hub, oidc, user_prefix, on_rem
         assert hub.server_api(name, "GET", "status").status_code == 200  # admins still reach it
     else:
         wait_until(lambda: hub.user_model(name)["servers"] == {}, timeout=DEADLINE, what="stop")
+        if on_removal == "lock":  # after the stop
+            wait_until(lambda: locked(name), timeout=DEADLINE, what="account locked")
+        assert locked(name) is (on_removal == "lock")
+        # not even an admin starts it again (which would also unlock the account)
+        again = hub.start_server(name, wait=False)
+        assert again.status_code == 403, again.text
+        assert "is not on this hub's user list" in again.json()["message"]
+        assert hub.user_model(name)["servers"] == {}
         assert locked(name) is (on_removal == "lock")
 
     # the user who stays keeps everything

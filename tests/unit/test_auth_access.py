@@ -12,6 +12,7 @@ from types import SimpleNamespace
 import pytest
 from jupyterhub import orm, roles
 from jupyterhub.user import User
+from tornado.web import HTTPError
 from traitlets.config import Configurable
 
 from jupyterhub_lab_ext._auth_access import (
@@ -336,3 +337,16 @@ async def test_file_change_revokes_at_once(hub_auth):
     await auth.poll_userlist()
     await auth.actions.wait()
     assert tokens_of(db, bob) == 0
+
+
+async def test_no_server_starts_for_a_user_without_a_line(hub_auth):
+    db = make_db()
+    auth = hub_auth(db)
+    spawner = SimpleNamespace(args=[])
+    with pytest.raises(HTTPError) as refused:
+        await auth.pre_spawn_start(SimpleNamespace(name="zed"), spawner)
+    assert refused.value.status_code == 403
+    assert "zed is not on this hub's user list" in refused.value.log_message
+    await auth.pre_spawn_start(SimpleNamespace(name="bob"), spawner)  # listed: fine
+    everyone = hub_auth(db, allow_all=True)
+    await everyone.pre_spawn_start(SimpleNamespace(name="zed"), SimpleNamespace(args=[]))
