@@ -230,6 +230,7 @@ def test_big_unauthenticated_bodies_are_refused_unread(trust):
     # a wrong token changes nothing either
     assert _post_huge(s.hub.url, path, 90 << 20, token="not-a-token") == 413
     grown_mb = (_rss_kb(pid) - before) / 1024
+    print(f"user-limit RSS {before / 1024:.0f} MB, growth after 5 x 90 MB: {grown_mb:.1f} MB")
     assert grown_mb < 20, f"user-limit service grew {grown_mb:.0f} MB"
     # still answering
     assert s.call("user-limit", "GET", "health").status_code == 200
