@@ -2,6 +2,8 @@
 
 SQLite file by default; ``postgresql://`` URLs use psycopg 3. All database work runs on one
 worker thread (``Store.run``), never on the event loop, which also serialises SQLite writers.
+A SQLite file is private to the service's account (see :mod:`.statefiles`): created 0600 in a
+directory that nobody else may write, or the store refuses to start.
 
 Example::
 
@@ -17,12 +19,15 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 from collections.abc import Callable
 from typing import TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, make_url
+
+from .statefiles import prepare_sqlite_file, private_umask, sqlite_path
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -57,9 +62,17 @@ def make_engine(url: str, **kwargs) -> Engine:
 class Store:
     """An engine, a metadata to create, and one worker thread that runs all DB work."""
 
-    def __init__(self, url: str, metadata: sa.MetaData, **engine_kwargs):
+    def __init__(
+        self,
+        url: str,
+        metadata: sa.MetaData,
+        *,
+        log: logging.Logger | logging.LoggerAdapter = log,
+        **engine_kwargs,
+    ):
         self.url = url
         self.metadata = metadata
+        self.log = log
         self.engine = make_engine(url, **engine_kwargs)
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="jhle-store"
@@ -67,9 +80,20 @@ class Store:
         self._closed = False
 
     async def start(self) -> None:
-        """Create missing tables."""
-        await self._call(self.metadata.create_all, self.engine)
-        log.info("Store ready at %s", redact_db_url(self.url))
+        """Create missing tables (and a SQLite file, privately); raises
+        :class:`~.statefiles.StateDirError` for a state directory others may write."""
+        path = sqlite_path(self.url)
+        if path is not None:
+            for level, note in await self._call(prepare_sqlite_file, path):
+                self.log.log(level, "%s", note)
+
+        def create():
+            # whatever SQLite creates on the first connection is private too
+            with private_umask() if path is not None else contextlib.nullcontext():
+                self.metadata.create_all(self.engine)
+
+        await self._call(create)
+        self.log.info("Store ready at %s", redact_db_url(self.url))
 
     async def _call(self, fn: Callable[..., T], *args) -> T:
         loop = asyncio.get_running_loop()
