@@ -2,11 +2,10 @@
 
 They hold user names, exemption reasons, queue and admission records. :func:`prepare_sqlite_file`
 runs before the engine opens a database file: it creates a missing directory 0700 and the file
-0600 (SQLite gives its ``-journal``, ``-wal`` and ``-shm`` files the database file's mode),
-tightens files an older version created 0644, and refuses a directory that others may write (they
-could replace the database or plant a journal). :func:`private_umask` covers what SQLite creates
-while the engine first connects. Databases other than SQLite files (PostgreSQL, in-memory SQLite)
-are left alone.
+0600, tightens files an older version created 0644, and refuses a directory that others may write
+(they could replace the database or plant a journal). SQLite gives its ``-journal``, ``-wal`` and
+``-shm`` files the database file's own mode, whatever the umask, so they are 0600 too. Databases
+other than SQLite files (PostgreSQL, in-memory SQLite) are left alone.
 """
 
 from __future__ import annotations
@@ -15,8 +14,6 @@ import contextlib
 import logging
 import os
 import stat
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -102,18 +99,3 @@ def prepare_sqlite_file(path: Path) -> list[tuple[int, str]]:
             else:
                 notes.append((logging.WARNING, f"Made {file} private (mode {mode} -> 0600)"))
     return notes
-
-
-_umask_lock = threading.Lock()
-
-
-@contextlib.contextmanager
-def private_umask() -> Iterator[None]:
-    """Umask 077 for the block. The umask is process-wide: other threads' new files are only
-    ever made stricter meanwhile, and blocks in several threads take turns."""
-    with _umask_lock:
-        old = os.umask(0o077)
-        try:
-            yield
-        finally:
-            os.umask(old)

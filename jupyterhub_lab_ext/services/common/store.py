@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import logging
 from collections.abc import Callable
 from typing import TypeVar
@@ -27,7 +26,7 @@ from typing import TypeVar
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, make_url
 
-from .statefiles import prepare_sqlite_file, private_umask, sqlite_path
+from .statefiles import prepare_sqlite_file, sqlite_path
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -86,13 +85,7 @@ class Store:
         if path is not None:
             for level, note in await self._call(prepare_sqlite_file, path):
                 self.log.log(level, "%s", note)
-
-        def create():
-            # whatever SQLite creates on the first connection is private too
-            with private_umask() if path is not None else contextlib.nullcontext():
-                self.metadata.create_all(self.engine)
-
-        await self._call(create)
+        await self._call(self.metadata.create_all, self.engine)
         self.log.info("Store ready at %s", redact_db_url(self.url))
 
     async def _call(self, fn: Callable[..., T], *args) -> T:
