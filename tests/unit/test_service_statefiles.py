@@ -5,8 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import stat
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,10 +17,10 @@ from jupyterhub_lab_ext.services.common.statefiles import (
     sqlite_path,
 )
 from jupyterhub_lab_ext.services.common.store import Store
+from jupyterhub_lab_ext.services.culler.app import LabIdleCuller
 from jupyterhub_lab_ext.services.culler.store import exemptions, metadata
+from jupyterhub_lab_ext.services.user_limit.app import UserLimitApp
 from jupyterhub_lab_ext.services.user_limit.store import LimitStore, Op
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def mode(path) -> int:
@@ -183,31 +181,24 @@ async def test_in_memory_store_is_left_alone(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("module", ["culler", "user_limit"])
-def test_service_refuses_to_start_in_a_shared_directory(module, tmp_path):
+@pytest.mark.parametrize("app_class", [LabIdleCuller, UserLimitApp])
+async def test_service_refuses_to_start_in_a_shared_directory(app_class, tmp_path, monkeypatch):
+    for var in list(os.environ):
+        if var.startswith("JUPYTERHUB_"):
+            monkeypatch.delenv(var)
+    monkeypatch.chdir(tmp_path)
     shared = tmp_path / "shared"
     shared.mkdir()
     shared.chmod(0o777)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("JUPYTERHUB_")}
-    env.update(PYTHONPATH=str(REPO), JUPYTERHUB_API_TOKEN="t" * 32)
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            f"jupyterhub_lab_ext.services.{module}",
-            "--url=http://127.0.0.1:9/hub/api",
-            f"--db-url=sqlite:///{shared}/s.sqlite",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=30,  # a service that does not refuse runs until then
-        env=env,
-        cwd=tmp_path,
-        check=False,
+    app = app_class()
+    app.initialize(["--url=http://127.0.0.1:9/hub/api", f"--db-url=sqlite:///{shared}/s.sqlite"])
+    app.api_token = "t" * 32
+    try:
+        with pytest.raises(StateDirError) as info:
+            await app.setup()  # what ServiceApp.start logs as CRITICAL before exiting 1
+    finally:
+        await app.teardown()
+    assert f"Refusing to keep s.sqlite in {shared}: it is writable by group and others" in str(
+        info.value
     )
-    assert proc.returncode == 1, proc.stderr
-    assert f"Refusing to keep s.sqlite in {shared}: it is writable by group and others" in (
-        proc.stderr
-    )
-    assert "Traceback" not in proc.stderr
     assert not (shared / "s.sqlite").exists()
