@@ -4,6 +4,7 @@ in-process service; the keep-alive client; failure modes (fail open / closed).""
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import os
 import stat
@@ -181,9 +182,13 @@ def test_enable_user_limit_wires_one_line(tmp_path, monkeypatch):
     assert svc["url"] == "http://127.0.0.1:10101" and svc["oauth_no_confirm"] is True
     env = svc["environment"]
     # the hub calls this when it starts the service (Spawner.get_env): the file appears then
-    assert env["JUPYTERHUB_USER_LIMIT_HOOK_TOKEN"](None) == hook.token
+    lazy = env["JUPYTERHUB_USER_LIMIT_HOOK_TOKEN"]
+    assert callable(lazy) and lazy(None) == hook.token  # what Spawner.get_env does with it
     assert stat.S_IMODE(os.stat(token_file).st_mode) == 0o600
     assert hook.token == token_file.read_text().strip()
+    # the hub stores the environment of config services in its database: not the secret
+    assert json.loads(json.dumps(env))["JUPYTERHUB_USER_LIMIT_HOOK_TOKEN"] == ""
+    assert copy.deepcopy(lazy)() == hook.token
     assert '"max_active_servers": 4' in env["JUPYTERHUB_USER_LIMIT_SETTINGS"]
     assert hook.service_url == "http://127.0.0.1:10101/jh/services/user-limit/"
     assert hook.queue_url("") == "/jh/services/user-limit/queue"

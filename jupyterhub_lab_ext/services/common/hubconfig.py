@@ -29,6 +29,24 @@ def jupyterhub_major() -> int:
     return int(jupyterhub.__version__.split(".")[0])
 
 
+class ResolvedAtStart(str):
+    """A value of a managed service's ``environment`` that the hub computes when it starts the
+    service: JupyterHub calls callable environment values then (``Spawner.get_env``).
+
+    JupyterHub also stores a config service's ``environment`` in its database. As a ``str``
+    (an empty one) this is stored as ``""``: a secret never lands in ``jupyterhub.sqlite``, and
+    JupyterHub logs no "Non-jsonable data" warning at every start, as it would for a function.
+    """
+
+    def __new__(cls, compute):
+        value = super().__new__(cls, "")
+        value.compute = compute
+        return value
+
+    def __call__(self, spawner=None) -> str:
+        return self.compute()
+
+
 def existing(section, key, default=None):
     """A config value already set in ``section`` (lazy ``.append``/``.add`` values resolved)."""
     if key not in section:

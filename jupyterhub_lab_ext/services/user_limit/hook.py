@@ -401,7 +401,7 @@ def enable_user_limit(
 
     service = {"name": name, "url": url, **hubconfig.browser_oauth(name, admin_scope)}
     if managed:
-        env = {"JUPYTERHUB_USER_LIMIT_HOOK_TOKEN": lambda _spawner: hook.token}
+        env = {"JUPYTERHUB_USER_LIMIT_HOOK_TOKEN": hubconfig.ResolvedAtStart(lambda: hook.token)}
         app_settings = dict(settings, admin_scope=admin_scope)
         if db_url:
             app_settings["db_url"] = db_url
