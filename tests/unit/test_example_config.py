@@ -612,6 +612,50 @@ def test_service_units_match_the_hub_config(env, name):
     assert command_problems(app_cls, args) == []
 
 
+@pytest.mark.parametrize("name", ["idle-culler", "user-limit"])
+def test_service_units_start_and_stop_with_the_hub_in_parallel(name):
+    svc = unit(f"jupyterhub-{name}.service")
+    assert svc["PartOf"] == ["jupyterhub.service"]
+    assert svc["WantedBy"] == ["jupyterhub.service"]
+    # no ordering after the hub: they start together, the hub waits at most 2 s for them
+    assert "jupyterhub.service" not in " ".join(svc.get("After", []))
+    assert any(v.startswith("/etc/jupyterhub/") for v in svc["EnvironmentFile"])
+
+
+def test_culler_unit_runs_the_flags_its_role_was_made_for(env):
+    """The role of the external culler comes from CULLER_ARGS in the config."""
+    env.setenv("JUPYTERHUB_SERVICES", "hub")
+    managed = service(load(HUB_CONFIG), "idle-culler")["command"]
+    flags = [a for a in managed if a.startswith("--") and not a.startswith("--db-url")]
+    argv = shlex.split(unit("jupyterhub-idle-culler.service")["ExecStart"][0])
+    assert [a for a in argv[1:] if not a.startswith("--db-url")] == flags
+
+
+def test_user_limit_unit_has_the_limits_of_the_managed_service(env):
+    from jupyterhub_lab_ext.services.user_limit.app import UserLimitApp
+
+    env_ = service(load(HUB_CONFIG), "user-limit")["environment"]
+    managed = json.loads(env_["JUPYTERHUB_USER_LIMIT_SETTINGS"])
+    app = UserLimitApp()
+    app.parse_command_line(shlex.split(unit("jupyterhub-user-limit.service")["ExecStart"][0])[1:])
+    from_unit = dict(app.config.UserLimitApp)
+    for key in ("max_active_servers", "max_users", "max_servers_per_user", "group_quotas"):
+        value = from_unit[key]
+        assert (dict(value) if key == "group_quotas" else int(value)) == managed[key], key
+
+
+def test_nginx_certificate_paths_exist_before_certbot():
+    """The site's TLS paths are the ones the docs' first step fills with a self-signed pair."""
+    directives = nginx_directives(NGINX.read_text())
+    assert "ssl_certificate /etc/nginx/tls/jupyterhub.crt;" in directives
+    assert "ssl_certificate_key /etc/nginx/tls/jupyterhub.key;" in directives
+    docs = (REPO / "docs" / "deployment.md").read_text()
+    first = docs.index("-keyout /etc/nginx/tls/jupyterhub.key -out /etc/nginx/tls/jupyterhub.crt")
+    assert (
+        first < docs.index("nginx -t && systemctl reload", first) < docs.index("certbot certonly")
+    )
+
+
 # -- Docker ----------------------------------------------------------------------------------
 
 DOCKER = EXAMPLES / "docker"
