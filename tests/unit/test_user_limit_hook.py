@@ -261,3 +261,35 @@ def test_external_service_without_secrets_loads_with_a_warning():
         enable_user_limit(c, managed=False, api_token=None, hook_token="")
     (svc,) = [s for s in c.JupyterHub.services if s["name"] == "user-limit"]
     assert "api_token" not in svc
+
+
+def test_rest_answers_wait_for_the_admission(tmp_path, monkeypatch):
+    # JupyterHub answers a REST spawn 202 after slow_spawn_timeout (10 s) whatever is undecided
+    monkeypatch.chdir(tmp_path)
+    c = Config()
+    c.JupyterHub.tornado_settings = {"headers": {"X-Frame-Options": "DENY"}}
+    enable_user_limit(c, hook_token=HOOK)
+    assert c.JupyterHub.tornado_settings == {
+        "headers": {"X-Frame-Options": "DENY"},
+        "slow_spawn_timeout": None,
+    }
+    # an admin's own value is kept, with a warning saying what it costs
+    c = Config()
+    c.JupyterHub.tornado_settings = {"slow_spawn_timeout": 30}
+    with pytest.warns(UserWarning, match="answered 202"):
+        enable_user_limit(c, hook_token=HOOK)
+    assert c.JupyterHub.tornado_settings == {"slow_spawn_timeout": 30}
+
+
+@pytest.mark.parametrize("setting", [{"slow_spawn_timeout": None}, {}], ids=["none", "default-10"])
+async def test_hook_warns_once_when_the_hub_answers_before_admission(svc, hook, caplog, setting):
+    caplog.set_level(logging.WARNING)
+    for name in ("a", "b"):
+        s = spawner(name)
+        s.handler = SimpleNamespace(settings=setting)
+        try:
+            await hook.pre_spawn_hook(s)
+        except SpawnException:
+            pass  # b is queued (cap 1)
+    warned = [r for r in caplog.records if "before the user-limit service" in r.getMessage()]
+    assert len(warned) == (0 if setting else 1)

@@ -43,6 +43,10 @@ LOG_FORMAT = (
 )
 
 
+#: bytes of a refused request body read (and thrown away) before the connection is closed
+DRAIN_LIMIT = 128 << 20
+
+
 class ServiceApp(Application):
     """Base Application of a JupyterHub service in this package."""
 
@@ -463,8 +467,10 @@ class ServiceApp(Application):
                     self.make_tornado_app(),
                     xheaders=True,
                     ssl_options=tls,
-                    # a backstop for handlers that do not stream (the OAuth callback)
-                    max_body_size=self.max_body_size,
+                    # every handler streams and keeps at most max_body_size; this bounds how
+                    # much of a refused body is read and thrown away
+                    max_body_size=DRAIN_LIMIT,
+                    body_timeout=60,
                 )
                 server.listen(port, bind.hostname or "127.0.0.1")
                 self.log.info(

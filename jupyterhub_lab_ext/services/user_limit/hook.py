@@ -18,6 +18,11 @@ for every user) and three hooks that work with any spawner:
 Existing hooks in ``c`` are kept and run after ours. When the service cannot be reached,
 ``fail_open=False`` (default) refuses spawns with a clear message and logs an error; True lets
 them through (and logs an error too).
+
+It also makes the hub's REST answer to a spawn wait for the spawn's outcome
+(``c.JupyterHub.tornado_settings["slow_spawn_timeout"] = None``): JupyterHub otherwise answers
+``202`` after 10 s whatever is still undecided, and on a loaded hub the admission may be decided
+later, so a spawn answered ``202`` would then be queued or refused.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import logging
 import os
 import secrets
 import sys
+import warnings
 from urllib.parse import quote
 
 from tornado import web
@@ -40,6 +46,10 @@ log = logging.getLogger("jupyterhub_lab_ext.user_limit.hook")
 
 ATTR = "_jhle_user_limit_admission"
 _MISSING = object()
+
+#: JupyterHub's setting (in ``c.JupyterHub.tornado_settings``, default 10 s) after which its REST
+#: API answers a spawn that has not finished ``202``; None: the answer waits for the outcome
+SLOW_SPAWN_TIMEOUT = "slow_spawn_timeout"
 
 try:  # JupyterHub >= 6
     from jupyterhub.spawner import SpawnException
@@ -107,6 +117,7 @@ class UserLimitHook:
         self.retries = retries
         self.check_seats = check_seats
         self._client: ServiceClient | None = None
+        self._answer_checked = False
 
     # traitlets deep-copies config values for every new Spawner; the hooks are bound methods of
     # this object, so without these each spawner would get its own copy (and HTTP client)
@@ -149,6 +160,7 @@ class UserLimitHook:
     async def pre_spawn_hook(self, spawner) -> None:
         """Ask the service whether this spawn may go ahead; raise to refuse or queue it."""
         setattr(spawner, ATTR, None)
+        self._check_answer_waits(spawner)
         user = spawner.user
         body = {
             "user": user.name,
@@ -189,6 +201,25 @@ class UserLimitHook:
                 headers={"Retry-After": str(retry), "X-JupyterHub-Queue-Position": str(position)},
             )
         raise _refusal(message, reason=str(doc.get("reason") or "limit"), status=403)
+
+    def _check_answer_waits(self, spawner) -> None:
+        """Warn once if the hub may answer REST spawns before their admission is decided."""
+        if self._answer_checked:
+            return
+        handler = getattr(spawner, "handler", None)
+        settings = getattr(handler, "settings", None)
+        if not isinstance(settings, dict):
+            return  # not spawned through a hub request handler
+        self._answer_checked = True
+        limit = settings.get(SLOW_SPAWN_TIMEOUT, 10)
+        if limit is not None:
+            _log_of(spawner).warning(
+                "c.JupyterHub.tornado_settings[%r] is %s: on a busy hub a REST spawn can be "
+                "answered 202 before the user-limit service has decided it, and then be queued "
+                "or refused; set it to None (enable_user_limit does, unless you set it)",
+                SLOW_SPAWN_TIMEOUT,
+                limit,
+            )
 
     def _unreachable(self, what: str, user: str, error: Exception, lg=log) -> None:
         if self.fail_open:
@@ -328,6 +359,22 @@ def read_or_create_secret(path: str) -> str:
     return secret
 
 
+def _answer_after_admission(c) -> None:
+    """Let the hub's REST answer to a spawn wait for its outcome, so that it is never ``202``
+    for a spawn the service then queues or refuses (kept, with a warning, if you set it)."""
+    settings = dict(hubconfig.existing(c.JupyterHub, "tornado_settings", {}))
+    if settings.get(SLOW_SPAWN_TIMEOUT, None) is not None:
+        warnings.warn(
+            f"enable_user_limit: keeping your tornado_settings[{SLOW_SPAWN_TIMEOUT!r}] = "
+            f"{settings[SLOW_SPAWN_TIMEOUT]!r}: a REST spawn still undecided after that long is "
+            "answered 202 and may then be queued or refused (None makes the answer exact)",
+            stacklevel=3,
+        )
+        return
+    settings[SLOW_SPAWN_TIMEOUT] = None
+    c.JupyterHub.tornado_settings = settings
+
+
 def enable_user_limit(
     c,
     *,
@@ -388,6 +435,7 @@ def enable_user_limit(
         timeout=timeout,
         check_seats=check_seats,
     )
+    _answer_after_admission(c)
     c.Spawner.pre_spawn_hook = _chain(
         hook.pre_spawn_hook, hubconfig.existing(c.Spawner, "pre_spawn_hook")
     )
