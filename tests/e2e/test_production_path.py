@@ -97,9 +97,13 @@ def unit_process(unit: Path, log: Path) -> Process:
     for name in u.get("EnvironmentFile", []):
         env.update(read_env_file(Path(name.lstrip("-"))))
     argv = shlex.split(u["ExecStart"][0])
-    user = u.get("User", ["root"])[0]
-    if user != "root":
-        argv = [shutil.which("runuser", path=SYSTEM_PATH), "-u", user, "--", *argv]
+    account = pwd.getpwnam(u.get("User", ["root"])[0])
+    # what systemd sets for User=; setpriv execs the service itself, so SIGTERM reaches it
+    env.update(USER=account.pw_name, LOGNAME=account.pw_name, HOME=account.pw_dir)
+    env["SHELL"] = account.pw_shell
+    if account.pw_uid != 0:
+        ids = [f"--reuid={account.pw_uid}", f"--regid={account.pw_gid}", "--init-groups"]
+        argv = [shutil.which("setpriv", path=SYSTEM_PATH), *ids, *argv]
     return Process(argv, log_path=log, cwd=Path(u["WorkingDirectory"][0]), env=env)
 
 
