@@ -114,8 +114,8 @@ class OIDCDiscoveryMixin(Configurable):
         "",
         help="""
         The issuer URL of an OpenID Connect provider, e.g.
-        ``https://idp.example.org/realms/lab`` (Keycloak), ``https://accounts.example.org``
-        (most others). When set, the hub reads ``<issuer>/.well-known/openid-configuration``
+        ``c.UserlistOAuthenticator.oidc_issuer = "https://idp.example.org/realms/lab"``
+        (a Keycloak realm; most others look like ``https://login.example.org``). When set, the hub reads ``<issuer>/.well-known/openid-configuration``
         at the first login and uses its ``authorization_endpoint``, ``token_endpoint`` and
         ``userinfo_endpoint`` for ``authorize_url``, ``token_url`` and ``userdata_url``, unless
         those are set explicitly. The document must name this issuer (a trailing slash aside);
