@@ -35,6 +35,7 @@ from . import naming
 from ._auth_access import HubAccess, Wanted, server_args, server_cache_max_age
 from ._auth_config import UserlistAuthConfig
 from ._auth_sync import RemovalActions, provision, refusal
+from .oidc_discovery import OIDCDiscoveryMixin
 from .userlist import (
     Userlist,
     UserlistEntry,
@@ -453,8 +454,12 @@ class UserlistAuthenticatorMixin(UserlistAuthConfig):
         await provision(self, username, during_login=during_login)
 
 
-class UserlistOAuthenticator(UserlistAuthenticatorMixin, GenericOAuthenticator):
-    """Generic OAuth2/OIDC login restricted by the userlist (entry point ``userlist``)."""
+class UserlistOAuthenticator(UserlistAuthenticatorMixin, OIDCDiscoveryMixin, GenericOAuthenticator):
+    """Generic OAuth2/OIDC login restricted by the userlist (entry point ``userlist``).
+
+    With ``oidc_issuer`` set, the provider's endpoints come from its discovery document
+    (:mod:`.oidc_discovery`).
+    """
 
 
 class UserlistGitHubOAuthenticator(UserlistAuthenticatorMixin, GitHubOAuthenticator):
