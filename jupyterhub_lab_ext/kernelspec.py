@@ -33,6 +33,7 @@ from traitlets import Bool, List, Unicode, default
 from .conda_envs import DiscoveryConfig, EnvScanner, UserContext
 from .env_prefix import CondaEnv, KernelInfo
 from .env_skips import SkipLog
+from .quiet_refusals import Refusal, quiet
 
 #: environment variables the spawner sets to configure this manager in the user's server
 ENV_SHARED_DIRS = "JUPYTERHUB_LAB_EXT_SHARED_ENV_DIRS"
@@ -75,11 +76,12 @@ def _fallback_resource_dir() -> str:
         return tempfile.mkdtemp(prefix="jhle-kernel-resources-")
 
 
-class KernelNotOffered(NoSuchKernel, web.HTTPError):
+class KernelNotOffered(NoSuchKernel, web.HTTPError, Refusal):
     """A kernel name outside the offered set: still a ``NoSuchKernel`` for jupyter_client and
     jupyter_server (which answer ``GET /api/kernelspecs/NAME`` with 404 for it), and an HTTP 404
     with a clear message where jupyter_server lets ``NoSuchKernel`` become a 500
-    (``POST /api/kernels``)."""
+    (``POST /api/kernels``). As a :class:`~.quiet_refusals.Refusal` it costs the server's log
+    no traceback."""
 
     def __init__(self, name: str, offered: list[str]):
         NoSuchKernel.__init__(self, name)
@@ -257,7 +259,7 @@ class CondaEnvKernelSpecManager(KernelSpecManager):
         found = specs.get(kernel_name.lower())
         if found is None:
             self.log.warning("Refusing kernel %r: not one of this user's environments", kernel_name)
-            raise KernelNotOffered(kernel_name, list(specs))
+            raise quiet(self.log, KernelNotOffered(kernel_name, list(specs)))
         resource_dir, spec = build_spec(*found, self.activation_shell)
         return self.kernel_spec_class(resource_dir=resource_dir, **spec)
 

@@ -8,7 +8,7 @@ overrides the documented spawner hooks: the options form, ``options_from_form``,
 which kernel is the default, and the server lists exactly the kernels of the shared envs and the
 user's envs (see :mod:`jupyterhub_lab_ext.kernelspec`). Every env that discovery skips is one line
 in the hub's log (``user=NAME skipped PATH: REASON``), once while it stays skipped; a request for an
-env that is not offered is one warning line and an HTTP 400 (:mod:`.spawn_refusal`).
+env that is not offered is one warning line and an HTTP 400 (:mod:`.quiet_refusals`).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from .kernelspec import (
     ENV_SHARED_OWNERS,
     ENV_USER_DIRS,
 )
-from .spawn_refusal import refuse
+from .quiet_refusals import EnvNotOffered, quiet
 
 #: the form field and the ``user_options`` key of the choice (the JupyterHub 6 admin page shows it)
 OPTION = "profile"
@@ -41,6 +41,7 @@ OPTION_ALIASES = ("env",)
 MAX_NAME_SHOWN = 200
 
 _scanner = EnvScanner()  # one stat cache for the whole hub
+_skip_logs: dict[str, SkipLog] = {}  # per user: JupyterHub makes new spawner objects at will
 
 
 def _simple_options_from_form(form_data):
@@ -198,9 +199,8 @@ class CondaKernelSpawnerMixin(LoggingConfigurable):
         lookup, which may go to LDAP). Skipped envs not logged before go to the hub's log."""
         config = self.discovery_config
         found = await asyncio.to_thread(lambda: _scanner.scan(config, self.conda_user_context()))
-        if not hasattr(self, "_conda_skip_log"):
-            self._conda_skip_log = SkipLog()
-        self._conda_skip_log.report(self.log, self.user.name, found.skipped)
+        skip_log = _skip_logs.setdefault(self.user.name, SkipLog())
+        skip_log.report(self.log, self.user.name, found.skipped)
         return found.envs
 
     def _default_choice(self, envs: list[CondaEnv]) -> CondaEnv | None:
@@ -264,7 +264,9 @@ class CondaKernelSpawnerMixin(LoggingConfigurable):
                 OPTION,
                 type(requested).__name__,
             )
-            raise refuse(self.log, f"Option {OPTION!r} must be an environment name (a string)")
+            raise quiet(
+                self.log, EnvNotOffered(f"Option {OPTION!r} must be an environment name (a string)")
+            )
         envs = await self.list_conda_envs()
         if requested:
             env = next((e for e in envs if e.name == requested), None)
@@ -278,10 +280,12 @@ class CondaKernelSpawnerMixin(LoggingConfigurable):
                     self.user.name,
                     shown,
                 )
-                raise refuse(
+                raise quiet(
                     self.log,
-                    f"Unknown environment {shown}: choose one of the offered "
-                    f"environments ({offered}).",
+                    EnvNotOffered(
+                        f"Unknown environment {shown}: choose one of the offered "
+                        f"environments ({offered})."
+                    ),
                 )
         else:
             env = self._default_choice(envs)

@@ -194,3 +194,17 @@ def test_skipped_envs_are_logged_once_in_the_server_log(dirs, caplog):
         make_prefix(nokernel, ipykernel=False)  # back again: logged again
         ksm.find_kernel_specs()
         assert sum("skipped" in r.getMessage() for r in caplog.records) == 2
+
+
+async def test_refused_kernel_start_costs_the_server_log_no_traceback(dirs, caplog):
+    """jupyter_client logs a failed start twice with a traceback; not for a refused name."""
+    from jupyter_client.multikernelmanager import AsyncMultiKernelManager
+
+    shared, home = dirs
+    make_prefix(shared / "geo")
+    mkm = AsyncMultiKernelManager(kernel_spec_manager=CondaEnvKernelSpecManager())
+    with caplog.at_level("INFO"), pytest.raises(NoSuchKernel):
+        await mkm.start_kernel(kernel_name="python3")
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("WARNING", "Refusing kernel 'python3': not one of this user's environments")
+    ]

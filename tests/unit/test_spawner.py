@@ -274,16 +274,23 @@ def test_docker_bridge_network_keeps_dockerspawner_behaviour(tmp_path):
 # ---- the hub's log: skipped envs once, a refused spawn as one warning ------------------------
 
 
-async def test_skipped_envs_are_logged_once_by_the_spawner_log(spawner, tree, caplog):
+async def test_skipped_envs_are_logged_once_per_user_by_the_spawner_log(tree, caplog):
     shared, home = tree
     make_prefix(shared / "nokernel", ipykernel=False)
-    with caplog.at_level("INFO", logger=spawner.log.name):
-        await spawner.get_options_form()
-        await spawner.apply_conda_user_options({})
+    name = f"carol{os.getpid()}"  # skips are remembered per user name, for the hub's lifetime
+
+    def new_spawner():  # JupyterHub makes a new spawner object e.g. after a failed spawn
+        s = FakeCondaSpawner(user=FakeUser(name), shared_env_dirs=[str(shared)])
+        s._home = str(home)
+        return s
+
+    with caplog.at_level("INFO", logger=new_spawner().log.name):
+        await new_spawner().get_options_form()
+        await new_spawner().apply_conda_user_options({})
     lines = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
-    assert lines == [f"user=alice skipped {shared / 'nokernel'}: an environment without any "
+    assert lines == [f"user={name} skipped {shared / 'nokernel'}: an environment without any "
                      "kernel (install ipykernel or a kernelspec into it)"]  # fmt: skip
-    assert {r.name for r in caplog.records} == {spawner.log.name}  # the hub's logger, no other
+    assert {r.name for r in caplog.records} == {new_spawner().log.name}  # the hub's logger
 
 
 async def test_refused_spawn_leaves_one_warning_and_no_traceback(spawner, caplog):
