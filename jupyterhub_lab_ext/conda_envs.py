@@ -178,10 +178,10 @@ class EnvScanner:
         self._envs[key] = _EnvEntry(paths, stat_signature(paths), env)
         return env
 
-    def _offer(self, path, group, owner, config, skips, listed=False) -> CondaEnv | None:
-        """The env at ``path`` (symlink-free) when it has a kernel; else append why not to skips.
+    @staticmethod
+    def _offer(env, path, config, skips, listed=False) -> CondaEnv | None:
+        """``env`` (read from ``path``) when it has a kernel; else append why not to skips.
         A directory that is no env is reported when listed in environments.txt or not hidden."""
-        env = self._env(path, group, owner, config.allow_venvs)
         if env is None:
             if listed or (is_dir(path) and not os.path.basename(path).startswith(".")):
                 skips.append(
@@ -233,13 +233,13 @@ class EnvScanner:
                     why = f"a symbolic link that leads outside {real_root} (to {real})"
                     skips.append(Skip(cand, why, env_skips.OUTSIDE))
                     continue
-                # judged before anything in the env is read
-                unsafe = trust.reason(real) if is_prefix(real, config.allow_venvs) else None
+                env = self._env(real, SHARED, None, config.allow_venvs)
+                unsafe = trust.reason(real) if env is not None else None
                 if unsafe:
                     why = f"unsafe shared location: {unsafe}"
                     skips.append(Skip(real, why, env_skips.UNSAFE_SHARED))
                     continue
-                env = self._offer(real, SHARED, None, config, skips)
+                env = self._offer(env, real, config, skips)
                 if env is not None:
                     seen.add(real)
                     found.append(env)
@@ -290,7 +290,8 @@ class EnvScanner:
                 why = f"owned by {owner_name(st.st_uid)}, not by {user.name}"
                 skips.append(Skip(cand, why, env_skips.NOT_OWNED))
                 continue
-            env = self._offer(real, MINE, user.uid, config, skips, listed)
+            env = self._env(real, MINE, user.uid, config.allow_venvs)
+            env = self._offer(env, real, config, skips, listed)
             if env is not None:
                 seen.add(real)
                 found.append(env)

@@ -8,7 +8,8 @@ trusted owners, and not writable by group or others. The sticky bit does not mak
 in a world-writable sticky directory such as ``/tmp`` anybody can create the env in the first place.
 
 :func:`problem` is the pure decision for one directory; :class:`TrustCheck` applies it to a path and
-its ancestors (``lstat`` only, nothing is followed or run), remembering ancestors within one scan.
+its ancestors (``lstat`` only, nothing is followed or run), remembering each directory's verdict
+within one scan.
 """
 
 from __future__ import annotations
@@ -17,15 +18,6 @@ import os
 import pwd
 import stat
 from collections.abc import Callable, Iterable
-
-
-def ancestry(path: str) -> list[str]:
-    """``/a/b/c`` -> ``["/", "/a", "/a/b", "/a/b/c"]`` (``path`` absolute and normalised)."""
-    chain = [path]
-    while path != os.path.dirname(path):
-        path = os.path.dirname(path)
-        chain.append(path)
-    return chain[::-1]
 
 
 def owner_name(uid: int) -> str:
@@ -89,15 +81,14 @@ class TrustCheck:
         self._lstat = lstat
         self._seen: dict[str, str | None] = {}
 
-    def _one(self, path: str) -> str | None:
-        if path not in self._seen:
-            self._seen[path] = problem(path, self._lstat(path), self.trusted_uids)
-        return self._seen[path]
-
     def reason(self, path: str) -> str | None:
-        """Why ``path`` (absolute, symlink-free) is not a safe place for a shared env, or None."""
-        for step in ancestry(os.path.normpath(path)):
-            found = self._one(step)
-            if found:
-                return found
-        return None
+        """Why ``path`` (absolute, normalised, symlink-free) is not a safe place for a shared env,
+        or None: the first problem from ``/`` down."""
+        if path in self._seen:
+            return self._seen[path]
+        parent = os.path.dirname(path)
+        found = self.reason(parent) if parent != path else None
+        if found is None:
+            found = problem(path, self._lstat(path), self.trusted_uids)
+        self._seen[path] = found
+        return found

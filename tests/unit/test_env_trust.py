@@ -12,7 +12,7 @@ from test_conda_envs import make_prefix
 
 from jupyterhub_lab_ext import env_skips
 from jupyterhub_lab_ext.conda_envs import DiscoveryConfig, scan
-from jupyterhub_lab_ext.env_trust import TrustCheck, ancestry, problem, resolve_owners
+from jupyterhub_lab_ext.env_trust import TrustCheck, problem, resolve_owners
 
 NOBODY = pwd.getpwnam("nobody").pw_uid
 DIR, LINK, FILE = stat.S_IFDIR, stat.S_IFLNK, stat.S_IFREG
@@ -49,12 +49,6 @@ def describe(uid):
 )  # fmt: skip
 def test_problem_of_one_directory(st, trusted, expected):
     assert problem("/d", st, frozenset(trusted), describe) == expected
-
-
-def test_ancestry_goes_from_the_root_down():
-    assert ancestry("/srv/conda/envs/geo") == ["/", "/srv", "/srv/conda", "/srv/conda/envs",
-                                               "/srv/conda/envs/geo"]  # fmt: skip
-    assert ancestry("/") == ["/"]
 
 
 def chain_check(stats: dict[str, os.stat_result], trusted=()):
