@@ -325,6 +325,7 @@ def test_kernel_outside_the_offered_set_is_a_clear_404(setup):
             started = client.post(api, json={"name": "shared-py"}, headers=headers)
             assert started.status_code == 201, started.text
             kid = started.json()["id"]
+            assert run_in_kernel(setup.hub, name, kid, "print(6 * 7)")["stdout"].strip() == "42"
             assert client.delete(f"{api}/{kid}", headers=headers).status_code == 204
         finally:
             client.close()
