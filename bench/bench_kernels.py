@@ -22,6 +22,7 @@ tables and writes bench/results/kernels.json. Not a test: nothing is asserted.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import secrets
@@ -40,7 +41,7 @@ from _common import report, summary, use_harness  # noqa: E402
 
 use_harness()
 
-from envs import make_conda_env, python_version  # noqa: E402
+from envs import make_conda_env, python_version, trusted_dir  # noqa: E402
 from jupyter_client.kernelspec import KernelSpecManager  # noqa: E402
 from jupyter_client.manager import KernelManager  # noqa: E402
 
@@ -80,11 +81,20 @@ def usual_kernelspec(work: Path) -> Path:
     return work / "inst" / "share" / "jupyter" / "kernels" / "template"
 
 
+@contextlib.contextmanager
+def trusted_tmp(prefix: str):
+    """A temporary directory where shared envs pass the trust rule (/tmp is writable by all)."""
+    path = trusted_dir(prefix)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def bench_listing(sizes: list[int], repeat: int) -> tuple[list[list], dict]:
     rows, data = [], {}
     pyver = python_version()
-    with tempfile.TemporaryDirectory(prefix="jhle-bench-list-") as tmp:
-        work = Path(tmp)
+    with trusted_tmp("bench-list-") as work:
         template = usual_kernelspec(work)
         for n in sizes:
             root = work / f"envs{n}"
@@ -132,8 +142,7 @@ def bench_listing(sizes: list[int], repeat: int) -> tuple[list[list], dict]:
 
 
 def bench_kernel_start(rounds: int) -> tuple[list[list], dict]:
-    with tempfile.TemporaryDirectory(prefix="jhle-bench-kernel-") as tmp:
-        work = Path(tmp)
+    with trusted_tmp("bench-kernel-") as work:
         root = work / "envs"
         prefix = make_conda_env(
             root / "actv", activate={"bench.sh": 'export BENCH_ACTIVATED="$CONDA_PREFIX"\n'}
@@ -200,8 +209,7 @@ def bench_server_start(rounds: int) -> tuple[list[list], dict]:
     ensure_installed()  # the hubs and servers import the installed package: make it this tree
 
     prefix = f"jb{secrets.token_hex(2)}-"
-    work = Path(tempfile.mkdtemp(prefix="jhle-bench-server-"))
-    work.chmod(0o755)
+    work = trusted_dir("bench-server-")  # shared envs must be safe from users up to /
     hubs: dict[str, Hub] = {}
     try:
         shared = work / "envs"

@@ -2,7 +2,8 @@
 
 Runs the same discovery as the conda-kernel spawner (file system only, nothing from the envs is
 run), with the settings of ``--config jupyterhub_config.py`` or the options given here. Run it as
-root (like the hub) to see another user's envs.
+root (like the hub) to see another user's envs. Environments it found but would not offer are
+listed after them with the reason (an unsafe shared directory, another owner, no kernel, ...).
 """
 
 from __future__ import annotations
@@ -11,8 +12,11 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Sequence
 
-from .conda_envs import CondaEnv, DiscoveryConfig, UserContext, discover
+from .conda_envs import DiscoveryConfig, UserContext, scan
+from .env_prefix import CondaEnv
+from .env_skips import Skip
 from .kernelspec import display_name
 
 _SPAWNER_NAMES = {
@@ -23,7 +27,7 @@ _SPAWNER_NAMES = {
 
 
 def spawner_settings(config_file: str) -> dict:
-    """shared/user env dirs, allow_venvs, read_environments_txt, default_env from a hub config.
+    """The discovery settings (env dirs, owners, flags) and default_env from a hub config.
 
     The config is applied to the configured conda-kernel spawner class exactly as the hub does
     (``c.Spawner``, ``c.CondaKernelSpawnerMixin``, ``c.CondaKernelSpawner``, ... sections).
@@ -50,6 +54,7 @@ def spawner_settings(config_file: str) -> dict:
         "user_env_dirs": list(spawner.user_env_dirs),
         "allow_venvs": spawner.allow_venvs,
         "read_environments_txt": spawner.read_environments_txt,
+        "shared_env_owners": list(spawner.shared_env_owners),
         "default_env": spawner.default_env,
     }
 
@@ -83,7 +88,12 @@ def _preselected(envs: list[CondaEnv], default_env: str) -> str | None:
     return names[0] if names else None
 
 
-def format_table(user: UserContext, envs: list[CondaEnv], preselected: str | None) -> str:
+def format_table(
+    user: UserContext,
+    envs: list[CondaEnv],
+    preselected: str | None,
+    skipped: Sequence[Skip] = (),
+) -> str:
     lines = [f"Environments offered to {user.name} (uid {user.uid}, home {user.home}):"]
     if not envs:
         lines.append("  (none)")
@@ -94,6 +104,9 @@ def format_table(user: UserContext, envs: list[CondaEnv], preselected: str | Non
             lines.append(f"      kernel {env.kernel_name(k)}: {display_name(env, k)}")
     if preselected:
         lines.append(f"* = preselected when {user.name} has not chosen yet")
+    if skipped:
+        lines.append("Not offered (refused or skipped):")
+        lines.extend(f"  {skip.path}: {skip.reason}" for skip in skipped)
     return "\n".join(lines)
 
 
@@ -114,23 +127,28 @@ def _cmd_envs(args) -> int:
         user_env_dirs=tuple(settings.get("user_env_dirs", DiscoveryConfig.user_env_dirs)),
         read_environments_txt=settings.get("read_environments_txt", True),
         allow_venvs=settings.get("allow_venvs", False),
+        shared_env_owners=tuple(settings.get("shared_env_owners", ())),
     )
     try:
         user = UserContext.from_passwd(args.user)
     except KeyError:
         print(f"no system user {args.user!r}", file=sys.stderr)
         return 1
-    envs = discover(config, user)
+    found = scan(config, user)
+    envs = found.envs
     preselected = _preselected(envs, settings.get("default_env", ""))
     if args.json:
         out = {
             "user": args.user,
             "preselected": preselected,
             "environments": _records(envs),
+            "skipped": [
+                {"path": s.path, "reason": s.reason, "kind": s.kind} for s in found.skipped
+            ],
         }
         print(json.dumps(out, indent=2))
     else:
-        print(format_table(user, envs, preselected))
+        print(format_table(user, envs, preselected, found.skipped))
     return 0
 
 

@@ -1,95 +1,43 @@
 """Discover shared and per-user conda(-layout) environments by reading the file system only.
 
-A *prefix* is a directory with a ``conda-meta/`` subdirectory (conda, mamba and micromamba all
-write one); a plain virtualenv (``pyvenv.cfg``) counts too when the admin allows it. Nothing here
-runs ``conda`` or any program from an environment: the hub runs this as root, on environments
-that users control, so it only ``stat``s directories and reads small JSON files.
+Nothing here runs ``conda`` or any program from an environment: the hub runs this as root, on
+environments that users control, so it only ``stat``s directories and reads small files.
 
-The result is a list of immutable :class:`CondaEnv` records with stable, readable names
-(``shared/geo``, ``mine/ml``) and the kernels each one provides (:class:`KernelInfo`).
+The result is a list of immutable :class:`~jupyterhub_lab_ext.env_prefix.CondaEnv` records (read by
+:mod:`jupyterhub_lab_ext.env_prefix`) with stable, readable names (``shared/geo``, ``mine/ml``).
 :class:`EnvScanner` keeps a stat-based cache so a re-scan of unchanged trees costs a few
-``stat`` calls per environment.
+``stat`` calls per environment. Every directory seen but not offered is returned as a
+:class:`~jupyterhub_lab_ext.env_skips.Skip` with its reason (the callers log them), and shared envs
+must pass the ownership and mode rule of :mod:`jupyterhub_lab_ext.env_trust`.
 """
 
 from __future__ import annotations
 
-import json
-import logging
 import os
-import re
 import stat
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
-log = logging.getLogger(__name__)
+from . import env_skips
+from .env_prefix import (
+    CondaEnv,
+    is_dir,
+    is_prefix,
+    read_small_file,
+    scan_prefix,
+    signature_paths,
+    site_packages_hint,
+    slugify,
+    stat_path,
+    stat_signature,
+)
+from .env_skips import Skip
+from .env_trust import TrustCheck, owner_name, resolve_owners
 
 SHARED = "shared"
 MINE = "mine"
-#: kernel.json files larger than this are ignored (they are a few hundred bytes normally)
-MAX_JSON_BYTES = 256 * 1024
 #: at most this many lines of ``environments.txt`` are read
 MAX_ENVIRONMENTS_TXT_LINES = 10_000
-_PYTHON_ARGV0 = re.compile(r"^python(3(\.\d+)?)?$")
-_UNSAFE = re.compile(r"[^a-z0-9._-]+")
-
-
-@dataclass(frozen=True)
-class KernelInfo:
-    """One kernel an environment provides (the content of a kernel.json, made absolute)."""
-
-    key: str  #: ``python`` for the env's ipykernel, otherwise the kernelspec directory name
-    language: str
-    display_name: str
-    argv: tuple[str, ...]
-    env: tuple[tuple[str, str], ...] = ()
-    resource_dir: str | None = None
-    interrupt_mode: str = "signal"
-    metadata_json: str = "{}"
-
-    @property
-    def metadata(self) -> dict:
-        return json.loads(self.metadata_json)
-
-
-@dataclass(frozen=True)
-class CondaEnv:
-    """An environment found on disk."""
-
-    name: str  #: readable and stable: ``shared/geo``, ``mine/ml``
-    group: str  #: ``shared`` or ``mine``
-    prefix: str  #: real (symlink-free) absolute path
-    python_version: str | None = None
-    kernels: tuple[KernelInfo, ...] = ()
-    activate_scripts: tuple[str, ...] = ()  #: ``etc/conda/activate.d/*.sh``, sorted
-    is_venv: bool = False
-
-    @property
-    def slug(self) -> str:
-        return self.name.split("/", 1)[1]
-
-    @property
-    def conda_default_env(self) -> str:
-        """What ``conda activate`` would put in ``CONDA_DEFAULT_ENV`` (the env's directory name)."""
-        return os.path.basename(self.prefix)
-
-    def kernel_name(self, kernel: KernelInfo) -> str:
-        """Kernel name for the single-user server: lower-case ``[a-z0-9._-]``, stable across users."""
-        base = f"{self.group}-{self.slug}"
-        return base if kernel.key == "python" else f"{base}-{slugify(kernel.key)}"
-
-    @property
-    def default_kernel_name(self) -> str | None:
-        """The kernel that new notebooks get when this env is the user's choice."""
-        return self.kernel_name(self.kernels[0]) if self.kernels else None
-
-    def summary(self) -> str:
-        """One line for people: ``Python 3.11.4; kernels: Python, R``."""
-        parts = [f"Python {self.python_version}" if self.python_version else "no Python"]
-        langs = [k.language[:1].upper() + k.language[1:] for k in self.kernels]
-        parts.append("kernels: " + (", ".join(langs) if langs else "none"))
-        if self.activate_scripts:
-            parts.append("activation scripts")
-        return "; ".join(parts)
 
 
 @dataclass(frozen=True)
@@ -123,6 +71,7 @@ class DiscoveryConfig:
     user_env_dirs: tuple[str, ...] = ("~/.conda/envs",)
     read_environments_txt: bool = True
     allow_venvs: bool = False
+    shared_env_owners: tuple[str, ...] = ()  #: trusted besides root (names or uids)
 
     @classmethod
     def of(cls, settings) -> DiscoveryConfig:
@@ -133,13 +82,16 @@ class DiscoveryConfig:
             user_env_dirs=tuple(settings.user_env_dirs),
             read_environments_txt=settings.read_environments_txt,
             allow_venvs=settings.allow_venvs,
+            shared_env_owners=tuple(settings.shared_env_owners),
         )
 
 
-def slugify(text: str) -> str:
-    """Lower-case ``[a-z0-9._-]`` version of ``text`` (never empty)."""
-    slug = _UNSAFE.sub("-", text.lower()).strip("-.")
-    return slug or "env"
+@dataclass(frozen=True)
+class Discovery:
+    """What one scan found: the envs to offer, and what it left out and why."""
+
+    envs: list[CondaEnv]
+    skipped: list[Skip]
 
 
 def expand_user_dir(template: str, user: UserContext) -> str:
@@ -156,219 +108,6 @@ def is_within(path: str, roots: Iterable[str]) -> bool:
         if path == root or path.startswith(root.rstrip("/") + "/"):
             return True
     return False
-
-
-def _stat(path: str, follow: bool = True) -> os.stat_result | None:
-    try:
-        return os.stat(path) if follow else os.lstat(path)
-    except OSError:
-        return None
-
-
-def _isdir(path: str) -> bool:
-    st = _stat(path)
-    return st is not None and stat.S_ISDIR(st.st_mode)
-
-
-def is_prefix(path: str, allow_venvs: bool = False) -> bool:
-    """A conda(-layout) prefix has ``conda-meta/``; a venv has ``pyvenv.cfg`` (if allowed)."""
-    if _isdir(os.path.join(path, "conda-meta")):
-        return True
-    return allow_venvs and os.path.isfile(os.path.join(path, "pyvenv.cfg"))
-
-
-def read_small_file(path: str, owner: int | None = None) -> str | None:
-    """Read a small regular file without following a final symlink; None if not acceptable.
-
-    With ``owner`` set, the file must belong to that uid (files users control are read by root).
-    """
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError:
-        return None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_JSON_BYTES:
-            return None
-        if owner is not None and st.st_uid != owner:
-            return None
-        with os.fdopen(fd, "rb", closefd=False) as f:
-            return f.read(MAX_JSON_BYTES).decode("utf-8", "replace")
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
-
-
-def _site_packages(prefix: str) -> str | None:
-    lib = os.path.join(prefix, "lib")
-    try:
-        names = sorted(n for n in os.listdir(lib) if re.fullmatch(r"python3\.\d+", n))
-    except OSError:
-        return None
-    for name in reversed(names):
-        sp = os.path.join(lib, name, "site-packages")
-        if _isdir(sp):
-            return sp
-    return None
-
-
-def python_version(prefix: str, site_packages: str | None) -> str | None:
-    """From conda-meta (``python-3.11.4-h1_0.json``), pyvenv.cfg, or the ``lib/python3.X`` name."""
-    try:
-        for entry in os.listdir(os.path.join(prefix, "conda-meta")):
-            m = re.fullmatch(r"python-(\d+\.\d+(?:\.\d+)?)-.*\.json", entry)
-            if m:
-                return m.group(1)
-    except OSError:
-        pass
-    cfg = read_small_file(os.path.join(prefix, "pyvenv.cfg"))
-    if cfg:
-        m = re.search(r"^\s*version(?:_info)?\s*=\s*(\d+\.\d+(?:\.\d+)?)", cfg, re.MULTILINE)
-        if m:
-            return m.group(1)
-    if site_packages:
-        return os.path.basename(os.path.dirname(site_packages))[len("python") :]
-    return None
-
-
-def _has_ipykernel(site_packages: str | None) -> bool:
-    if not site_packages:
-        return False
-    return _isdir(os.path.join(site_packages, "ipykernel")) or os.path.isfile(
-        os.path.join(site_packages, "ipykernel_launcher.py")
-    )
-
-
-def _load_kernel_json(path: str, owner: int | None) -> dict | None:
-    text = read_small_file(path, owner)
-    if text is None:
-        return None
-    try:
-        data = json.loads(text)
-    except ValueError:
-        return None
-    argv = data.get("argv") if isinstance(data, dict) else None
-    if not (isinstance(argv, list) and argv and all(isinstance(a, str) for a in argv)):
-        return None
-    return data
-
-
-def _kernel_from_spec(prefix: str, key: str, data: dict, resource_dir: str) -> KernelInfo:
-    argv = list(data["argv"])
-    if not os.path.isabs(argv[0]):
-        # relative argv[0] ("R", "python") means the env's own program, never the server's
-        argv[0] = os.path.join(prefix, "bin", argv[0])
-    env = data.get("env") if isinstance(data.get("env"), dict) else {}
-    metadata = data.get("metadata") if isinstance(data.get("metadata"), dict) else {}
-    mode = (
-        data.get("interrupt_mode") if data.get("interrupt_mode") in ("signal", "message") else None
-    )
-    return KernelInfo(
-        key=key,
-        language=str(data.get("language") or key),
-        display_name=str(data.get("display_name") or key),
-        argv=tuple(argv),
-        env=tuple(sorted((str(k), str(v)) for k, v in env.items())),
-        resource_dir=resource_dir,
-        interrupt_mode=mode or "signal",
-        metadata_json=json.dumps(metadata, sort_keys=True, default=str),
-    )
-
-
-def _is_python_spec(data: dict) -> bool:
-    argv0 = os.path.basename(data["argv"][0])
-    return str(data.get("language", "")).lower() == "python" and bool(_PYTHON_ARGV0.match(argv0))
-
-
-def find_kernels(prefix: str, site_packages: str | None, owner: int | None) -> list[KernelInfo]:
-    """Kernels of one env: its ipykernel (as ``python``), then other kernelspecs it ships."""
-    kernels: list[KernelInfo] = []
-    python = os.path.join(prefix, "bin", "python")
-    specs_dir = os.path.join(prefix, "share", "jupyter", "kernels")
-    specs: list[tuple[str, dict, str]] = []
-    try:
-        names = sorted(os.listdir(specs_dir))
-    except OSError:
-        names = []
-    for name in names:
-        kdir = os.path.join(specs_dir, name)
-        if os.path.islink(kdir) or not _isdir(kdir):
-            continue
-        data = _load_kernel_json(os.path.join(kdir, "kernel.json"), owner)
-        if data is None:
-            log.info("skipping kernelspec without a valid kernel.json: %s", kdir)
-            continue
-        specs.append((name, data, kdir))
-    python_specs = [s for s in specs if _is_python_spec(s[1])]
-    has_python = os.path.exists(python) and (_has_ipykernel(site_packages) or bool(python_specs))
-    if has_python:
-        resource_dir = python_specs[0][2] if python_specs else None
-        kernels.append(
-            KernelInfo(
-                key="python",
-                language="python",
-                display_name="Python",
-                argv=(python, "-m", "ipykernel_launcher", "-f", "{connection_file}"),
-                resource_dir=resource_dir,
-                metadata_json=json.dumps({"debugger": True}),
-            )
-        )
-    for name, data, kdir in specs:
-        if _is_python_spec(data) and has_python:
-            continue  # the same ipykernel again: one Python kernel per env, no duplicates
-        kernels.append(_kernel_from_spec(prefix, name.lower(), data, kdir))
-    return kernels
-
-
-def _activate_scripts(prefix: str) -> tuple[str, ...]:
-    d = os.path.join(prefix, "etc", "conda", "activate.d")
-    try:
-        names = sorted(n for n in os.listdir(d) if n.endswith(".sh"))
-    except OSError:
-        return ()
-    return tuple(os.path.join(d, n) for n in names if os.path.isfile(os.path.join(d, n)))
-
-
-def signature_paths(prefix: str, site_packages: str | None = None) -> tuple[str, ...]:
-    """The paths whose ``stat`` tells whether an env changed (installs, kernels, activation)."""
-    return (
-        prefix,
-        os.path.join(prefix, "conda-meta"),
-        site_packages or os.path.join(prefix, "lib"),
-        os.path.join(prefix, "share", "jupyter", "kernels"),
-        os.path.join(prefix, "etc", "conda", "activate.d"),
-        os.path.join(prefix, "pyvenv.cfg"),
-    )
-
-
-def stat_signature(paths: Iterable[str]) -> tuple:
-    """(inode, mtime, owner) of each path, None for missing ones."""
-    sig = []
-    for p in paths:
-        try:
-            st = os.stat(p)
-        except OSError:
-            sig.append(None)
-        else:
-            sig.append((st.st_ino, st.st_mtime_ns, st.st_uid))
-    return tuple(sig)
-
-
-def scan_prefix(prefix: str, group: str, owner: int | None = None, allow_venvs: bool = False):
-    """Read one prefix into a :class:`CondaEnv` (named later by :func:`assign_names`)."""
-    if not is_prefix(prefix, allow_venvs):
-        return None
-    site_packages = _site_packages(prefix)
-    return CondaEnv(
-        name=f"{group}/{slugify(os.path.basename(prefix))}",
-        group=group,
-        prefix=prefix,
-        python_version=python_version(prefix, site_packages),
-        kernels=tuple(find_kernels(prefix, site_packages, owner)),
-        activate_scripts=_activate_scripts(prefix),
-        is_venv=not _isdir(os.path.join(prefix, "conda-meta")),
-    )
 
 
 def assign_names(envs: Sequence[CondaEnv]) -> list[CondaEnv]:
@@ -409,7 +148,7 @@ class EnvScanner:
 
     def _list_root(self, root: str) -> tuple[tuple[str, bool], ...]:
         """Entries of a (symlink-free) envs dir, re-read only when the dir's mtime changes."""
-        st = _stat(root)
+        st = stat_path(root)
         sig = None if st is None else (st.st_ino, st.st_mtime_ns)
         cached = self._roots.get(root)
         if cached is not None and cached.sig == sig:
@@ -422,7 +161,7 @@ class EnvScanner:
                 names = []
             for name in names:
                 path = os.path.join(root, name)
-                lst = _stat(path, follow=False)
+                lst = stat_path(path, follow=False)
                 if lst is not None:
                     children.append((path, stat.S_ISLNK(lst.st_mode)))
         entry = _RootEntry(sig, tuple(children))
@@ -435,16 +174,31 @@ class EnvScanner:
         if cached is not None and stat_signature(cached.paths) == cached.sig:
             return cached.env
         env = scan_prefix(prefix, group, owner, allow_venvs)
-        if env is not None and not env.kernels:
-            log.info(
-                "skipping env %s: it has no kernel (install ipykernel or a kernelspec)", prefix
-            )
-        paths = signature_paths(prefix, _site_packages_hint(env))
+        paths = signature_paths(prefix, site_packages_hint(env))
         self._envs[key] = _EnvEntry(paths, stat_signature(paths), env)
         return env
 
+    @staticmethod
+    def _offer(env, path, config, skips, listed=False) -> CondaEnv | None:
+        """``env`` (read from ``path``) when it has a kernel; else append why not to skips.
+        A directory that is no env is reported when listed in environments.txt or not hidden."""
+        if env is None:
+            if listed or (is_dir(path) and not os.path.basename(path).startswith(".")):
+                skips.append(
+                    Skip(path, _not_an_env(path, config.allow_venvs), env_skips.NOT_AN_ENV)
+                )
+            return None
+        for kdir in env.ignored_kernelspecs:
+            skips.append(
+                Skip(kdir, "a kernelspec without a valid kernel.json", env_skips.BAD_KERNELSPEC)
+            )
+        if not env.kernels:
+            skips.append(Skip(path, _NO_KERNEL, env_skips.NO_KERNEL))
+            return None
+        return env
+
     def _environments_txt(self, path: str, owner: int) -> tuple[str, ...]:
-        st = _stat(path, follow=False)
+        st = stat_path(path, follow=False)
         sig = None if st is None else (st.st_ino, st.st_mtime_ns, st.st_size, st.st_uid)
         cached = self._txt.get(path)
         if cached is not None and cached[0] == sig:
@@ -457,8 +211,11 @@ class EnvScanner:
         self._txt[path] = (sig, lines)
         return lines
 
-    def shared_envs(self, config: DiscoveryConfig) -> list[CondaEnv]:
-        """Envs under the admin's shared roots (a root may itself be a prefix)."""
+    def _shared(self, config: DiscoveryConfig, skips: list[Skip]) -> list[CondaEnv]:
+        """Envs under the admin's shared roots (a root may itself be a prefix) that only root or
+        a trusted owner can change."""
+        owners = resolve_owners(config.shared_env_owners) if config.shared_env_owners else None
+        trust = TrustCheck(owners or frozenset())
         found: list[CondaEnv] = []
         seen: set[str] = set()
         for root in config.shared_env_dirs:
@@ -470,75 +227,107 @@ class EnvScanner:
             for cand, is_link in candidates:
                 # a plain entry of a symlink-free dir is its own real path
                 real = os.path.realpath(cand) if is_link else cand
-                if real in seen or not is_within(real, [real_root]):
-                    if real not in seen:
-                        log.debug("ignoring shared env %s: resolves outside %s", cand, root)
+                if real in seen:
+                    continue
+                if not is_within(real, [real_root]):
+                    why = f"a symbolic link that leads outside {real_root} (to {real})"
+                    skips.append(Skip(cand, why, env_skips.OUTSIDE))
                     continue
                 env = self._env(real, SHARED, None, config.allow_venvs)
-                if env is not None and env.kernels:
+                unsafe = trust.reason(real) if env is not None else None
+                if unsafe:
+                    why = f"unsafe shared location: {unsafe}"
+                    skips.append(Skip(real, why, env_skips.UNSAFE_SHARED))
+                    continue
+                env = self._offer(env, real, config, skips)
+                if env is not None:
                     seen.add(real)
                     found.append(env)
         return assign_names(found)
 
-    def user_envs(self, config: DiscoveryConfig, user: UserContext) -> list[CondaEnv]:
+    def _user(self, config: DiscoveryConfig, user: UserContext, skips: list[Skip]):
         """The user's own envs: owned by the user and inside the user's home or user_env_dirs."""
         home = os.path.normpath(user.home)
         real_home = os.path.realpath(home)
         allowed = [real_home]
+        outside = f"leads outside the home of {user.name} and the user_env_dirs"
         shared_roots = [os.path.realpath(d) for d in config.shared_env_dirs]
-        candidates: list[str] = []
+        candidates: list[tuple[str, bool]] = []  # (path, listed in environments.txt)
         for d in (expand_user_dir(d, user) for d in config.user_env_dirs):
             real_dir = os.path.realpath(d)
             if is_within(d, [home]) and not is_within(real_dir, [real_home]):
                 # e.g. ~/.conda/envs -> /home/other/...: never follow a user's link out of the home
-                log.info("ignoring %s of %s: it leads outside the home", d, user.name)
+                skips.append(Skip(d, f"{outside} (to {real_dir})", env_skips.OUTSIDE))
                 continue
             allowed.append(real_dir)
-            candidates.extend(path for path, _ in self._list_root(real_dir))
+            candidates.extend((path, False) for path, _ in self._list_root(real_dir))
         if config.read_environments_txt:
             conda_dir = os.path.join(home, ".conda")
-            if is_within(os.path.realpath(conda_dir), [real_home]):  # no link out of the home
+            real_conda = os.path.realpath(conda_dir)
+            if is_within(real_conda, [real_home]):  # no link out of the home
                 txt = os.path.join(conda_dir, "environments.txt")
-                candidates.extend(self._environments_txt(txt, user.uid))
+                candidates.extend((p, True) for p in self._environments_txt(txt, user.uid))
+            else:
+                skips.append(Skip(conda_dir, f"{outside} (to {real_conda})", env_skips.OUTSIDE))
         found: list[CondaEnv] = []
         seen: set[str] = set()
-        for cand in candidates:
+        for cand, listed in candidates:
             if not os.path.isabs(cand):
+                skips.append(Skip(cand, "not an absolute path", env_skips.NOT_AN_ENV))
                 continue
             real = os.path.realpath(cand)
             if real in seen or is_within(real, shared_roots):
                 continue
             if not is_within(real, allowed):
-                log.info("ignoring env %s of %s: outside the allowed roots", cand, user.name)
+                skips.append(Skip(cand, f"{outside} (to {real})", env_skips.OUTSIDE))
                 continue
-            st = _stat(real)
+            st = stat_path(real)
             if st is None or not stat.S_ISDIR(st.st_mode):
+                if listed:
+                    skips.append(Skip(cand, _not_an_env(real, False), env_skips.NOT_AN_ENV))
                 continue
             if st.st_uid != user.uid:
-                log.info("ignoring env %s of %s: not owned by the user", cand, user.name)
+                why = f"owned by {owner_name(st.st_uid)}, not by {user.name}"
+                skips.append(Skip(cand, why, env_skips.NOT_OWNED))
                 continue
             env = self._env(real, MINE, user.uid, config.allow_venvs)
-            if env is not None and env.kernels:
+            env = self._offer(env, real, config, skips, listed)
+            if env is not None:
                 seen.add(real)
                 found.append(env)
         found.sort(key=lambda e: (os.path.basename(e.prefix).lower(), e.prefix))
         return assign_names(found)
 
-    def discover(self, config: DiscoveryConfig, user: UserContext | None) -> list[CondaEnv]:
-        """Shared envs first, then the user's (none when ``user`` is None)."""
-        envs = self.shared_envs(config)
+    def scan(self, config: DiscoveryConfig, user: UserContext | None) -> Discovery:
+        """Shared envs first, then the user's (none when ``user`` is None), and the skips."""
+        skips: list[Skip] = []
+        envs = self._shared(config, skips)
         if user is not None:
-            envs += self.user_envs(config, user)
-        return envs
+            envs += self._user(config, user, skips)
+        return Discovery(envs, list(dict.fromkeys(skips)))
+
+    def discover(self, config: DiscoveryConfig, user: UserContext | None) -> list[CondaEnv]:
+        """The envs of :meth:`scan`."""
+        return self.scan(config, user).envs
 
 
-def _site_packages_hint(env: CondaEnv | None) -> str | None:
-    if env is None or not env.python_version:
-        return None
-    major_minor = ".".join(env.python_version.split(".")[:2])
-    return os.path.join(env.prefix, "lib", f"python{major_minor}", "site-packages")
+_NO_KERNEL = "an environment without any kernel (install ipykernel or a kernelspec into it)"
+
+
+def _not_an_env(path: str, allow_venvs: bool) -> str:
+    st = stat_path(path)
+    if st is None:
+        return "does not exist"
+    if not stat.S_ISDIR(st.st_mode):
+        return "not a directory"
+    return "not an environment (no conda-meta/" + (" or pyvenv.cfg)" if allow_venvs else ")")
+
+
+def scan(config: DiscoveryConfig, user: UserContext | None) -> Discovery:
+    """One-shot discovery without a cache (the CLI)."""
+    return EnvScanner().scan(config, user)
 
 
 def discover(config: DiscoveryConfig, user: UserContext | None) -> list[CondaEnv]:
-    """One-shot discovery without a cache (the CLI and tests)."""
-    return EnvScanner().discover(config, user)
+    """One-shot discovery without a cache: the envs only."""
+    return scan(config, user).envs

@@ -9,7 +9,9 @@ and nothing else (no ``python3`` of the server's env, no stale specs from
 ``~/.local/share/jupyter/kernels``). Every call re-checks the env directories with a few
 ``stat`` calls, so a new env shows up and a deleted one disappears while the server runs.
 :meth:`~CondaEnvKernelSpecManager.get_kernel_spec` refuses any name it would not list, so a
-kernel outside the set cannot be started by name either.
+kernel outside the set cannot be started by name either: the kernels API answers 404 with a
+message naming the kernels on offer. Every env that discovery skips is one line in the server's
+log (``user=NAME skipped PATH: REASON``), once while it stays skipped.
 
 Each kernelspec runs the env as if it were activated: an absolute interpreter path, ``PATH``,
 ``CONDA_PREFIX`` and ``CONDA_DEFAULT_ENV`` in the kernel's ``env``; only when the env has
@@ -21,18 +23,27 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import tempfile
 
 from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+from tornado import web
 from traitlets import Bool, List, Unicode, default
 
-from .conda_envs import CondaEnv, DiscoveryConfig, EnvScanner, KernelInfo, UserContext
+from .conda_envs import DiscoveryConfig, EnvScanner, UserContext
+from .env_prefix import CondaEnv, KernelInfo
+from .env_skips import SkipLog
+from .quiet_refusals import Refusal, quiet
 
 #: environment variables the spawner sets to configure this manager in the user's server
 ENV_SHARED_DIRS = "JUPYTERHUB_LAB_EXT_SHARED_ENV_DIRS"
 ENV_USER_DIRS = "JUPYTERHUB_LAB_EXT_USER_ENV_DIRS"
 ENV_ALLOW_VENVS = "JUPYTERHUB_LAB_EXT_ALLOW_VENVS"
 ENV_READ_ENVIRONMENTS_TXT = "JUPYTERHUB_LAB_EXT_READ_ENVIRONMENTS_TXT"
+ENV_SHARED_OWNERS = "JUPYTERHUB_LAB_EXT_SHARED_ENV_OWNERS"
+#: at most this many offered kernel names are listed in a refusal
+MAX_NAMES_IN_MESSAGE = 20
+_PLAIN_NAME = re.compile(r"[\w.:/-]{1,100}")
 
 #: sources the env's activate.d scripts, then replaces itself with the kernel ($1 = prefix)
 ACTIVATE_SCRIPT = (
@@ -63,6 +74,30 @@ def _fallback_resource_dir() -> str:
         return RESOURCES
     except ImportError:  # pragma: no cover - the server env normally has ipykernel
         return tempfile.mkdtemp(prefix="jhle-kernel-resources-")
+
+
+class KernelNotOffered(NoSuchKernel, web.HTTPError, Refusal):
+    """A kernel name outside the offered set: still a ``NoSuchKernel`` for jupyter_client and
+    jupyter_server (which answer ``GET /api/kernelspecs/NAME`` with 404 for it), and an HTTP 404
+    with a clear message where jupyter_server lets ``NoSuchKernel`` become a 500
+    (``POST /api/kernels``). As a :class:`~.quiet_refusals.Refusal` it costs the server's log
+    no traceback."""
+
+    def __init__(self, name: str, offered: list[str]):
+        NoSuchKernel.__init__(self, name)
+        shown = repr(name) if _PLAIN_NAME.fullmatch(name) else "with this name"
+        listed = ", ".join(offered[:MAX_NAMES_IN_MESSAGE]) or "none"
+        if len(offered) > MAX_NAMES_IN_MESSAGE:
+            listed += f" and {len(offered) - MAX_NAMES_IN_MESSAGE} more"
+        web.HTTPError.__init__(
+            self,
+            404,
+            f"No kernel {shown}: only the kernels of the shared environments and of your own "
+            f"environments can be started here ({listed}).",
+        )
+
+    def __str__(self) -> str:
+        return self.get_message() or NoSuchKernel.__str__(self)
 
 
 def display_name(env: CondaEnv, kernel: KernelInfo) -> str:
@@ -171,6 +206,18 @@ class CondaEnvKernelSpecManager(KernelSpecManager):
     def _default_read_txt(self):
         return _truthy(os.environ.get(ENV_READ_ENVIRONMENTS_TXT), True)
 
+    shared_env_owners = List(
+        Unicode(),
+        help="""
+        System users (names or uids) trusted, besides root, to own shared environments and the
+        directories above them. Set by the spawner through ``JUPYTERHUB_LAB_EXT_SHARED_ENV_OWNERS``.
+        """,
+    ).tag(config=True)
+
+    @default("shared_env_owners")
+    def _default_owners(self):
+        return _split_dirs(os.environ.get(ENV_SHARED_OWNERS)) or []
+
     activation_shell = Unicode(
         "/bin/sh",
         help="""
@@ -182,14 +229,18 @@ class CondaEnvKernelSpecManager(KernelSpecManager):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self._scanner = EnvScanner()
+        self._skip_log = SkipLog()
 
     @property
     def discovery_config(self) -> DiscoveryConfig:
         return DiscoveryConfig.of(self)
 
     def list_envs(self) -> list[CondaEnv]:
-        """The envs as they are on disk now (stat-cached)."""
-        return self._scanner.discover(self.discovery_config, UserContext.current())
+        """The envs as they are on disk now (stat-cached); new skips go to the server's log."""
+        user = UserContext.current()
+        found = self._scanner.scan(self.discovery_config, user)
+        self._skip_log.report(self.log, user.name, found.skipped)
+        return found.envs
 
     def _specs(self) -> dict[str, tuple[CondaEnv, KernelInfo]]:
         specs = specs_for(self.list_envs())
@@ -204,10 +255,11 @@ class CondaEnvKernelSpecManager(KernelSpecManager):
         }
 
     def get_kernel_spec(self, kernel_name: str):
-        found = self._specs().get(kernel_name.lower())
+        specs = self._specs()
+        found = specs.get(kernel_name.lower())
         if found is None:
             self.log.warning("Refusing kernel %r: not one of this user's environments", kernel_name)
-            raise NoSuchKernel(kernel_name)
+            raise quiet(self.log, KernelNotOffered(kernel_name, list(specs)))
         resource_dir, spec = build_spec(*found, self.activation_shell)
         return self.kernel_spec_class(resource_dir=resource_dir, **spec)
 

@@ -6,7 +6,9 @@ overrides the documented spawner hooks: the options form, ``options_from_form``,
 ``apply_user_options`` (validation; also runs for REST spawns), ``get_env``, ``get_args`` and
 ``progress``. The single-user server always runs from its own Jupyter env; the choice decides
 which kernel is the default, and the server lists exactly the kernels of the shared envs and the
-user's envs (see :mod:`jupyterhub_lab_ext.kernelspec`).
+user's envs (see :mod:`jupyterhub_lab_ext.kernelspec`). Every env that discovery skips is one line
+in the hub's log (``user=NAME skipped PATH: REASON``), once while it stays skipped; a request for an
+env that is not offered is one warning line and an HTTP 400 (:mod:`.quiet_refusals`).
 """
 
 from __future__ import annotations
@@ -16,25 +18,31 @@ import html
 import os
 
 from jupyterhub.spawner import LocalProcessSpawner
-from tornado import web
 from traitlets import Bool, List, Unicode, default
 from traitlets.config import LoggingConfigurable
 
 from . import _data
-from .conda_envs import CondaEnv, DiscoveryConfig, EnvScanner, UserContext, expand_user_dir
+from .conda_envs import DiscoveryConfig, EnvScanner, UserContext, expand_user_dir
+from .env_prefix import CondaEnv
+from .env_skips import SkipLog
 from .kernelspec import (
     ENV_ALLOW_VENVS,
     ENV_READ_ENVIRONMENTS_TXT,
     ENV_SHARED_DIRS,
+    ENV_SHARED_OWNERS,
     ENV_USER_DIRS,
 )
+from .quiet_refusals import EnvNotOffered, quiet
 
 #: the form field and the ``user_options`` key of the choice (the JupyterHub 6 admin page shows it)
 OPTION = "profile"
 #: accepted as an alias of ``profile`` in REST requests
 OPTION_ALIASES = ("env",)
+#: a refused env name is quoted up to this many characters (in the log and the error message)
+MAX_NAME_SHOWN = 200
 
 _scanner = EnvScanner()  # one stat cache for the whole hub
+_skip_logs: dict[str, SkipLog] = {}  # per user: JupyterHub makes new spawner objects at will
 
 
 def _simple_options_from_form(form_data):
@@ -90,10 +98,24 @@ class CondaKernelSpawnerMixin(LoggingConfigurable):
         help="""
         Where the environments shared by all users live: directories whose subdirectories are
         conda prefixes (``conda create -p /opt/conda/envs/geo ...``), or prefixes themselves.
-        Make them read-only for users (owned by root, mode 755). They are offered to every user
-        as ``shared/<name>``. Example::
+        They are offered to every user as ``shared/<name>``, but only when the env and every
+        directory above it are owned by root (or one of ``shared_env_owners``) and not writable
+        by group or others; other envs are skipped with a warning in the hub log. Example::
 
             c.CondaKernelSpawner.shared_env_dirs = ["/opt/conda/envs", "/srv/course-envs"]
+        """,
+    ).tag(config=True)
+
+    shared_env_owners = List(
+        Unicode(),
+        help="""
+        System users trusted, besides root, to own shared environments and the directories
+        above them: names or numeric uids, e.g. ``["conda-admin"]`` when a service account
+        maintains the shared envs. Whoever can change a shared env can run code as every user
+        who picks it, so a shared env is offered only when it and every directory above it up
+        to ``/`` are owned by root or one of these and not writable by group or others (a
+        sticky world-writable directory such as ``/tmp`` is not safe either: anyone can create
+        an env in it). A name without an account trusts nobody.
         """,
     ).tag(config=True)
 
@@ -195,13 +217,12 @@ class CondaKernelSpawnerMixin(LoggingConfigurable):
 
     async def list_conda_envs(self) -> list[CondaEnv]:
         """Shared envs, then the user's, read from disk off the event loop (as is the passwd
-        lookup, which may go to LDAP)."""
+        lookup, which may go to LDAP). Skipped envs not logged before go to the hub's log."""
         config = self.discovery_config
-
-        def work() -> list[CondaEnv]:
-            return _scanner.discover(config, self.conda_user_context())
-
-        return await asyncio.to_thread(work)
+        found = await asyncio.to_thread(lambda: _scanner.scan(config, self.conda_user_context()))
+        skip_log = _skip_logs.setdefault(self.user.name, SkipLog())
+        skip_log.report(self.log, self.user.name, found.skipped)
+        return found.envs
 
     def _default_choice(self, envs: list[CondaEnv]) -> CondaEnv | None:
         for env in envs:
@@ -260,20 +281,37 @@ class CondaKernelSpawnerMixin(LoggingConfigurable):
             user_options.pop(key, None)
         if user_options:
             self.log.warning(
-                "user=%s ignoring unknown options %s", self.user.name, sorted(user_options)
+                "user=%s ignoring unknown options %.300s", self.user.name, sorted(user_options)
             )
         if requested is not None and not isinstance(requested, str):
-            raise web.HTTPError(400, f"Option {OPTION!r} must be an environment name (a string)")
+            self.log.warning(
+                "user=%s refused a spawn: option %r is a %s, not an environment name",
+                self.user.name,
+                OPTION,
+                type(requested).__name__,
+            )
+            raise quiet(
+                self.log, EnvNotOffered(f"Option {OPTION!r} must be an environment name (a string)")
+            )
         envs = await self.list_conda_envs()
         if requested:
             env = next((e for e in envs if e.name == requested), None)
             if env is None:
+                shown = repr(requested[:MAX_NAME_SHOWN]) + (
+                    "..." if len(requested) > MAX_NAME_SHOWN else ""
+                )
                 offered = ", ".join(e.name for e in envs) or "none"
-                self.log.warning("user=%s asked for unknown env %r", self.user.name, requested)
-                raise web.HTTPError(
-                    400,
-                    f"Unknown environment {requested!r}: choose one of the offered "
-                    f"environments ({offered}).",
+                self.log.warning(
+                    "user=%s refused a spawn: environment %s is not offered to them",
+                    self.user.name,
+                    shown,
+                )
+                raise quiet(
+                    self.log,
+                    EnvNotOffered(
+                        f"Unknown environment {shown}: choose one of the offered "
+                        f"environments ({offered})."
+                    ),
                 )
         else:
             env = self._default_choice(envs)
@@ -306,6 +344,7 @@ class CondaKernelSpawnerMixin(LoggingConfigurable):
         env[ENV_USER_DIRS] = os.pathsep.join(self.user_env_dirs)
         env[ENV_ALLOW_VENVS] = "1" if self.allow_venvs else "0"
         env[ENV_READ_ENVIRONMENTS_TXT] = "1" if self.read_environments_txt else "0"
+        env[ENV_SHARED_OWNERS] = os.pathsep.join(self.shared_env_owners)
         home = self.conda_home(env)
         if self.conda_user_dirs and home:
             user = UserContext(name=self.user.name, uid=-1, home=home)

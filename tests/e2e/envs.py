@@ -8,6 +8,9 @@ A prefix is a real venv (so ``sys.prefix`` of its Python is the prefix) plus ``c
   ``bin/``, so the copy's ``sys.prefix`` is the copy; nothing in it is run from its scripts' shebangs
   (kernels start as ``<prefix>/bin/python -m ipykernel_launcher``).
 Measured here: building the base once ~15 s (pip, from the wheel cache); each copy ~0.3 s.
+
+Shared envs must live where only root can change them, up to ``/`` (the package refuses others, see
+docs/conda-envs.md): build them under :func:`trusted_dir`, never under /tmp (writable by everyone).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from pathlib import Path
 PREFIX = Path(os.environ.get("JHLE_PREFIX", "/opt/jupyterhub-lab-ext"))
 SYSTEM_PYTHON = "/usr/bin/python3"
 CACHE = PREFIX / "cache"
+TRUSTED = PREFIX / "tmp"
 
 
 def python_version() -> str:
@@ -34,6 +38,16 @@ def python_version() -> str:
         text=True,
     )
     return out.stdout.strip()
+
+
+def trusted_dir(prefix: str) -> Path:
+    """A new directory, world-readable, that only root can change (as can every directory above
+    it: $JHLE_PREFIX/tmp). The caller removes it."""
+    TRUSTED.mkdir(parents=True, exist_ok=True)
+    TRUSTED.chmod(0o755)
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir=TRUSTED))
+    path.chmod(0o755)
+    return path
 
 
 def base_env() -> Path:

@@ -19,12 +19,11 @@ import json
 import os
 import pwd
 import shutil
-import tempfile
 from pathlib import Path
 
 import pytest
 from docker_env import Dockerd, image_versions, singleuser_image
-from envs import make_conda_env
+from envs import make_conda_env, trusted_dir
 from harness import Fatal, free_port, parse_forms, run_in_kernel, wait_until
 
 pytestmark = pytest.mark.docker
@@ -77,8 +76,7 @@ def image(dockerd):
 @pytest.fixture(scope="module")
 def shared_envs():
     """Two shared envs in a world-readable root-owned dir (like /opt/conda/envs)."""
-    root = Path(tempfile.mkdtemp(prefix="jhle-docker-envs-"))
-    root.chmod(0o755)
+    root = trusted_dir("docker-envs-")  # root-owned up to /, as the trust rule wants
     try:
         for name in ("geo", "py"):
             make_conda_env(root / name)

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from envs import base_env, make_conda_env, python_version
-from harness import ARTIFACTS, Hub, remove_test_users, run_coroutine, run_in_kernel
+from envs import base_env, make_conda_env, python_version, trusted_dir
+from harness import ARTIFACTS, Hub, remove_test_users, run_coroutine, run_in_kernel, wait_until
 
 PROBE = (
     "import json, os, sys; print(json.dumps({'prefix': sys.prefix, 'uid': os.getuid(),"
@@ -74,6 +74,27 @@ class Setup:
         if (self.hub.user_model(name) or {}).get("servers"):
             self.hub.stop_server(name)
 
+    def log_lines_after(self, start: int, last: str) -> list[str]:
+        """Hub log lines written after character ``start``, once a line with ``last`` is there."""
+
+        def written():
+            text = self.hub.log_text()[start:]
+            return text if last in text else None
+
+        return wait_until(written, timeout=15, what=f"{last!r} in the hub log").splitlines()
+
+
+def assert_one_refusal_warning(lines: list[str], name: str, access_line: str) -> None:
+    """A refused spawn: one warning from the spawner, JupyterHub's access-log line, no error, no
+    traceback (before: 2 to 4 error records, 1 or 2 of them with a traceback). The first discovery
+    for a user may add its lines about skipped envs."""
+    assert not [line for line in lines if "Traceback" in line], "\n".join(lines)
+    assert not [line for line in lines if line.startswith(("[E", "[C"))], "\n".join(lines)
+    warnings = [line for line in lines if line.startswith("[W") and " skipped " not in line]
+    assert len(warnings) == 2, "\n".join(lines)
+    assert f"user={name} refused a spawn: environment " in warnings[0]
+    assert access_line in warnings[1]
+
 
 @pytest.fixture(scope="module")
 def setup(oidc, tmp_path_factory):
@@ -82,7 +103,8 @@ def setup(oidc, tmp_path_factory):
     work.chmod(0o755)
     home_root = work / "homes"
     home_root.mkdir(mode=0o755)
-    shared = work / "conda" / "envs"
+    trusted = trusted_dir("conda-e2e-")  # shared envs must be safe from users up to /
+    shared = trusted / "conda" / "envs"
     hub = None
     try:
         base_env()  # build (or reuse) the cached ipykernel venv before timing anything else
@@ -94,8 +116,7 @@ def setup(oidc, tmp_path_factory):
             oidc.set_identity(name, email=f"{name}@example.org", email_verified=True)
         make_conda_env(shared / "py")
         make_conda_env(shared / "actv", activate={"jhle.sh": ACTIVATE_SH})
-        (work / "conda").chmod(0o755)
-        for p in (work / "conda", shared):
+        for p in (trusted / "conda", shared):
             p.chmod(0o755)
         make_conda_env(homes["alice"] / ".conda" / "envs" / "ml", owner=users["alice"])
         secret = make_conda_env(homes["bob"] / ".conda" / "envs" / "secret", owner=users["bob"])
@@ -129,6 +150,7 @@ def setup(oidc, tmp_path_factory):
             hub.stop()
         remove_test_users(prefix, [home_root])
         shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(trusted, ignore_errors=True)
 
 
 EXPECTED_ALICE = {"shared-py", "shared-actv", "mine-ml"}
@@ -245,10 +267,13 @@ def test_forged_env_is_refused_over_rest(setup, options):
     if options.get("profile") == "BOB_ENV":
         options = {"profile": str(setup.homes["bob"] / ".conda" / "envs" / "secret")}
     name = setup.users["alice"]
+    start = len(setup.hub.log_text())
     resp = setup.hub.api("POST", f"users/{name}/server", json=options)
     assert resp.status_code == 400, resp.text
     assert "Unknown environment" in resp.json()["message"]
     assert setup.hub.user_model(name)["servers"] == {}
+    access = f"400 POST /hub/api/users/{name}/server"
+    assert_one_refusal_warning(setup.log_lines_after(start, access), name, access)
 
 
 def test_forged_env_is_refused_through_the_form(setup):
@@ -259,6 +284,7 @@ def test_forged_env_is_refused_through_the_form(setup):
         assert 'value="mine/ml"' in resp.text and 'value="shared/actv"' in resp.text
         assert "secret" not in resp.text  # bob's env, listed in alice's environments.txt
         xsrf = client.cookies.get("_xsrf", path="/hub/")
+        start = len(setup.hub.log_text())
         forged = client.post(
             f"{setup.hub.url}/hub/spawn/{name}",
             data={"profile": "mine/secret", "_xsrf": xsrf},
@@ -269,6 +295,43 @@ def test_forged_env_is_refused_through_the_form(setup):
     finally:
         client.close()
     assert setup.hub.user_model(name)["servers"] == {}
+    access = f"400 POST /hub/spawn/{name}"
+    assert_one_refusal_warning(setup.log_lines_after(start, access), name, access)
+
+
+def test_kernel_outside_the_offered_set_is_a_clear_404(setup):
+    """As the user, in their browser session: python3 of the server's env, bob's env, a made-up
+    name. (Before: 500 with "Unhandled error".)"""
+    name = setup.users["alice"]
+    try:
+        setup.start("alice", "shared/py")
+        client, resp = setup.hub.login(name, next_url=f"/user/{name}/lab")
+        try:
+            assert resp.status_code == 200 and f"/user/{name}/lab" in str(resp.url), resp.url
+            api = f"{setup.hub.url}/user/{name}/api/kernels"
+            headers = {"X-XSRFToken": client.cookies.get("_xsrf", path=f"/user/{name}/")}
+            start = len(setup.hub.log_text())
+            for kernel in ("python3", "mine-secret", "shared-nope"):
+                refused = client.post(api, json={"name": kernel}, headers=headers)
+                assert refused.status_code == 404, (kernel, refused.status_code, refused.text)
+                assert refused.json()["message"] == (
+                    f"No kernel {kernel!r}: only the kernels of the shared environments and of "
+                    "your own environments can be started here (shared-actv, shared-py, mine-ml)."
+                )
+            # the server's log (the hub's here): a warning per refusal, no traceback
+            access = f"404 POST /user/{name}/api/kernels ({name}@"
+            wait_until(lambda: setup.hub.log_text()[start:].count(access) == 3, timeout=15)
+            assert "Traceback" not in setup.hub.log_text()[start:]
+            started = client.post(api, json={"name": "shared-py"}, headers=headers)
+            assert started.status_code == 201, started.text
+            kid = started.json()["id"]
+            assert run_in_kernel(setup.hub, name, kid, "print(6 * 7)")["stdout"].strip() == "42"
+            assert client.delete(f"{api}/{kid}", headers=headers).status_code == 204
+        finally:
+            client.close()
+        assert setup.hub.server_api(name, "GET", "kernels").json() == []
+    finally:
+        setup.stop("alice")
 
 
 def test_env_created_while_running_appears_and_deleted_disappears(setup):

@@ -15,7 +15,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 from pathlib import Path
 
@@ -472,11 +471,10 @@ def test_browser_queue_page_turns_into_jupyterlab(limits_hub, oidc, user_prefix,
 
 
 def test_conda_kernel_spawner_queued_options_survive_the_auto_start(limits_hub):
-    from envs import make_conda_env
+    from envs import make_conda_env, trusted_dir
 
-    work = Path(tempfile.mkdtemp(prefix="jhle-ul-conda-"))
+    work = trusted_dir("ul-conda-")  # shared envs must be safe from users up to /
     try:
-        work.chmod(0o755)
         shared = work / "envs"
         make_conda_env(shared / "py")
         make_conda_env(shared / "geo")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import getpass
 import json
+import os
+import pwd
 
 from test_conda_envs import IR_SPEC, make_prefix
 
@@ -42,7 +44,8 @@ def test_docker_spawner_sections_are_used_for_the_docker_spawner(tmp_path):
     assert spawner_settings(cfg)["shared_env_dirs"] == ["/docker/envs"]
 
 
-def test_table_and_json_for_a_user(tmp_path, capsys):
+def test_table_and_json_for_a_user(trusted_tmp_path, capsys):
+    tmp_path = trusted_tmp_path
     shared = tmp_path / "shared"
     mine = tmp_path / "mine"
     make_prefix(shared / "geo", kernelspecs={"ir": IR_SPEC})
@@ -76,3 +79,30 @@ def test_unknown_user_and_broken_config(tmp_path, capsys):
     bad = write_config(tmp_path, "raise RuntimeError('boom')\n")
     assert main(["envs", getpass.getuser(), "--config", bad]) == 1
     assert "cannot read" in capsys.readouterr().err
+
+
+def test_refused_shared_env_is_shown_with_its_reason(trusted_tmp_path, capsys):
+    safe, shared = trusted_tmp_path / "safe", trusted_tmp_path / "open"
+    make_prefix(safe / "ok")
+    planted = make_prefix(shared / "aaa")
+    os.chown(planted, pwd.getpwnam("nobody").pw_uid, -1)
+    shared.chmod(0o1777)
+    user = getpass.getuser()
+    dirs = ["--shared-dir", str(shared), "--shared-dir", str(safe), "--user-dir", "/nonexistent"]
+    assert main(["envs", user, *dirs]) == 0
+    out = capsys.readouterr().out
+    assert "* shared/ok  [" in out and "shared/aaa" not in out
+    assert out.splitlines()[-2:] == [
+        "Not offered (refused or skipped):",
+        f"  {planted}: unsafe shared location: {shared} is writable by others (mode 1777)",
+    ]
+    assert main(["envs", user, *dirs, "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert [e["name"] for e in data["environments"]] == ["shared/ok"]
+    assert data["skipped"] == [
+        {
+            "path": planted,
+            "reason": f"unsafe shared location: {shared} is writable by others (mode 1777)",
+            "kind": "unsafe-shared",
+        }
+    ]

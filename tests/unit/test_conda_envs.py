@@ -1,4 +1,7 @@
-"""Discovery of conda-layout environments over trees built in tmp dirs (no conda, no subprocess)."""
+"""Discovery of conda-layout environments over trees built in tmp dirs (no conda, no subprocess).
+
+The trees live in ``trusted_tmp_path`` (root-owned up to ``/``), so that shared envs pass the trust
+rule; tests of that rule itself are in test_env_trust.py."""
 
 from __future__ import annotations
 
@@ -10,14 +13,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from jupyterhub_lab_ext import env_skips
 from jupyterhub_lab_ext.conda_envs import (
     DiscoveryConfig,
     EnvScanner,
     UserContext,
     discover,
     expand_user_dir,
-    slugify,
+    scan,
 )
+from jupyterhub_lab_ext.env_prefix import slugify
 
 
 def make_prefix(
@@ -73,8 +78,9 @@ PY_SPEC = {"argv": ["python", "-m", "ipykernel_launcher", "-f", "{connection_fil
 
 
 @pytest.fixture
-def tree(tmp_path):
+def tree(trusted_tmp_path):
     """shared root + a home for the current uid; returns (config, user, paths)."""
+    tmp_path = trusted_tmp_path
     shared = tmp_path / "opt" / "conda" / "envs"
     home = tmp_path / "home" / "alice"
     shared.mkdir(parents=True)
@@ -86,6 +92,11 @@ def tree(tmp_path):
 
 def names(envs):
     return [e.name for e in envs]
+
+
+def skipped(config, user):
+    """{path: kind} of what discovery left out."""
+    return {s.path: s.kind for s in scan(config, user).skipped}
 
 
 def test_shared_and_user_envs_in_two_groups(tree):
@@ -156,13 +167,27 @@ def test_broken_kernel_json_is_skipped(tree, spec):
     assert [k.key for k in env.kernels] == ["python", "ir"]
 
 
-def test_env_without_any_kernel_is_skipped(tree, caplog):
+def test_env_without_any_kernel_is_skipped(tree):
     config, user, p = tree
-    make_prefix(p["shared"] / "nokernel", ipykernel=False)
+    nokernel = make_prefix(p["shared"] / "nokernel", ipykernel=False)
     make_prefix(p["shared"] / "ok")
-    with caplog.at_level("INFO"):
-        assert names(discover(config, None)) == ["shared/ok"]
-    assert "has no kernel" in caplog.text
+    found = scan(config, None)
+    assert names(found.envs) == ["shared/ok"]
+    (skip,) = found.skipped
+    assert (skip.path, skip.kind) == (nokernel, env_skips.NO_KERNEL)
+    assert "without any kernel" in skip.reason
+
+
+def test_broken_kernelspec_and_plain_dirs_are_reported_but_hidden_ones_are_not(tree):
+    config, user, p = tree
+    make_prefix(p["shared"] / "a", kernelspecs={"bad": "{", "ir": IR_SPEC})
+    (p["shared"] / "not-an-env").mkdir()
+    (p["shared"] / ".trash").mkdir()
+    (p["shared"] / "README").write_text("hi")
+    assert skipped(config, None) == {
+        str(p["shared"] / "a" / "share" / "jupyter" / "kernels" / "bad"): env_skips.BAD_KERNELSPEC,
+        str(p["shared"] / "not-an-env"): env_skips.NOT_AN_ENV,
+    }
 
 
 def test_activate_scripts_recorded(tree):
@@ -226,6 +251,25 @@ def test_environments_txt_entries_in_home_are_offered(tree):
     proj = make_prefix(p["home"] / "projects" / "thesis" / "env")
     write_environments_txt(p["home"], proj, "# comment", "", "relative/path")
     assert names(discover(config, user)) == ["mine/env"]
+    assert skipped(config, user) == {"relative/path": env_skips.NOT_AN_ENV}
+
+
+def test_listed_paths_that_are_not_envs_are_reported(tree):
+    config, user, p = tree
+    plain = p["home"] / "plain"
+    plain.mkdir()
+    (p["home"] / "file").write_text("x")
+    gone = p["home"] / "deleted-env"
+    write_environments_txt(p["home"], plain, p["home"] / "file", gone)
+    found = scan(config, user)
+    assert found.envs == []
+    reasons = {s.path: s.reason for s in found.skipped}
+    assert reasons == {
+        str(plain): "not an environment (no conda-meta/)",
+        str(p["home"] / "file"): "not a directory",
+        str(gone): "does not exist",
+    }
+    assert {s.kind for s in found.skipped} == {env_skips.NOT_AN_ENV}
 
 
 def test_entry_outside_allowed_roots_is_ignored(tree):
@@ -233,6 +277,7 @@ def test_entry_outside_allowed_roots_is_ignored(tree):
     elsewhere = make_prefix(p["root"] / "tmp" / "stolen")
     write_environments_txt(p["home"], elsewhere)
     assert discover(config, user) == []
+    assert skipped(config, user) == {elsewhere: env_skips.OUTSIDE}
 
 
 def test_symlink_out_of_the_home_is_ignored(tree):
@@ -242,6 +287,12 @@ def test_symlink_out_of_the_home_is_ignored(tree):
     os.symlink(bob_env, p["home"] / "link-to-bob")
     write_environments_txt(p["home"], str(p["home"] / "link-to-bob"))
     assert discover(config, user) == []
+    found = scan(config, user)
+    assert {s.path: s.kind for s in found.skipped} == {
+        str(p["home"] / ".conda" / "envs" / "secret"): env_skips.OUTSIDE,
+        str(p["home"] / "link-to-bob"): env_skips.OUTSIDE,
+    }
+    assert all(f"(to {bob_env})" in s.reason for s in found.skipped)
 
 
 def test_envs_dir_symlinked_to_another_home_is_ignored(tree):
@@ -251,6 +302,7 @@ def test_envs_dir_symlinked_to_another_home_is_ignored(tree):
     envs_dir.rmdir()
     os.symlink(p["root"] / "home" / "bob" / ".conda" / "envs", envs_dir)
     assert discover(config, user) == []
+    assert skipped(config, user) == {str(envs_dir): env_skips.OUTSIDE}
 
 
 def test_envs_not_owned_by_the_user_are_ignored(tree):
@@ -258,6 +310,8 @@ def test_envs_not_owned_by_the_user_are_ignored(tree):
     make_prefix(p["home"] / ".conda" / "envs" / "ml")
     other_uid = UserContext(name=user.name, uid=os.getuid() + 1, home=user.home)
     assert discover(config, other_uid) == []
+    (skip,) = scan(config, other_uid).skipped
+    assert skip.kind == env_skips.NOT_OWNED and skip.reason.endswith(f"not by {user.name}")
     assert names(discover(config, user)) == ["mine/ml"]
 
 
@@ -281,6 +335,10 @@ def test_conda_dir_linked_to_another_home_is_ignored(tree):
     shutil.rmtree(p["home"] / ".conda")
     os.symlink(bob_conda, p["home"] / ".conda")
     assert discover(config, user) == []
+    assert skipped(config, user) == {
+        str(p["home"] / ".conda"): env_skips.OUTSIDE,
+        str(p["home"] / ".conda" / "envs"): env_skips.OUTSIDE,
+    }
 
 
 def test_home_behind_a_symlink_still_works(tree):

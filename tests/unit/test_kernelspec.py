@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import os
 import shutil
 import subprocess
@@ -10,6 +11,7 @@ import pytest
 from jupyter_client.kernelspec import NoSuchKernel
 from jupyter_client.manager import KernelManager
 from test_conda_envs import IR_SPEC, PY_SPEC, make_prefix
+from tornado import web
 
 from jupyterhub_lab_ext.kernelspec import (
     ACTIVATE_ARGV0_NAME,
@@ -22,7 +24,8 @@ from jupyterhub_lab_ext.kernelspec import (
 
 
 @pytest.fixture
-def dirs(tmp_path, monkeypatch):
+def dirs(trusted_tmp_path, monkeypatch):
+    tmp_path = trusted_tmp_path
     shared = tmp_path / "shared"
     home = tmp_path / "home"
     shared.mkdir()
@@ -155,3 +158,53 @@ def test_returned_specs_are_copies(dirs):
     ksm = CondaEnvKernelSpecManager()
     ksm.get_all_specs()["shared-geo"]["spec"]["env"]["PATH"] = "mutated"
     assert ksm.get_all_specs()["shared-geo"]["spec"]["env"]["PATH"] != "mutated"
+
+
+def test_refusal_is_a_404_with_the_offered_names(dirs):
+    """jupyter_server turns a bare NoSuchKernel into a 500 on POST /api/kernels; ours is a 404 that
+    is still a NoSuchKernel for everyone who catches that."""
+    shared, home = dirs
+    make_prefix(shared / "geo")
+    with pytest.raises(web.HTTPError) as info:
+        CondaEnvKernelSpecManager().get_kernel_spec("python3")
+    assert isinstance(info.value, NoSuchKernel) and isinstance(info.value, KeyError)
+    assert info.value.status_code == 404
+    assert info.value.log_message == (
+        "No kernel 'python3': only the kernels of the shared environments and of your own "
+        "environments can be started here (shared-geo)."
+    )
+    with pytest.raises(web.HTTPError) as info:
+        CondaEnvKernelSpecManager().get_kernel_spec("<script>%s" * 50)
+    assert "No kernel with this name:" in info.value.get_message()
+
+
+def test_skipped_envs_are_logged_once_in_the_server_log(dirs, caplog):
+    shared, home = dirs
+    make_prefix(shared / "geo")
+    nokernel = make_prefix(home / ".conda" / "envs" / "nokernel", ipykernel=False)
+    ksm = CondaEnvKernelSpecManager()
+    with caplog.at_level("INFO", logger=ksm.log.name):
+        for _ in range(3):
+            ksm.find_kernel_specs()
+        lines = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
+        assert lines == [f"user={getpass.getuser()} skipped {nokernel}: an environment without "
+                         "any kernel (install ipykernel or a kernelspec into it)"]  # fmt: skip
+        shutil.rmtree(nokernel)
+        ksm.find_kernel_specs()
+        make_prefix(nokernel, ipykernel=False)  # back again: logged again
+        ksm.find_kernel_specs()
+        assert sum("skipped" in r.getMessage() for r in caplog.records) == 2
+
+
+async def test_refused_kernel_start_costs_the_server_log_no_traceback(dirs, caplog):
+    """jupyter_client logs a failed start twice with a traceback; not for a refused name."""
+    from jupyter_client.multikernelmanager import AsyncMultiKernelManager
+
+    shared, home = dirs
+    make_prefix(shared / "geo")
+    mkm = AsyncMultiKernelManager(kernel_spec_manager=CondaEnvKernelSpecManager())
+    with caplog.at_level("INFO"), pytest.raises(NoSuchKernel):
+        await mkm.start_kernel(kernel_name="python3")
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("WARNING", "Refusing kernel 'python3': not one of this user's environments")
+    ]

@@ -46,7 +46,8 @@ class FakeCondaSpawner(CondaKernelSpawnerMixin, FakeBase):
 
 
 @pytest.fixture
-def tree(tmp_path):
+def tree(trusted_tmp_path):
+    tmp_path = trusted_tmp_path
     shared = tmp_path / "shared"
     home = tmp_path / "home"
     make_prefix(shared / "geo", conda_meta_python="3.12.1", kernelspecs={"ir": IR_SPEC})
@@ -144,7 +145,8 @@ async def test_form_without_any_env_says_there_will_be_no_kernels(tmp_path):
     )
 
 
-async def test_form_escapes_paths(tmp_path):
+async def test_form_escapes_paths(trusted_tmp_path):
+    tmp_path = trusted_tmp_path
     shared = tmp_path / "<b>x</b>"
     make_prefix(shared / "e")
     s = FakeCondaSpawner(user=FakeUser("alice"), shared_env_dirs=[str(shared)])
@@ -207,7 +209,7 @@ async def test_forged_choice_is_a_clear_400(spawner, options, message):
     with pytest.raises(web.HTTPError) as info:
         await spawner._run_apply_user_options(options)
     assert info.value.status_code == 400
-    assert message in info.value.log_message
+    assert message in info.value.jupyterhub_message  # what JupyterHub shows the user
     assert spawner.conda_env is None
 
 
@@ -313,3 +315,49 @@ def test_docker_bridge_network_keeps_dockerspawner_behaviour(tmp_path):
     assert s.port == 8888
     s2, _ = _docker_spawner("CondaKernelDockerSpawner", tmp_path, run_as_user=False)
     assert s2.volumes == {} and s2.extra_create_kwargs == {}
+
+
+# ---- the hub's log: skipped envs once, a refused spawn as one warning ------------------------
+
+
+async def test_skipped_envs_are_logged_once_per_user_by_the_spawner_log(tree, caplog):
+    shared, home = tree
+    make_prefix(shared / "nokernel", ipykernel=False)
+    name = f"carol{os.getpid()}"  # skips are remembered per user name, for the hub's lifetime
+
+    def new_spawner():  # JupyterHub makes a new spawner object e.g. after a failed spawn
+        s = FakeCondaSpawner(user=FakeUser(name), shared_env_dirs=[str(shared)])
+        s._home = str(home)
+        return s
+
+    with caplog.at_level("INFO", logger=new_spawner().log.name):
+        await new_spawner().get_options_form()
+        await new_spawner().apply_conda_user_options({})
+    lines = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
+    assert lines == [f"user={name} skipped {shared / 'nokernel'}: an environment without any "
+                     "kernel (install ipykernel or a kernelspec into it)"]  # fmt: skip
+    assert {r.name for r in caplog.records} == {new_spawner().log.name}  # the hub's logger
+
+
+async def test_refused_spawn_leaves_one_warning_and_no_traceback(spawner, caplog):
+    """JupyterHub's own ``_run_apply_user_options`` logs the exception with a traceback; after a
+    refusal its records about it are dropped, other errors pass."""
+    with caplog.at_level("INFO"), pytest.raises(web.HTTPError) as info:
+        await spawner._run_apply_user_options({"profile": "mine/other"})
+    # what JupyterHub's user.spawn and the spawn form handler then log about it
+    spawner.log.error(f"Error starting alice's server: {info.value}")
+    spawner.log.error("Failed to spawn single-user server with form", exc_info=info.value)
+    spawner.log.error("an unrelated error")
+    records = [(r.levelname, r.getMessage(), r.exc_info) for r in caplog.records]
+    assert records == [
+        ("WARNING", "user=alice refused a spawn: environment 'mine/other' is not offered to them",
+         None),
+        ("ERROR", "an unrelated error", None),
+    ]  # fmt: skip
+
+
+async def test_refused_name_is_bounded_in_log_and_message(spawner, caplog):
+    with caplog.at_level("WARNING"), pytest.raises(web.HTTPError) as info:
+        await spawner.apply_conda_user_options({"profile": "x" * 100_000})
+    assert len(caplog.records[0].getMessage()) < 300
+    assert len(info.value.jupyterhub_message) < 400
