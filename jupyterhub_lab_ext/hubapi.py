@@ -129,7 +129,9 @@ class HubAPI:
     :param retries: extra attempts for connection errors, 5xx and 429 (idempotent methods).
     :param backoff_base, backoff_max: the n-th retry waits ``min(max, base * 2**n)`` with jitter.
     :param page_size: default ``limit`` for paginated listings (0: the hub's default).
-    :param token_cache_ttl: seconds :meth:`token_owner` remembers an answer (negatives too).
+    :param token_cache_ttl: seconds :meth:`token_owner` remembers a valid token's answer: the
+        longest a revoked token or a demoted owner can still be taken for what it was.
+    :param negative_cache_ttl: seconds an invalid token's answer is remembered (a refusal only).
     :param on_call: optional ``f(method, endpoint, status, seconds)`` called after every attempt.
     """
 
@@ -145,8 +147,8 @@ class HubAPI:
         backoff_base: float = 0.5,
         backoff_max: float = 10.0,
         page_size: int = 0,
-        token_cache_ttl: float = 300.0,
-        negative_cache_ttl: float = 30.0,
+        token_cache_ttl: float = 5.0,
+        negative_cache_ttl: float = 10.0,
         ssl_options=None,
         on_call: Callable[[str, str, int, float], None] | None = None,
     ):
@@ -454,16 +456,21 @@ class HubAPI:
         status, _ = await self.request("DELETE", f"/users/{quote(name, safe='')}", ok=(204,))
         return status
 
-    async def token_owner(self, token: str) -> dict | None:
-        """The user or service model owning ``token`` (with ``scopes``), or None if invalid.
+    async def token_owner(self, token: str, *, fresh: bool = False) -> dict | None:
+        """The user or service model owning ``token`` (with the token's ``scopes``), or None.
 
         Answers are cached for ``token_cache_ttl`` seconds (invalid tokens for
         ``negative_cache_ttl``), keyed by a SHA-256 of the token; concurrent lookups of the
-        same token share one hub request. Hub errors raise :class:`HubAPIError` and are not cached.
+        same token share one hub request. ``fresh=True`` skips the cache (its answer is cached
+        for the next callers): use it before any change. Hub errors raise :class:`HubAPIError`
+        and are not cached.
         """
         if not token:
             return None
         key = hashlib.sha256(token.encode("utf8", "replace")).hexdigest()
+        if fresh:
+            # a lookup sent after this call began: never one that was already in flight
+            return await self._ask_token_owner(key, token)
         hit, value = self._token_cache.get(key)
         if hit:
             return value
@@ -473,9 +480,7 @@ class HubAPI:
         fut = asyncio.get_running_loop().create_future()
         self._token_lookups[key] = fut
         try:
-            status, body = await self.request("GET", "/user", token=token, ok=(200, 401, 403))
-            model = body if status == 200 and isinstance(body, dict) else None
-            self._token_cache.set(key, model, None if model else self.negative_cache_ttl)
+            model = await self._ask_token_owner(key, token)
             fut.set_result(model)
             return model
         except BaseException as e:
@@ -484,6 +489,12 @@ class HubAPI:
             raise
         finally:
             del self._token_lookups[key]
+
+    async def _ask_token_owner(self, key: str, token: str) -> dict | None:
+        status, body = await self.request("GET", "/user", token=token, ok=(200, 401, 403))
+        model = body if status == 200 and isinstance(body, dict) else None
+        self._token_cache.set(key, model, None if model else self.negative_cache_ttl)
+        return model
 
     def forget_tokens(self):
         """Drop the token cache (e.g. after a role change in tests)."""

@@ -18,7 +18,32 @@ PREFIX = "/services/idle-culler/"
 NOW = datetime.now(timezone.utc)
 
 TOKENS = {
-    "admin": {"kind": "user", "name": "boss", "admin": True, "scopes": ["access:services"]},
+    # a hub admin's full token, as the hub expands the admin role
+    "admin": {
+        "kind": "user",
+        "name": "boss",
+        "admin": True,
+        "scopes": ["access:services", "admin:servers", "admin:users"],
+    },
+    # tokens an admin made with narrow scopes: the owner's admin flag must not count
+    "narrow-admin": {
+        "kind": "user",
+        "name": "boss",
+        "admin": True,
+        "scopes": ["read:users:activity!user=boss"],
+    },
+    "read-only-admin": {
+        "kind": "user",
+        "name": "boss",
+        "admin": True,
+        "scopes": ["access:services!service=idle-culler"],
+    },
+    "other-service-admin": {
+        "kind": "user",
+        "name": "boss",
+        "admin": True,
+        "scopes": ["access:services!service=user-limit", "custom:user-limit:admin"],
+    },
     "read": {
         "kind": "user",
         "name": "reader",
@@ -192,12 +217,21 @@ async def test_read_scopes_200(api, token):
         ("DELETE", "api/exemptions/alice", None),
     ],
 )
-@pytest.mark.parametrize("token", ["read", "read-all", "none"])
+@pytest.mark.parametrize(
+    "token",
+    ["read", "read-all", "none", "narrow-admin", "read-only-admin", "other-service-admin"],
+)
 async def test_changes_need_admin_403(api, hub, method, path, body, token):
+    # the token's own scopes decide: a hub admin's narrow tokens change nothing
     code, data, _ = await api.call(method, path, token=token, body=body)
     assert code == 403
-    assert "custom:idle-culler:admin" in data["message"]
+    no_read = {"none", "narrow-admin", "other-service-admin"}
+    wanted = (
+        "access:services!service=idle-culler" if token in no_read else "custom:idle-culler:admin"
+    )
+    assert wanted in data["message"]
     assert hub.count("DELETE", "/users/{}/server") == 0
+    assert (await api.call("GET", "api/users/alice", token="admin"))[1]["exemption"] is None
 
 
 @pytest.mark.parametrize("token", ["admin", "custom"])

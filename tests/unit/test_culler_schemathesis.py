@@ -32,7 +32,12 @@ CHECKS = [
     response_schema_conformance,
 ]
 TOKENS = {
-    "admin": {"kind": "user", "name": "boss", "admin": True, "scopes": ["access:services"]},
+    "admin": {
+        "kind": "user",
+        "name": "boss",
+        "admin": True,
+        "scopes": ["access:services", "admin:servers"],
+    },
     "reader": {
         "kind": "user",
         "name": "reader",

@@ -26,7 +26,32 @@ TOKENS = {
         "scopes": ["access:services!service=user-limit"],
     },
     "noscope": {"kind": "user", "name": "bob", "admin": False, "scopes": ["read:users!user=bob"]},
-    "hubadmin": {"kind": "user", "name": "root", "admin": True, "scopes": ["admin:users"]},
+    # a hub admin's full token, as the hub expands the admin role
+    "hubadmin": {
+        "kind": "user",
+        "name": "root",
+        "admin": True,
+        "scopes": ["admin:users", "admin:servers", "access:services", "admin-ui"],
+    },
+    # tokens an admin made with narrow scopes: the owner's admin flag must not count
+    "narrow-admin": {
+        "kind": "user",
+        "name": "root",
+        "admin": True,
+        "scopes": ["read:users:activity!user=root"],
+    },
+    "read-only-admin": {
+        "kind": "user",
+        "name": "root",
+        "admin": True,
+        "scopes": ["access:services!service=user-limit"],
+    },
+    "filtered-admin": {
+        "kind": "user",
+        "name": "root",
+        "admin": True,
+        "scopes": ["access:services", "admin:servers!user=root", "custom:user-limit:admin!user=x"],
+    },
     "limitadmin": {
         "kind": "service",
         "name": "ops",

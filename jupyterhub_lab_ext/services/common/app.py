@@ -30,7 +30,7 @@ from urllib.parse import urlparse
 
 from tornado import web
 from tornado.httpserver import HTTPServer
-from traitlets import Bool, Float, Int, Unicode, default, validate
+from traitlets import Bool, Float, Int, TraitError, Unicode, default, validate
 from traitlets.config import Application
 
 from ... import __version__
@@ -217,6 +217,29 @@ class ServiceApp(Application):
         """,
     ).tag(config=True)
 
+    max_body_size = Int(
+        64 * 1024,
+        help="""Largest request body in bytes. A larger one is refused with 413 before it is
+        read (a declared ``Content-Length``) or as soon as it passes the cap (chunked), and the
+        connection is closed. No body is read before the caller is authenticated.""",
+    ).tag(config=True)
+
+    auth_cache_ttl = Float(
+        5.0,
+        help="""Seconds an answer of the hub about a token or browser login is reused for reads.
+
+        This is the bound on how long a revoked token, a logged-out browser or a demoted admin
+        may still read through this service; changes (every method but GET/HEAD/OPTIONS) are
+        always checked with the hub again. At most 10; 0 asks the hub on every request.""",
+    ).tag(config=True)
+
+    @validate("auth_cache_ttl")
+    def _check_auth_cache_ttl(self, proposal):
+        value = proposal["value"]
+        if not 0 <= value <= 10:
+            raise TraitError(f"auth_cache_ttl must be between 0 and 10 seconds, not {value}")
+        return value
+
     shutdown_timeout = Float(
         10.0, help="Seconds to let background work finish on SIGTERM before giving up."
     ).tag(config=True)
@@ -275,6 +298,7 @@ class ServiceApp(Application):
             concurrency=self.hub_concurrency,
             request_timeout=self.hub_request_timeout,
             retries=self.hub_retries,
+            token_cache_ttl=self.auth_cache_ttl,
             on_call=self.hub_metrics.observe,
             ssl_options=self.ssl_context(),
         )
@@ -352,7 +376,8 @@ class ServiceApp(Application):
             api_url=self.url,
             api_token=self.api_token,
             base_url=self.service_prefix,
-            cache_max_age=60,
+            cache_max_age=self.auth_cache_ttl,
+            allow_token_in_url=False,
             keyfile=self.ssl_keyfile,
             certfile=self.ssl_certfile,
             client_ca=self.ssl_client_ca,
@@ -434,7 +459,13 @@ class ServiceApp(Application):
                 tls = self.ssl_context(server=True) if bind.scheme == "https" else None
                 if bind.scheme == "https" and tls is None:
                     raise ValueError(f"{self.service_url} is https but no ssl_keyfile/certfile")
-                server = HTTPServer(self.make_tornado_app(), xheaders=True, ssl_options=tls)
+                server = HTTPServer(
+                    self.make_tornado_app(),
+                    xheaders=True,
+                    ssl_options=tls,
+                    # a backstop for handlers that do not stream (the OAuth callback)
+                    max_body_size=self.max_body_size,
+                )
                 server.listen(port, bind.hostname or "127.0.0.1")
                 self.log.info(
                     "%s %s serving %s at %s",

@@ -1,21 +1,25 @@
 """Request authentication and scope checks for the services' tornado handlers.
 
-Subclass :class:`ServiceHandler`. Its ``async prepare()`` identifies the caller with a hub token
-(``Authorization: token|bearer ...``, resolved by ``HubAPI.token_owner`` with a cache) or, for
-browsers, with the hub OAuth cookie (``jupyterhub.services.auth.HubOAuth``, async paths only).
-Then, in a handler method::
+Subclass :class:`ServiceHandler`. Its ``async prepare()``, before a byte of the body is read:
 
-    class StatusHandler(ServiceHandler):
-        async def get(self):
-            self.require_read()                       # access:services!service=<name>
-            self.write_json({...})
+1. refuses a declared body over ``max_body_size`` with 413;
+2. identifies the caller with a hub token (``Authorization: token|bearer ...``, resolved by
+   ``HubAPI.token_owner``) or, for browsers, with the hub OAuth cookie (``HubOAuth``), and answers
+   401 without one. Answers are cached for ``auth_cache_ttl`` seconds (5 by default) for reads;
+   a change (any method but GET/HEAD/OPTIONS) is checked with the hub again, uncached;
+3. requires read access, ``access:services!service=<name>``, on the credential itself (403).
 
-        async def put(self, name):
-            self.require_admin("custom:culler:admin")  # the custom scope or hub admin
-            body = self.get_json_body()                # 400 on malformed JSON
+Only then is the body streamed in, still capped (413 past the cap, the connection closed).
+In a handler method::
+
+    class LimitsHandler(ServiceHandler):
+        async def put(self):
+            self.require_admin(self.service.admin_scope)  # custom:<name>:admin or admin:servers
+            body = self.get_json_body()                    # 400 on malformed or too deep JSON
 
 Every error is JSON ``{"status": code, "message": ...}``: 401 unauthenticated, 403 under-scoped,
-400 bad input, 502 when the hub cannot be asked.
+400 bad input, 413 body too large, 502 when the hub cannot be asked. What each scope allows is
+decided in :mod:`.scopes`.
 """
 
 from __future__ import annotations
@@ -24,13 +28,16 @@ import json
 import re
 from http.client import responses
 
-from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated, check_scopes
+from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated
 from tornado import web
 from tornado.log import app_log
 
 from ...hubapi import HubAPIError
+from . import scopes as scope_policy
 
 AUTH_HEADER = re.compile(r"\s*(?:token|bearer)\s+(\S+)\s*$", re.IGNORECASE)
+#: methods that change nothing: their credential check may come from the short cache
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 class JSONErrorMixin:
@@ -66,8 +73,9 @@ class JSONErrorMixin:
         self.finish(json.dumps({"status": status_code, "message": message}))
 
 
+@web.stream_request_body
 class ServiceHandler(JSONErrorMixin, HubOAuthenticated, web.RequestHandler):
-    """Base handler: authenticates in ``prepare`` unless ``public`` is True."""
+    """Base handler: authenticates in ``prepare`` unless ``public`` is True; capped body."""
 
     #: no authentication at all (health, OpenAPI document)
     public = False
@@ -110,9 +118,31 @@ class ServiceHandler(JSONErrorMixin, HubOAuthenticated, web.RequestHandler):
         if self.hub_auth is not None:
             return super().check_xsrf_cookie()
 
+    @property
+    def max_body_size(self) -> int:
+        return self.service.max_body_size
+
+    def _refuse_body(self) -> None:
+        raise web.HTTPError(
+            413, f"Request body larger than {self.max_body_size} bytes (max_body_size)"
+        )
+
+    def initialize(self, **kwargs):
+        super().initialize(**kwargs)
+        self._body = bytearray()
+        self._body_refused = False
+
     async def prepare(self):
         if self.public:
             return
+        declared = self.request.headers.get("Content-Length")
+        if declared is not None:
+            try:
+                size = int(declared)
+            except ValueError:
+                raise web.HTTPError(400, "Malformed Content-Length") from None
+            if size > self.max_body_size:
+                self._refuse_body()
         model = await self.authenticate()
         if model is None:
             if (
@@ -127,20 +157,63 @@ class ServiceHandler(JSONErrorMixin, HubOAuthenticated, web.RequestHandler):
             )
         model.setdefault("kind", "user")
         self.current_user = model
+        self.authorize()
+
+    def authorize(self) -> None:
+        """Called once the caller is known, before the body is read: read access by default."""
+        self.require_read()
+
+    def data_received(self, chunk: bytes) -> None:
+        if self._finished or self._body_refused:
+            return
+        if len(self._body) + len(chunk) > self.max_body_size:
+            # undeclared (chunked) or lying Content-Length: stop here, tornado closes the
+            # connection instead of reading the rest
+            self._body_refused = True
+            self._body = bytearray()
+            try:
+                self._refuse_body()
+            except web.HTTPError as e:
+                self.send_error(413, exc_info=(type(e), e, None))
+            return
+        self._body += chunk
+
+    def flush(self, include_footers: bool = False):
+        if not self._headers_written and self._body_unread():
+            # answered before the body was read (an error in prepare): tornado then closes the
+            # connection rather than read a body nobody wants. Say so, or a keep-alive client
+            # sends its next request into a closed socket.
+            self.set_header("Connection", "close")
+        return super().flush(include_footers)
+
+    def _body_unread(self) -> bool:
+        pending = getattr(self.request, "_body_future", None)
+        return pending is not None and not pending.done()
+
+    @property
+    def body(self) -> bytes:
+        """The request body (complete once a handler method runs)."""
+        return bytes(self._body)
 
     async def authenticate(self) -> dict | None:
+        fresh = self.request.method not in SAFE_METHODS
         header = self.request.headers.get("Authorization", "")
         try:
             if header:
                 m = AUTH_HEADER.match(header)
                 if not m:
                     return None
-                model = await self.hub.token_owner(m.group(1))
+                model = await self.hub.token_owner(m.group(1), fresh=fresh)
                 if model:
                     self._token_authenticated = True
                 return model
             if self.hub_auth is not None:
-                return await self.hub_auth.get_user(self, sync=False)
+                # xsrf-checked for changes, cached for cache_max_age (= auth_cache_ttl)
+                model = await self.hub_auth.get_user(self, sync=False)
+                if model and fresh:
+                    token = self.hub_auth.get_token(self, in_cookie=True)
+                    model = await self.hub.token_owner(token, fresh=True) if token else None
+                return model
         except HubAPIError as e:
             self.log.warning("Could not identify caller with the hub: %s", e)
             raise web.HTTPError(502, "Could not reach the hub to check the token") from None
@@ -153,36 +226,39 @@ class ServiceHandler(JSONErrorMixin, HubOAuthenticated, web.RequestHandler):
     # -- scopes ----------------------------------------------------------------------------
     @property
     def scopes(self) -> set[str]:
+        """The scopes of the credential of this request (never its owner's)."""
         return set((self.current_user or {}).get("scopes") or ())
 
     @property
     def read_scope(self) -> str:
-        return f"access:services!service={self.service_name}"
+        return scope_policy.read_scope(self.service_name)
 
     def has_read(self) -> bool:
-        return bool(check_scopes({self.read_scope}, self.scopes))
+        return scope_policy.can_read(self.scopes, self.service_name)
 
     def is_admin(self, custom_scope: str | None = None) -> bool:
-        user = self.current_user or {}
-        if user.get("kind", "user") == "user" and user.get("admin"):
-            return True
-        return bool(custom_scope and custom_scope in self.scopes)
+        """True when the credential may change things here (see :mod:`.scopes`)."""
+        return scope_policy.can_change(self.scopes, self.service_name, custom_scope)
 
     def require_read(self) -> None:
-        """403 unless the caller has ``access:services!service=<name>`` (or broader)."""
-        if not (self.has_read() or self.is_admin()):
-            raise web.HTTPError(403, f"Requires scope {self.read_scope}")
+        """403 unless the credential has ``access:services!service=<name>`` (or broader)."""
+        if not self.has_read():
+            raise web.HTTPError(403, f"Requires scope {self.read_scope} on the token")
 
     def require_admin(self, custom_scope: str | None = None) -> None:
-        """403 unless the caller is a hub admin or has ``custom_scope``."""
+        """403 unless the credential has read access and ``custom_scope`` or admin:servers."""
         if not self.is_admin(custom_scope):
-            need = f"scope {custom_scope} or hub admin" if custom_scope else "hub admin"
-            raise web.HTTPError(403, f"Requires {need}")
+            wanted = custom_scope or scope_policy.admin_scope(self.service_name)
+            raise web.HTTPError(
+                403,
+                f"Requires scope {wanted} (or {scope_policy.IMPLYING_SCOPE}) and "
+                f"{self.read_scope} on the token",
+            )
 
     # -- JSON helpers ----------------------------------------------------------------------
     def get_json_body(self, required: bool = True):
-        """The parsed JSON body; 400 if malformed (or missing and ``required``)."""
-        raw = self.request.body
+        """The parsed JSON body; 400 if malformed, nested too deep, or missing and ``required``."""
+        raw = self.body
         if not raw or not raw.strip():
             if required:
                 raise web.HTTPError(400, "Request body must be a JSON object")
@@ -191,6 +267,8 @@ class ServiceHandler(JSONErrorMixin, HubOAuthenticated, web.RequestHandler):
             return json.loads(raw)
         except (ValueError, UnicodeDecodeError) as e:
             raise web.HTTPError(400, f"Malformed JSON body: {e}") from None
+        except RecursionError:
+            raise web.HTTPError(400, "Malformed JSON body: nested too deeply") from None
 
     def write_json(self, obj, status: int = 200) -> None:
         self.set_status(status)

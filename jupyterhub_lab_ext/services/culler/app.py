@@ -255,8 +255,11 @@ class LabIdleCuller(ServiceApp):
 
     admin_scope = Unicode(
         "custom:idle-culler:admin",
-        help="""Custom scope (besides hub admin) allowed to trigger passes and change
-        exemptions. Define it in ``c.JupyterHub.custom_scopes`` and grant it with a role.""",
+        help="""Scope a token needs (with read access) to run passes and change exemptions.
+
+        The hub-level ``admin:servers`` (held by the built-in admin role) implies it.
+        ``enable_idle_culler`` declares it in ``c.JupyterHub.custom_scopes``; grant it to
+        people who are not hub admins with a role.""",
     ).tag(config=True)
 
     report_limit = Int(

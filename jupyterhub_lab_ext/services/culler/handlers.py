@@ -1,7 +1,8 @@
 """REST API of the idle culler (mounted under the service prefix; see ``openapi.yaml``).
 
-Reads need ``access:services!service=<name>``; passes and exemption changes need hub admin or
-the culler's admin scope (``LabIdleCuller.admin_scope``).
+Every request needs ``access:services!service=<name>`` on its token; passes and exemption
+changes also need the culler's admin scope (``LabIdleCuller.admin_scope``) or ``admin:servers``
+on the token (see :mod:`..common.scopes`).
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ class ExemptionHandler(ServiceHandler):
         self.require_admin(self.service.admin_scope)
         name = _check_name(name)
         # no body: an open-ended exemption; otherwise it must be a JSON object
-        body = self.get_json_body() if self.request.body.strip() else {}
+        body = self.get_json_body() if self.body.strip() else {}
         if not isinstance(body, dict):
             raise web.HTTPError(
                 400, 'Body must be a JSON object like {"until": ..., "reason": ...}'

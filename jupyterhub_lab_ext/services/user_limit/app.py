@@ -117,9 +117,11 @@ class UserLimitApp(BackgroundWork, ServiceApp):
 
     admin_scope = Unicode(
         "custom:user-limit:admin",
-        help="""Scope (besides hub admin) that allows ``PUT api/limits``.
+        help="""Scope a token needs (with read access) for ``PUT api/limits``.
 
-        Define it in ``c.JupyterHub.custom_scopes`` and grant it with a role.
+        The hub-level ``admin:servers`` (held by the built-in admin role) implies it.
+        ``enable_user_limit`` declares it in ``c.JupyterHub.custom_scopes``; grant it to
+        people who are not hub admins with a role.
         """,
     ).tag(config=True)
 

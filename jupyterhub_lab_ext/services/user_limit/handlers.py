@@ -1,8 +1,8 @@
 """REST handlers and the queue page of the user-limit service.
 
-Reads need ``access:services!service=<name>`` (or hub admin); ``PUT api/limits`` needs hub admin
-or the service's admin scope; ``POST``/``DELETE api/admissions`` need the hub-side hook's
-shared secret and nothing else. See ``openapi.yaml`` for the documents.
+Every request needs ``access:services!service=<name>`` on its token; ``PUT api/limits`` also
+needs the service's admin scope or ``admin:servers`` on the token (see :mod:`..common.scopes`);
+``POST``/``DELETE api/admissions`` need the hub-side hook's shared secret and nothing else. See ``openapi.yaml`` for the documents.
 """
 
 from __future__ import annotations

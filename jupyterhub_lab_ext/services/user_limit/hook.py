@@ -33,6 +33,7 @@ from urllib.parse import quote
 
 from tornado import web
 
+from ..common import hubconfig
 from .client import ServiceClient, ServiceUnavailable
 
 log = logging.getLogger("jupyterhub_lab_ext.user_limit.hook")
@@ -305,17 +306,6 @@ def _chain_auth(ours, theirs):
     return both
 
 
-def _existing(section, key, default=None):
-    """A config value already set in ``section`` (lazy ``.append``/``.add`` values resolved)."""
-    if key not in section:
-        return default
-    value = section[key]
-    get_value = getattr(value, "get_value", None)
-    if get_value is not None and default is not None:
-        return get_value(default)
-    return value
-
-
 def read_or_create_secret(path: str) -> str:
     """The secret in ``path``; a new random one (file mode 0600) if the file is missing."""
     if os.path.exists(path):
@@ -370,7 +360,7 @@ def enable_user_limit(
 
     if hook_token is None:
         hook_token = read_or_create_secret(hook_token_file)
-    base_url = _existing(c.JupyterHub, "base_url", "/")
+    base_url = hubconfig.existing(c.JupyterHub, "base_url", "/")
     base_url = "/" + str(base_url).strip("/") + "/" if str(base_url).strip("/") else "/"
     prefix = f"{base_url}services/{name}/"
     hook = UserLimitHook(
@@ -381,16 +371,18 @@ def enable_user_limit(
         timeout=timeout,
         check_seats=check_seats,
     )
-    c.Spawner.pre_spawn_hook = _chain(hook.pre_spawn_hook, _existing(c.Spawner, "pre_spawn_hook"))
+    c.Spawner.pre_spawn_hook = _chain(
+        hook.pre_spawn_hook, hubconfig.existing(c.Spawner, "pre_spawn_hook")
+    )
     c.Spawner.post_stop_hook = _chain(
-        hook.post_stop_hook, _existing(c.Spawner, "post_stop_hook"), first_ours=False
+        hook.post_stop_hook, hubconfig.existing(c.Spawner, "post_stop_hook"), first_ours=False
     )
     if check_seats:
         c.Authenticator.post_auth_hook = _chain_auth(
-            hook.post_auth_hook, _existing(c.Authenticator, "post_auth_hook")
+            hook.post_auth_hook, hubconfig.existing(c.Authenticator, "post_auth_hook")
         )
 
-    service = {"name": name, "url": url, "oauth_no_confirm": True}
+    service = {"name": name, "url": url, **hubconfig.browser_oauth(name, admin_scope)}
     if managed:
         env = {"JUPYTERHUB_USER_LIMIT_HOOK_TOKEN": hook_token}
         app_settings = dict(settings, admin_scope=admin_scope)
@@ -414,8 +406,7 @@ def enable_user_limit(
             )
         service["api_token"] = api_token
     service.update(service_options or {})
-    services = list(_existing(c.JupyterHub, "services", []))
-    c.JupyterHub.services = [s for s in services if s.get("name") != name] + [service]
+    hubconfig.add_service(c, service)
 
     major = int(jupyterhub.__version__.split(".")[0])
     start_scope = "start:servers" if major >= 6 else "servers"
@@ -431,13 +422,10 @@ def enable_user_limit(
         ],
         "services": [name],
     }
-    roles = list(_existing(c.JupyterHub, "load_roles", []))
-    c.JupyterHub.load_roles = [r for r in roles if r.get("name") != role["name"]] + [role]
-    scopes = dict(_existing(c.JupyterHub, "custom_scopes", {}))
-    scopes.setdefault(admin_scope, {"description": "Change the limits of the user-limit service."})
-    c.JupyterHub.custom_scopes = scopes
+    hubconfig.add_role(c, role)
+    hubconfig.declare_scope(c, admin_scope, "Change the limits of the user-limit service.")
     if major >= 6:
-        extra = set(_existing(c.JupyterHub, "extra_user_scopes", set()))
+        extra = set(hubconfig.existing(c.JupyterHub, "extra_user_scopes", set()))
         extra.add(f"access:services!service={name}")
         c.JupyterHub.extra_user_scopes = extra
     return hook
