@@ -289,7 +289,7 @@ def test_demo_shows_every_part_in_a_browser(start_demo, browser):
         assert len(launcher_kernels(pc)) == 2
         shot(pc, "07-queue-admitted")
     finally:
-        for who, page in zip(("alice", "bob", "carol"), (pa, pb, pc)):
+        for who, page in zip(("alice", "bob", "carol"), (pa, pb, pc), strict=True):
             page.screenshot(path=str(ARTIFACTS / f"demo-last-{who}.png"))  # what each one saw
         for ctx in contexts:
             ctx.close()
