@@ -32,28 +32,31 @@ def banner(layout: Layout, verdicts: list[Verdict], userlist_error: str = "") ->
     who = who_lines(verdicts)
     if userlist_error:
         who = [
-            f"      the userlist has errors, the last good version stays in force: {userlist_error}"
+            f"      (the userlist has errors; the last good version stays in force)\n{userlist_error}"
         ]
     lines = [
         "",
         f"==> {READY} at {hub}/",
         "",
-        f'    Log in at {hub}/ with "Sign in with the demo provider", any password:',
+        '    Log in there ("Sign in with the demo provider", any password) as',
         *who,
-        f"    Userlist, edit it while the hub runs: {layout.userlist}",
+        f"    The userlist, edit it while the hub runs: {layout.userlist}",
         "",
-        f"    Spawn form: {shared}, plus each user's own envs; default {DEFAULT_ENV}.",
-        f"      Shared envs live in {layout.envs_dir}.",
-        f"    User limit: at most {MAX_ACTIVE_SERVERS} running servers. Start {first}'s and "
-        f"{second}'s, then {third}'s:",
-        f"      {third} waits on the live queue page {limit}queue and her server starts",
-        f'      by itself when another one stops ("Stop My Server" on {hub}/hub/home).',
-        f"      Queue and usage as JSON (logged in as {first}): {limit}api/queue, {limit}api/status",
+        f"    Spawn form: {shared}",
+        f"      from {layout.envs_dir}, and each user's own envs. Default: {DEFAULT_ENV}.",
+        f"    User limit: at most {MAX_ACTIVE_SERVERS} running servers. Start servers as {first} "
+        f"and {second}, then as {third}:",
+        f"      {third} waits on the live queue page, and the server starts by itself when one",
+        f'      of the others stops ("Stop My Server" at {hub}/hub/home).',
+        f"        queue page     {limit}queue",
+        f"        queue (JSON)   {limit}api/queue    (as {first})",
+        f"        usage (JSON)   {limit}api/status   (as {first})",
         f"    Idle culler: stops servers idle for {CULL_TIMEOUT // 60} min, looks every "
         f"{CULL_EVERY} s.",
-        f"      {culler}health (no login), {culler}api/status and {culler}metrics",
-        f"      (logged in as {first})",
-        f"    Logs: {layout.hub_log} (hub and services), {layout.provider_log}",
+        f"        health         {culler}health      (no login)",
+        f"        status (JSON)  {culler}api/status  (as {first})",
+        f"        metrics        {culler}metrics     (as {first})",
+        f"    Logs: {layout.hub_log} (hub and services), {layout.provider_log.name} next to it",
         "    Stop everything with Ctrl-C.",
         "",
     ]

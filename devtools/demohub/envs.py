@@ -35,8 +35,8 @@ class EnvSpec:
 
 
 SHARED = (
-    EnvSpec("base", ("ipykernel",), "a small Python env"),
-    EnvSpec("data", ("ipykernel", "numpy", "matplotlib"), "numpy and matplotlib, to draw a plot"),
+    EnvSpec("base", ("ipykernel",), "plain Python"),
+    EnvSpec("data", ("ipykernel", "numpy", "matplotlib"), "numpy, matplotlib"),
 )
 PERSONAL = EnvSpec("scratch", ("ipykernel",), "alice's own env (a copy of base)")
 
