@@ -14,11 +14,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pwd
 import secrets
 import signal
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -35,16 +35,20 @@ class Stop(Exception):
 
 
 class Signals:
-    """Ctrl-C/SIGTERM: interrupt the start-up at once, or end the wait of a running demo."""
+    """Ctrl-C/SIGTERM: interrupt the start-up at once, or end the wait of a running demo.
+
+    A plain flag: a handler must not take locks (``threading.Event.set`` can deadlock when the
+    signal arrives while the main thread holds the event's lock in ``wait``).
+    """
 
     def __init__(self):
-        self.stop = threading.Event()
+        self.stopped = False
         self.running = False
 
     def __call__(self, *_):
-        if self.stop.is_set():
+        if self.stopped:
             return  # a second Ctrl-C while stopping: stopping is under way
-        self.stop.set()
+        self.stopped = True
         if not self.running:
             raise Stop
 
@@ -114,6 +118,12 @@ def prepare(layout: Layout) -> None:
     lab.chmod(0o644)
     shared = envs.ensure_shared(layout.envs_dir)
     layout.home_root.mkdir(parents=True, exist_ok=True)
+    try:  # a warm start: alice and her ~/.conda exist already (building the authenticator: ~2 s)
+        known = pwd.getpwnam(layout.username(people.ENV_OWNER))
+        if os.path.lexists(Path(known.pw_dir) / ".conda"):
+            return
+    except KeyError:
+        pass
     account = accounts.ensure_account(layout.config_file, people.ENV_OWNER)
     envs.ensure_personal(Path(account.home), account.uid, account.gid, shared["base"])
 
@@ -135,8 +145,10 @@ def start(argv: list[str], log: Path, cwd: Path) -> subprocess.Popen:
         )
 
 
-def stop_all(procs: list[subprocess.Popen]) -> None:
-    """SIGTERM each process group (the hub stops its servers, services and proxy), then wait."""
+def stop_all(procs: list[subprocess.Popen], layout: Layout) -> None:
+    """SIGTERM each process group (the hub stops its servers, services and proxy), then wait.
+    A hub that does not stop within 45 s is killed, and then its proxy too (own session)."""
+    killed = False
     for proc in reversed(procs):
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)
@@ -145,6 +157,22 @@ def stop_all(procs: list[subprocess.Popen]) -> None:
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
+                killed = True
+    if killed:
+        stop_proxy(layout)
+
+
+def stop_proxy(layout: Layout) -> None:
+    """Stop the proxy of this demo (by its PID file, if that PID is still our proxy)."""
+    try:
+        pid = int((layout.workdir / "chp.pid").read_text().strip())
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except (OSError, ValueError):
+        return
+    if any(b"configurable-http-proxy" in a for a in argv) and (
+        str(layout.proxy_api_port).encode() in argv
+    ):
+        os.kill(pid, signal.SIGTERM)
 
 
 def run(layout: Layout, check: bool, signals: Signals) -> int:
@@ -158,38 +186,38 @@ def run(layout: Layout, check: bool, signals: Signals) -> int:
             layout.provider_log, layout.node_dir,
         )  # fmt: skip
         procs.append(provider)
+        hub = start(  # both start at once; the hub does not need the provider until a login
+            [str(layout.venv_bin / "jupyterhub"), "-f", str(layout.config_file)],
+            layout.hub_log,
+            layout.workdir,
+        )
+        procs.append(hub)
         wait_http(
             f"{layout.provider_url}/.well-known/openid-configuration",
             30,
             provider,
             layout.provider_log,
         )
-        hub = start(
-            [str(layout.venv_bin / "jupyterhub"), "-f", str(layout.config_file)],
-            layout.hub_log,
-            layout.workdir,
-        )
-        procs.append(hub)
         wait_http(f"{layout.hub_url}/hub/api/", 90, hub, layout.hub_log)
         for name in (CULLER, USER_LIMIT):
             wait_http(layout.service_url(name) + "health", 60, hub, layout.hub_log)
         print(banner.banner(layout, *who_may_log_in(layout)), flush=True)
-        signals.running = True
-        if check:
+        if check:  # Ctrl-C still interrupts
             steps = DemoCheck(layout).run()
             failed = [s.name for s in steps if not s.ok]
             print(f"check: {'FAILED: ' + ', '.join(failed) if failed else 'all parts work'}")
             return 1 if failed else 0
-        while not signals.stop.is_set() and all(p.poll() is None for p in procs):
-            signals.stop.wait(1)
+        signals.running = True
+        while not signals.stopped and all(p.poll() is None for p in procs):
+            time.sleep(0.5)  # a signal interrupts it and runs the handler
         for p in procs:
-            if p.poll() is not None and not signals.stop.is_set():
+            if p.poll() is not None and not signals.stopped:
                 print(f"demo: a process exited ({p.returncode}); see {layout.hub_log}")
                 return 1
         return 0
     finally:
         print("demo: stopping the hub, its servers and services, and the provider ...", flush=True)
-        stop_all(procs)
+        stop_all(procs, layout)
         print("demo: stopped", flush=True)
 
 
@@ -218,7 +246,7 @@ def main(argv=None) -> int:
         **ports,
     )
     signals = Signals()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, signals)
     try:
         prepare(layout)

@@ -95,7 +95,10 @@ class PortBusy(RuntimeError):
 
 
 def port_is_free(port: int) -> bool:
+    """Nothing listens on 127.0.0.1:``port``. With SO_REUSEADDR, as the hub and the proxy bind:
+    connections of a demo that just stopped (TIME_WAIT) do not count."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError as e:
