@@ -114,6 +114,30 @@ def shot(page, name: str) -> Path:
     return path
 
 
+# the docs show what `bash scripts/demo.sh` shows: default names and paths instead of this
+# test's user prefix, temporary home root and JHLE_PREFIX (text nodes only, nothing else)
+NORMALIZE = """pairs => {
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+    for (const [from, to] of pairs) node.nodeValue = node.nodeValue.split(from).join(to);
+  }
+}"""
+
+
+def docs_shot(page, demo: Demo, home_root: Path, name: str, step: str) -> Path:
+    """The step's screenshot for test-artifacts/, then the docs' copy with the demo's defaults."""
+    shot(page, step)
+    pairs = [
+        (f"{home_root}/{demo.prefix}", "/home/"),
+        (demo.prefix, ""),
+        (str(PREFIX), "/opt/jupyterhub-lab-ext"),
+    ]
+    page.evaluate(NORMALIZE, pairs)
+    path = ARTIFACTS / f"demo-docs-{name}.png"
+    page.screenshot(path=str(path))
+    return path
+
+
 def browser_login(page, demo: Demo, login: str) -> None:
     """From the hub's front page through the provider's login and consent forms."""
     page.goto(f"{demo.url}/")
@@ -185,7 +209,7 @@ def port_closed(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) != 0
 
 
-def test_demo_shows_every_part_in_a_browser(start_demo, browser):
+def test_demo_shows_every_part_in_a_browser(start_demo, browser, home_root):
     ARTIFACTS.mkdir(exist_ok=True)
     demo = start_demo()
     demo.wait_ready()
@@ -203,17 +227,17 @@ def test_demo_shows_every_part_in_a_browser(start_demo, browser):
     contexts = [browser.new_context(viewport={"width": 1280, "height": 800}) for _ in range(3)]
     pa, pb, pc = (ctx.new_page() for ctx in contexts)
     for page in (pa, pb, pc):
-        page.set_default_timeout(60_000)
+        page.set_default_timeout(120_000)  # a loaded machine: bounds, not timings
     shots = {}
     try:
         # 1. alice logs in and gets the spawn form: both shared envs and her own
         pa.goto(f"{demo.url}/")
         pa.get_by_text("Sign in with the demo provider").wait_for()
-        shots["login"] = shot(pa, "01-login")
+        shots["login"] = docs_shot(pa, demo, home_root, "login", "01-login")
         browser_login(pa, demo, "alice")
         assert form_envs(pa) == (["shared/base", "shared/data"], ["mine/scratch"])
         assert "/home" not in pa.inner_text("#jhle-shared-envs")  # shared: not in anyone's home
-        shots["spawn-form"] = shot(pa, "02-spawn-form")
+        shots["spawn-form"] = docs_shot(pa, demo, home_root, "spawn-form", "02-spawn-form")
 
         # 2. she picks the data env: JupyterLab with exactly the envs' kernels, hers the default
         start_from_form(pa, "shared/data")
@@ -225,7 +249,7 @@ def test_demo_shows_every_part_in_a_browser(start_demo, browser):
         status, specs = fetch_json(pa, f"/user/{alice}/api/kernelspecs")
         assert status == 200 and specs["default"] == "shared-data"
         assert set(specs["kernelspecs"]) == {"shared-base", "shared-data", "mine-scratch"}
-        shots["jupyterlab"] = shot(pa, "03-jupyterlab")
+        shots["jupyterlab"] = docs_shot(pa, demo, home_root, "jupyterlab", "03-jupyterlab")
 
         # 3. a notebook in the default kernel: numpy and a matplotlib plot from the data env
         pa.locator(".jp-Launcher-section", has_text="Notebook").first.locator(
@@ -251,7 +275,7 @@ def test_demo_shows_every_part_in_a_browser(start_demo, browser):
         assert "shared/data" in kernel_name, kernel_name
         # JupyterLab's first-run "get notified about official Jupyter news?" prompt never came
         assert NEWS_PROMPT not in pa.inner_text("body")
-        shots["notebook"] = shot(pa, "04-notebook-numpy")
+        shots["notebook"] = docs_shot(pa, demo, home_root, "notebook", "04-notebook-numpy")
 
         # 4. bob starts the default env; the hub is now at its cap of 2 running servers
         browser_login(pb, demo, "bob")
@@ -263,10 +287,10 @@ def test_demo_shows_every_part_in_a_browser(start_demo, browser):
         # 5. carol, the third listed user, lands on the live queue page
         browser_login(pc, demo, "carol")
         start_from_form(pc, "shared/data")
-        pc.wait_for_url("**/services/user-limit/queue*", timeout=60_000)
+        pc.wait_for_url("**/services/user-limit/queue*", timeout=120_000)
         pc.wait_for_selector("[data-testid=queue-position]:visible", timeout=30_000)
         assert pc.inner_text("[data-testid=queue-position]") == "1"
-        shots["queue"] = shot(pc, "06-queue")
+        shots["queue"] = docs_shot(pc, demo, home_root, "queue", "06-queue")
 
         # the services' REST APIs, as alice (admin) sees them in her browser
         status, limits = open_json(pa, f"{demo.url}/services/user-limit/api/status")
