@@ -191,7 +191,7 @@ def hub_config(mode: str, cap: int, homes: Path, timing_file: Path) -> str:
         "c.Spawner.start_timeout = 120",
         "c.Spawner.http_timeout = 120",
         # the API answers with the spawn's final outcome, in both modes
-        "c.JupyterHub.slow_spawn_timeout = 120",
+        "c.JupyterHub.tornado_settings = {'slow_spawn_timeout': None}",
         "c.JupyterHub.concurrent_spawn_limit = 0",
     ]
     if mode == "builtin":

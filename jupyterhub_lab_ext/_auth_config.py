@@ -50,10 +50,11 @@ class UserlistAuthConfig(LoggingConfigurable):
             alice@example.org admin group:teachers
             bob@example.org group:physics
 
-        The file is re-read when it changes (no restart): additions can log in at once,
-        removed users are refused at their next login or request, removing ``admin`` revokes
-        admin rights. If an edit breaks the file, the error is logged with ``file:line`` and
-        the last good version stays in force. Check a file with
+        The file is re-read when it changes (no restart): additions can log in at once;
+        within ``auth_refresh_age`` seconds every token and cookie of a removed user is
+        refused (see :attr:`on_removal`) and a removed ``admin`` loses admin rights, at the
+        hub, their servers and this package's services. If an edit breaks the file, the error
+        is logged with ``file:line`` and the last good version stays in force. Check a file with
         ``jupyterhub-lab-ext userlist check FILE``. A file that every local user could
         rewrite (world-writable, or in a world-writable directory) is refused: keep it in a
         root-owned directory such as ``/etc/jupyterhub``. Required.
@@ -63,9 +64,12 @@ class UserlistAuthConfig(LoggingConfigurable):
     userlist_poll_interval = Float(
         10.0,
         help="""
-        Seconds between checks of :attr:`userlist_file` for changes in the background, so that
-        removals are acted on (see :attr:`on_removal`) even when the user makes no request.
-        Logins and requests always check the file themselves. 0 disables the background check.
+        Seconds between two background passes: check :attr:`userlist_file` for changes, then
+        apply it to the hub's database (revoke the tokens and cookies of users without a line,
+        set the admin flag and groups of listed users; see :attr:`on_removal`), so edits take
+        effect even when the user makes no request. The pass runs at least every
+        ``auth_refresh_age / 2`` seconds whatever this says. Logins and requests always check
+        the file themselves. 0: only ``auth_refresh_age`` sets the pace.
         """,
     ).tag(config=True)
 
@@ -252,13 +256,16 @@ class UserlistAuthConfig(LoggingConfigurable):
         default_value="revoke",
         help="""
         What happens when a user's line disappears from the userlist (or the admin deletes the
-        user on the admin page):
+        user on the admin page). Every value revokes all of the user's credentials within
+        ``auth_refresh_age`` seconds: their API tokens, the OAuth tokens behind their cookies
+        at single-user servers and services, their servers' own hub tokens, and the hub login
+        cookie; the login is refused. Then:
 
-        - ``"revoke"`` (default): login and hub access are refused from the next login or
-          request on; running servers keep running until stopped or culled;
-        - ``"stop"``: also stop the user's running servers at once;
-        - ``"lock"``: also stop the servers and lock the system account (password locked,
-          account expired). Re-adding the line unlocks it at the next login.
+        - ``"revoke"`` (default): running servers keep running, unreachable with the user's
+          credentials, until an admin or the idle culler stops them;
+        - ``"stop"``: the user's servers are also stopped (at the next background pass);
+        - ``"lock"``: the servers are stopped and the system account is locked (password
+          locked, account expired). Re-adding the line unlocks it at the next login.
 
         Homes are never deleted; see :attr:`archive_removed_homes`.
         """,

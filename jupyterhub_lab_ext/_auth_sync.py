@@ -2,7 +2,7 @@
 
 Removal actions (see ``on_removal``): stop the user's servers through the hub app, lock the
 system account, archive the home. Each runs as a task on the hub's event loop; failures are
-logged, never raised into a request.
+logged, never raised into a request. Tokens and cookies are :mod:`._auth_access`'s job.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ from collections.abc import Awaitable
 
 from tornado.ioloop import PeriodicCallback
 from tornado.web import HTTPError
+
+from ._auth_access import check_interval
 
 
 def refusal(status: int, message: str) -> HTTPError:
@@ -28,6 +30,7 @@ class RemovalActions:
         self.log = auth.log
         self._tasks: set[asyncio.Task] = set()
         self._poller: PeriodicCallback | None = None
+        self._stopping: dict[str, asyncio.Lock] = {}
 
     def spawn(self, coro: Awaitable) -> asyncio.Task | None:
         """Run ``coro`` as a tracked task (or drop it with a log line if no loop runs)."""
@@ -53,8 +56,9 @@ class RemovalActions:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     def start_polling(self) -> None:
-        """Start the background check of the userlist file (idempotent, needs a running loop)."""
-        interval = self.auth.userlist_poll_interval
+        """Start the background pass (file check, then :meth:`.HubAccess.sync`) every
+        :func:`._auth_access.check_interval` seconds (idempotent, needs a running loop)."""
+        interval = check_interval(self.auth.userlist_poll_interval, self.auth.auth_refresh_age)
         if self._poller is not None or interval <= 0:
             return
         try:
@@ -93,13 +97,23 @@ class RemovalActions:
         else:
             self.log.info("user=%s: %s done%s", username, method, f" ({result})" if result else "")
 
-    async def stop_servers(self, username: str) -> int:
-        """Stop every active server of ``username`` (via the hub app); return how many."""
+    async def stop_servers(self, username: str, *, only_unlisted: bool = False) -> int:
+        """Stop every active server of ``username`` (via the hub app); return how many.
+
+        One stop at a time per user: a second call waits for the first and then finds nothing
+        left to stop. ``only_unlisted``: do nothing if the user is (back) in the userlist.
+        """
         app = getattr(self.auth, "parent", None)
         users = getattr(app, "users", None)
         if users is None:
             self.log.warning("user=%s: no hub app available, servers not stopped", username)
             return 0
+        async with self._stopping.setdefault(username, asyncio.Lock()):
+            if only_unlisted and self.auth.userlist_entry(username) is not None:
+                return 0
+            return await self._stop_all(app, users, username)
+
+    async def _stop_all(self, app, users, username: str) -> int:
         try:
             user = users[username]
         except KeyError:
@@ -108,7 +122,7 @@ class RemovalActions:
         for name, spawner in list(user.spawners.items()):
             if not spawner.active or spawner.pending == "stop":
                 continue
-            self.log.info("user=%s removed from the userlist: stopping server %r", username, name)
+            self.log.info("user=%s is not in the userlist: stopping server %r", username, name)
             try:
                 await app.proxy.delete_user(user, name)
                 await user.stop(name)

@@ -6,7 +6,8 @@ generic OAuth2/OIDC), ``userlist-github`` and ``userlist-google``.
 
 Glue only: parsing lives in :mod:`.userlist`, names in :mod:`.naming`, accounts and homes in
 :mod:`.system_users`, configuration in :mod:`._auth_config`, removal actions in
-:mod:`._auth_sync`.
+:mod:`._auth_sync`, applying the list to the hub's database (tokens, cookies, admin flag,
+groups) in :mod:`._auth_access`.
 
 Override points for subclasses (documented in docs/authenticator.md, "Subclassing"):
 :meth:`~UserlistAuthenticatorMixin.identity_from_userinfo`,
@@ -31,8 +32,10 @@ from oauthenticator.google import GoogleOAuthenticator
 from traitlets import default
 
 from . import naming
+from ._auth_access import HubAccess, Wanted, server_args, server_cache_max_age
 from ._auth_config import UserlistAuthConfig
 from ._auth_sync import RemovalActions, provision, refusal
+from .oidc_discovery import OIDCDiscoveryMixin
 from .userlist import (
     Userlist,
     UserlistEntry,
@@ -70,8 +73,8 @@ class UserlistAuthenticatorMixin(UserlistAuthConfig):
     oauthenticator class: ``class MyAuth(UserlistAuthenticatorMixin, SomeOAuthenticator)``.
     """
 
-    # JupyterHub refreshes auth every auth_refresh_age seconds; our check is one stat(),
-    # so a shorter default makes list edits apply quickly to logged-in users.
+    # The bound within which a userlist edit reaches every credential (see _auth_access);
+    # JupyterHub's refresh costs us one stat(), so a short default is cheap.
     @default("auth_refresh_age")
     def _default_auth_refresh_age(self):
         return 60
@@ -102,6 +105,7 @@ class UserlistAuthenticatorMixin(UserlistAuthConfig):
         self._provider_identities: dict[str, None] = {}  # from a login, not the admin
         self._ensured: set[str] = set()
         self.actions = RemovalActions(self)
+        self.access = HubAccess(self)
         if self.archive_removed_homes and self.on_removal == "revoke":
             self.log.warning("archive_removed_homes needs on_removal 'stop' or 'lock': ignored")
         try:
@@ -151,7 +155,8 @@ class UserlistAuthenticatorMixin(UserlistAuthConfig):
         """Called once when ``username`` leaves the userlist (file edit or admin page delete).
 
         Default: apply :attr:`on_removal` (stop servers, lock the account) and
-        :attr:`archive_removed_homes`. Access itself is already revoked.
+        :attr:`archive_removed_homes`. Tokens and cookies are revoked by the hub pass
+        (:mod:`._auth_access`) whatever this does.
         """
         await self.actions.apply(username)
 
@@ -173,6 +178,7 @@ class UserlistAuthenticatorMixin(UserlistAuthConfig):
         return new
 
     def _on_list_changed(self, old: Userlist, new: Userlist) -> None:
+        self.actions.spawn(self.access.sync())  # tokens, cookies, admin flags: right away
         removed = old.usernames - new.usernames
         for name in sorted(removed):
             self._ensured.discard(name)
@@ -189,15 +195,38 @@ class UserlistAuthenticatorMixin(UserlistAuthConfig):
             return None
 
     async def poll_userlist(self) -> None:
-        """Re-check the file now (done every :attr:`userlist_poll_interval` seconds).
+        """Re-check the file, then apply the list to the hub's users (see :mod:`._auth_access`).
 
-        A changed file is re-read in a worker thread, then changes are acted on here.
+        Runs every ``min(userlist_poll_interval, auth_refresh_age / 2)`` seconds. A changed
+        file is re-read in a worker thread, then changes are acted on here.
         """
         try:
             await asyncio.to_thread(self._userlist.get)
         except UserlistLoadError:
             return
         self._current_list()
+        await self.access.sync()
+
+    def wanted_access(self, username: str, userlist: Userlist | None = None) -> Wanted:
+        """What the userlist (``userlist``, default the current one) grants ``username``."""
+        if userlist is None:
+            entry = self.userlist_entry(username)
+        else:
+            entry = userlist.get(username)
+        if entry is None:
+            return Wanted(listed=False, admin=self._admin_for(username, None))
+        groups = frozenset(self.groups_for(entry)) if self.manage_groups else None
+        return Wanted(listed=True, admin=self._admin_for(username, entry), groups=groups)
+
+    def _refuses_unlisted(self) -> bool:
+        """True when users without a line are refused (a list is loaded, no ``allow_all``)."""
+        if self.allow_all:
+            return False
+        try:
+            self._current_list()
+        except UserlistLoadError:
+            return False
+        return True
 
     def _admin_for(self, username: str, entry: UserlistEntry | None) -> bool:
         """``admin`` on the line, ``admin_users``, or a file group listed in ``admin_groups``."""
@@ -393,9 +422,18 @@ class UserlistAuthenticatorMixin(UserlistAuthConfig):
             await self.poll_userlist()
 
     async def pre_spawn_start(self, user, spawner):
+        if not self.wanted_access(user.name).listed and self._refuses_unlisted():
+            # not even an admin starts a server for a removed user (nor unlocks their account)
+            self.log.warning("user=%s is not in the userlist: server not started", user.name)
+            raise refusal(
+                403, f"{user.name} is not on this hub's user list: no server can be started."
+            )
         result = super().pre_spawn_start(user, spawner)
         if inspect.isawaitable(result):
             await result
+        # the server re-asks the hub about a cookie or token at least this often, so that
+        # revoked credentials stop working there within auth_refresh_age
+        spawner.args = server_args(spawner.args, server_cache_max_age(self.auth_refresh_age))
         await self._provision(user.name)
 
     # ---- system users -----------------------------------------------------------------------
@@ -416,8 +454,12 @@ class UserlistAuthenticatorMixin(UserlistAuthConfig):
         await provision(self, username, during_login=during_login)
 
 
-class UserlistOAuthenticator(UserlistAuthenticatorMixin, GenericOAuthenticator):
-    """Generic OAuth2/OIDC login restricted by the userlist (entry point ``userlist``)."""
+class UserlistOAuthenticator(UserlistAuthenticatorMixin, OIDCDiscoveryMixin, GenericOAuthenticator):
+    """Generic OAuth2/OIDC login restricted by the userlist (entry point ``userlist``).
+
+    With ``oidc_issuer`` set, the provider's endpoints come from its discovery document
+    (:mod:`.oidc_discovery`).
+    """
 
 
 class UserlistGitHubOAuthenticator(UserlistAuthenticatorMixin, GitHubOAuthenticator):

@@ -13,7 +13,9 @@ one line to :data:`REGISTRARS`.
 
 Both apply the same naming rules as the hub: pass ``--config jupyterhub_config.py`` to read
 ``username_prefix``, ``domain_rules`` and ``reserved_usernames`` (and ``userlist_file`` when
-FILE is omitted) from it, or give ``--prefix`` / ``--domain-rule`` directly.
+FILE is omitted) from it, or give ``--prefix`` / ``--domain-rule`` directly. Without either,
+no prefix and no domain rules apply (so clashes they would cause go unnoticed); ``check``
+says which rules it used on its second line.
 """
 
 from __future__ import annotations
@@ -62,8 +64,30 @@ def _domain_rule(text: str) -> tuple[str, str]:
     return domain, tag
 
 
+def naming_summary(prefix: str, rules: dict[str, str], source: str) -> str:
+    """The line ``userlist check`` prints about the naming rules it applied."""
+    parts = [f"username prefix {prefix!r}" if prefix else "no username prefix"]
+    if rules:
+        shown = (f"{d} -> {t!r}" if t else f"{d} dropped" for d, t in sorted(rules.items()))
+        parts.append("domain rules " + ", ".join(shown))
+    else:
+        parts.append("no domain rules")
+    return f"naming: {'; '.join(parts)} ({source})"
+
+
+def _source(args) -> str:
+    if args.config:
+        return f"from {args.config}"
+    if args.prefix is not None or args.domain_rule:
+        return "from the command line"
+    return "none given: pass --config with the hub's jupyterhub_config.py to check with its rules"
+
+
 def _load(args) -> tuple[str, Userlist | None, list[str]]:
-    """Resolve settings, parse the file; return (path, list or None, error lines)."""
+    """Resolve settings, parse the file; return (path, list or None, error lines).
+
+    Sets ``args.naming`` to the :func:`naming_summary` of the rules used.
+    """
     try:
         settings = hub_settings(args.config) if args.config else {}
     except Exception as e:  # the config file is Python: anything can go wrong in it
@@ -74,6 +98,7 @@ def _load(args) -> tuple[str, Userlist | None, list[str]]:
     prefix = args.prefix if args.prefix is not None else settings.get("username_prefix", "")
     rules = dict(settings.get("domain_rules", {}))
     rules.update(dict(args.domain_rule or ()))
+    args.naming = naming_summary(prefix, rules, _source(args))
     try:
         username_for = naming.make_normalizer(prefix=prefix, domain_rules=rules)
     except naming.NamingError as e:
@@ -100,6 +125,7 @@ def _cmd_check(args) -> int:
         return 1
     admins = sum(e.admin for e in ul.entries)
     print(f"{path}: OK, {len(ul)} users ({admins} admins)")
+    print(args.naming)
     return 0
 
 

@@ -12,6 +12,7 @@ user's envs (see :mod:`jupyterhub_lab_ext.kernelspec`).
 from __future__ import annotations
 
 import asyncio
+import html
 import os
 
 from jupyterhub.spawner import LocalProcessSpawner
@@ -55,6 +56,26 @@ def _apply_user_options(spawner, user_options):
 
 def _render_options_form(spawner):
     return spawner.render_conda_options_form()
+
+
+def env_notice(names: list[str], default_env: str, last: str | None) -> str:
+    """What the spawn form tells the user when an env it would preselect is missing ("" if none).
+
+    ``names``: the offered envs; ``last``: the user's previous choice, if any.
+    """
+    if not names:
+        return (
+            "No environment is available to you, so JupyterLab will have no kernels. Ask the "
+            "hub's administrators, or create an environment of your own (see below)."
+        )
+    if last and last not in names:
+        return f"Your last environment, {last}, no longer exists: pick another one."
+    if not last and default_env and default_env not in names:
+        return (
+            f"The default environment, {default_env}, is not installed on this hub; {names[0]} "
+            "is preselected instead. The hub's administrators have been told in the hub log."
+        )
+    return ""
 
 
 class CondaKernelSpawnerMixin(LoggingConfigurable):
@@ -210,15 +231,20 @@ class CondaKernelSpawnerMixin(LoggingConfigurable):
         envs = await self.list_conda_envs()
         names = {e.name for e in envs}
         last = (self.user_options or {}).get(OPTION)
+        notice = env_notice([e.name for e in envs], self.default_env, last)
         if last not in names:
             choice = self._default_choice(envs)
             last = choice.name if choice else None
-        return self._form_template().render(
+        form = self._form_template().render(
             shared_envs=[e for e in envs if e.group == "shared"],
             user_envs=[e for e in envs if e.group != "shared"],
             selected=last,
             field=OPTION,
         )
+        if notice:
+            alert = '<div class="alert alert-warning jhle-env-notice" role="alert">{}</div>\n'
+            form = alert.format(html.escape(notice)) + form
+        return form
 
     # -- validation (form and REST) ------------------------------------------------------------
 

@@ -22,6 +22,10 @@ command -v rsync >/dev/null || need_apt+=(rsync)
 if [[ $WITH == *test* ]]; then
   command -v chromium >/dev/null || need_apt+=(chromium)
   command -v /usr/lib/postgresql/15/bin/initdb >/dev/null || need_apt+=(postgresql)
+  # the production-path test: the example nginx site with TLS, `systemd-analyze verify` on the units
+  command -v nginx >/dev/null || need_apt+=(nginx)
+  command -v openssl >/dev/null || need_apt+=(openssl)
+  command -v systemd-analyze >/dev/null || need_apt+=(systemd)
   if [[ ${JHLE_SKIP_DOCKER:-0} != 1 ]]; then
     command -v dockerd >/dev/null || need_apt+=(docker.io)
     command -v debootstrap >/dev/null || need_apt+=(debootstrap)
@@ -30,6 +34,15 @@ fi
 if ((${#need_apt[@]})); then
   echo "bootstrap: apt-get install ${need_apt[*]}"
   apt-get update -q
+  # Daemons installed for the tests (nginx, postgresql, docker) must not start on their own,
+  # listening on every address: deny starts while installing (Debian's policy-rc.d), unless the
+  # machine already has a policy. The tests run their own instances on 127.0.0.1.
+  policy=/usr/sbin/policy-rc.d
+  if [[ ! -e $policy ]]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy"
+    chmod 755 "$policy"
+    trap 'rm -f "$policy"' EXIT
+  fi
   apt-get install -y -q --no-install-recommends "${need_apt[@]}"
 fi
 
@@ -43,7 +56,8 @@ py=$PREFIX/venv/bin/python
 pip_install() { "$py" -m pip install -q "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2); }
 extras=demo
 [[ $WITH == *test* ]] && extras=test,docs,bench,docker
-stamp=$PREFIX/venv/.deps-$(sha1sum "$here/setup.cfg" | cut -c1-12)
+# one stamp per set of extras: `demo.sh` then `test.sh` on one prefix must still add the test extras
+stamp=$PREFIX/venv/.deps-${extras//,/-}-$(sha1sum "$here/setup.cfg" | cut -c1-12)
 if [[ ! -e $stamp ]]; then
   pip_install --upgrade pip
   pip_install "$here[$extras]"

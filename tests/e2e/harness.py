@@ -549,11 +549,16 @@ def oidc_login(
     return client, resp
 
 
-async def _execute(url: str, token: str, code: str, timeout: float) -> dict:
+async def _execute(url: str, token: str, code: str, timeout: float, **request_kwargs) -> dict:
     from tornado.httpclient import HTTPRequest
     from tornado.websocket import websocket_connect
 
-    req = HTTPRequest(url, headers={"Authorization": f"token {token}"}, request_timeout=timeout)
+    req = HTTPRequest(
+        url,
+        headers={"Authorization": f"token {token}"},
+        request_timeout=timeout,
+        **request_kwargs,
+    )
     conn = await asyncio.wait_for(websocket_connect(req), timeout)
     msg_id = uuid.uuid4().hex
     conn.write_message(
@@ -607,7 +612,13 @@ async def _execute(url: str, token: str, code: str, timeout: float) -> dict:
 def run_in_kernel(hub: Hub, user: str, kernel_id: str, code: str, timeout: float = 60) -> dict:
     """Execute ``code`` in a running kernel of ``user``'s server; return stdout/stderr/error."""
     ws_url = f"ws://127.0.0.1:{hub.port}/user/{user}/api/kernels/{kernel_id}/channels"
-    return run_coroutine(lambda: _execute(ws_url, hub.admin_token, code, timeout))
+    return execute_code(ws_url, hub.admin_token, code, timeout)
+
+
+def execute_code(ws_url: str, token: str, code: str, timeout: float = 60, **request_kwargs) -> dict:
+    """Execute ``code`` through a kernel's ``.../channels`` websocket (``ws://`` or ``wss://``;
+    ``request_kwargs`` for tornado's HTTPRequest, e.g. ``ca_certs``)."""
+    return run_coroutine(lambda: _execute(ws_url, token, code, timeout, **request_kwargs))
 
 
 def run_coroutine(make_coro: Callable[[], object]):

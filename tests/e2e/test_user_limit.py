@@ -9,9 +9,12 @@ servers start quickly; the login cases use the userlist authenticator with real 
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import os
 import shutil
 import signal
+import subprocess
+import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -25,9 +28,16 @@ SERVICE = "user-limit"
 
 
 def limit_config(
-    tmp: Path, port: int, *, hook_args: str = "", simple: bool = True, null_auth: bool = True
+    tmp: Path,
+    port: int,
+    *,
+    hook_args: str = "",
+    simple: bool = True,
+    null_auth: bool = True,
+    extra: str = "",
 ) -> str:
-    """Hub config: the one-line ``enable_user_limit`` plus (optionally) a light spawner."""
+    """Hub config: the one-line ``enable_user_limit`` plus (optionally) a light spawner, then
+    ``extra`` lines."""
     lines = ["from jupyterhub_lab_ext.services.user_limit.hook import enable_user_limit"]
     if simple:
         homes = tmp / "homes"
@@ -50,6 +60,7 @@ def limit_config(
         # the harness's admin service may change limits (custom scope made by enable_user_limit)
         "c.JupyterHub.load_roles.append({'name': 'e2e-limit-admin', "
         "'scopes': ['custom:user-limit:admin'], 'services': ['e2e-admin']})",
+        extra,
     ]
     return "\n".join(lines) + "\n"
 
@@ -147,6 +158,7 @@ def limits_hub(make_hub, tmp_path, user_prefix):
             hook_args=hook_args,
             simple=simple,
             null_auth=kw["authenticator"] is None,
+            extra=extra,
         )
         hub = make_hub(config, **kw)
         return Limits(hub, user_prefix)
@@ -181,24 +193,47 @@ def test_third_user_queues_and_starts_by_itself(limits_hub):
     assert me["state"] == "active" and me["position"] is None
 
 
-def test_fifty_concurrent_spawns_against_cap_ten(limits_hub):
-    # 50 spawns at once on a small machine: let the API answer with the spawn's final outcome
-    # (with the default 10 s the hub answers 202 first and a later refusal fails the spawn)
-    lim = limits_hub(
-        "max_active_servers=10, start_queued_servers=False",
-        extra="c.JupyterHub.slow_spawn_timeout = 120",
-    )
+@contextlib.contextmanager
+def cpu_load(seconds: float = 300):
+    """One CPU-burning process per core (at least 2, at most 8) beside the hub: the load under which
+    the hub once answered spawns before their admission was decided. Each burner ends by itself
+    after ``seconds``; leaving the block stops them by PID."""
+    burn = f"import time\nend = time.monotonic() + {seconds}\nwhile time.monotonic() < end: pass"
+    count = max(2, min(os.cpu_count() or 2, 8))
+    procs = [subprocess.Popen([sys.executable, "-c", burn]) for _ in range(count)]
+    try:
+        yield
+    finally:
+        for p in procs:
+            p.kill()
+        for p in procs:
+            p.wait(timeout=30)
+
+
+def test_fifty_concurrent_spawns_against_cap_ten_under_cpu_load(limits_hub):
+    # 50 REST spawns at once while every core is busy with something else: the hub then reaches
+    # the admission hook of many spawns only after JupyterHub's slow_spawn_timeout (10 s), and
+    # used to answer them 202 before they were decided (14, 15, 11 and 45 answers of 201/202 seen)
+    lim = limits_hub("max_active_servers=10, start_queued_servers=False")
     names = lim.create_users(*[f"p{i:02d}" for i in range(50)])
 
-    def spawn(name):
-        return name, lim.spawn(name).status_code
+    def decided():
+        status = lim.status()
+        return status["usage"]["active_servers"] + status["queue_length"] == 50
 
-    with concurrent.futures.ThreadPoolExecutor(50) as pool:
-        results = dict(pool.map(spawn, names))
+    pool = concurrent.futures.ThreadPoolExecutor(50)
+    try:
+        with cpu_load():
+            futures = {name: pool.submit(lim.spawn, name) for name in names}
+            # the load lasts until the service has decided every spawn (10 places + 40 in line)
+            wait_until(decided, timeout=240, interval=1, what="all 50 spawns decided")
+        results = {name: f.result().status_code for name, f in futures.items()}
+    finally:
+        pool.shutdown(wait=True)
     started = sorted(n for n, s in results.items() if s in (201, 202))
     refused = [n for n, s in results.items() if s == 429]
     assert len(started) == 10, results
-    assert len(refused) == 40
+    assert len(refused) == 40, results
     for name in started:
         lim.wait_ready(name, timeout=240)
     assert sorted(lim.active()) == started
@@ -207,6 +242,36 @@ def test_fifty_concurrent_spawns_against_cap_ten(limits_hub):
     assert [e["position"] for e in queue["entries"]] == list(range(1, 41))
     assert sorted(e["user"] for e in queue["entries"]) == sorted(refused)
     assert lim.status()["usage"]["active_servers"] == 10
+
+
+# runs in user.spawn() before the pre_spawn_hook: the hub reaches the admission only after 12 s
+SLOW_HUB = """
+import asyncio
+
+async def _slow_auth_state_hook(spawner, auth_state):
+    await asyncio.sleep(12)
+
+c.Spawner.auth_state_hook = _slow_auth_state_hook
+"""
+
+
+def test_admission_decided_after_ten_seconds_is_still_the_answer(limits_hub):
+    # later than JupyterHub's default slow_spawn_timeout (10 s): the hub used to answer all
+    # three 202 and fail two of them afterwards
+    lim = limits_hub("max_active_servers=1, start_queued_servers=False", extra=SLOW_HUB)
+    names = lim.create_users("a", "b", "c")
+    with concurrent.futures.ThreadPoolExecutor(3) as pool:
+        answers = dict(zip(names, pool.map(lim.spawn, names), strict=True))
+    codes = {n: r.status_code for n, r in answers.items()}
+    assert sorted(codes.values()) == [201, 429, 429], codes
+    (admitted,) = [n for n, code in codes.items() if code == 201]
+    assert set(lim.ready()) == {(admitted, "")}
+    for name, resp in answers.items():
+        if name != admitted:
+            assert "in line" in resp.json()["message"]
+            assert resp.headers["X-JupyterHub-Queue-Position"] in ("1", "2")
+    assert sorted(lim.queue()) == sorted(set(names) - {admitted})
+    assert lim.status()["usage"]["active_servers"] == 1
 
 
 def test_group_quota_named_servers_and_per_user_cap(limits_hub):

@@ -283,7 +283,7 @@ async def test_first_login_creates_account_and_home_once(make_auth, provider, fa
     await login(auth, provider, email="alice@example.org")
     user = SimpleNamespace(name="alice", admin=True)
     await auth.add_user(user)
-    await auth.pre_spawn_start(user, None)
+    await auth.pre_spawn_start(user, SimpleNamespace(args=[]))
     assert fake_su.calls == [
         ("ensure", "alice", "/srv/homes/alice", 0o750),
         ("populate", "alice", "/srv/template", True),
@@ -297,7 +297,11 @@ async def test_hub_start_add_user_is_cheap(make_auth, fake_su, caplog):
     await auth.add_user(orm.User(name="zed"))
     assert fake_su.calls == []
     assert "user=zed is in the hub database but not in the userlist" in caplog.text
-    await auth.pre_spawn_start(SimpleNamespace(name="alice"), None)  # after restart: ensured here
+    spawner = SimpleNamespace(args=["--debug"])
+    # after restart: ensured here
+    await auth.pre_spawn_start(SimpleNamespace(name="alice"), spawner)
+    # and the server re-asks the hub about cookies within auth_refresh_age / 2
+    assert spawner.args == ["--debug", "--HubOAuth.cache_max_age=30"]
     assert fake_su.names("ensure") == ["alice"]
     assert fake_su.names("populate") == []  # no template configured
 

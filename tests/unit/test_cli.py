@@ -23,7 +23,29 @@ def run(capsys, *argv):
 def test_check_valid(ul, capsys):
     rc, out, err = run(capsys, "userlist", "check", str(ul), "--no-system-accounts")
     assert (rc, err) == (0, "")
-    assert out == f"{ul}: OK, 3 users (1 admins)\n"
+    assert out.splitlines() == [
+        f"{ul}: OK, 3 users (1 admins)",
+        "naming: no username prefix; no domain rules (none given: pass --config with the hub's "
+        "jupyterhub_config.py to check with its rules)",
+    ]
+
+
+def test_check_says_which_naming_rules_it_used(ul, tmp_path, capsys):
+    cfg = tmp_path / "jupyterhub_config.py"
+    cfg.write_text(
+        "c = get_config()\n"
+        "c.UserlistAuthenticatorMixin.domain_rules = {'example.org': '', 'uni.test': 'u'}\n"
+    )
+    rc, out, _ = run(capsys, "userlist", "check", str(ul), "--config", str(cfg))
+    assert rc == 0
+    assert out.splitlines()[1] == (
+        "naming: no username prefix; domain rules example.org dropped, uni.test -> 'u' "
+        f"(from {cfg})"
+    )
+    rc, out, _ = run(capsys, "userlist", "check", str(ul), "--prefix", "jh-")
+    assert out.splitlines()[1] == (
+        "naming: username prefix 'jh-'; no domain rules (from the command line)"
+    )
 
 
 @pytest.mark.parametrize(

@@ -390,12 +390,88 @@ def test_state_stays_under_the_state_dir(env, tmp_path):
     for svc in cfg.JupyterHub.services:
         assert svc["cwd"] == services_dir
         assert svc["user"] == "jupyterhub-services"
-        text = " ".join(svc["command"]) + json.dumps(svc.get("environment", {}))
-        dbs = re.findall(r"sqlite:///(/[^\s\"']+)", text)
+        settings = svc.get("environment", {}).get("JUPYTERHUB_USER_LIMIT_SETTINGS", "")
+        dbs = re.findall(r"sqlite:///(/[^\s\"']+)", " ".join(svc["command"]) + settings)
         assert dbs and all(db.startswith(services_dir + "/") for db in dbs), svc["name"]
-    # the hook secret was created there, private
+    assert list(tmp_path.iterdir()) == [], "loading the config writes nothing"
+    # the hook secret is made in the state dir, private, when the hub starts the service
+    env = service(cfg, "user-limit")["environment"]
+    secret = env["JUPYTERHUB_USER_LIMIT_HOOK_TOKEN"](None)
     token = tmp_path / "user-limit-hook-token"
-    assert token.stat().st_mode & 0o777 == 0o600
+    assert token.stat().st_mode & 0o777 == 0o600 and token.read_text() == secret
+
+
+SITE_VARIABLES = re.compile(r"""site\(\s*["']([A-Z_]+)["']""")
+
+
+def test_loads_without_the_environment_file_and_writes_nothing(monkeypatch, tmp_path):
+    """Admin commands (upgrade-db, userlist check --config) in a root shell: no secrets set."""
+    names = set(SITE_VARIABLES.findall(HUB_CONFIG.read_text()))
+    assert {"OAUTH_CLIENT_SECRET", "IDLE_CULLER_API_TOKEN", "USER_LIMIT_HOOK_TOKEN"} <= names
+    for name in names:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    cfg = load(HUB_CONFIG)
+    assert cfg.JupyterHub.db_url == "sqlite:////var/lib/jupyterhub/jupyterhub.sqlite"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_every_site_variable_is_documented():
+    documented = (REPO / "docs" / "deployment.md").read_text()
+    for name in set(SITE_VARIABLES.findall(HUB_CONFIG.read_text())):
+        assert f"`{name}`" in documented, name
+
+
+def test_ports_and_base_url_come_from_the_environment(env):
+    env.setenv("JUPYTERHUB_PUBLIC_URL", "https://lab.example.org/hub-a/")
+    for name, port in [
+        ("JUPYTERHUB_PORT", "18000"),
+        ("JUPYTERHUB_HUB_PORT", "18081"),
+        ("JUPYTERHUB_PROXY_API_PORT", "18001"),
+        ("IDLE_CULLER_PORT", "20101"),
+        ("USER_LIMIT_PORT", "20102"),
+    ]:
+        env.setenv(name, port)
+    cfg = load(HUB_CONFIG)
+    hub = cfg.JupyterHub
+    assert (hub.port, hub.hub_port, hub.base_url) == (18000, 18081, "/hub-a/")
+    assert cfg.ConfigurableHTTPProxy.api_url == "http://127.0.0.1:18001"
+    assert service(cfg, "idle-culler")["url"] == "http://127.0.0.1:20101"
+    assert service(cfg, "user-limit")["url"] == "http://127.0.0.1:20102"
+    assert (
+        cfg.OAuthenticator.oauth_callback_url == "https://lab.example.org/hub-a/hub/oauth_callback"
+    )
+
+
+def test_services_as_units(env, monkeypatch):
+    env.setenv("JUPYTERHUB_SERVICES", "systemd")
+    for name in ("IDLE_CULLER_API_TOKEN", "USER_LIMIT_API_TOKEN", "USER_LIMIT_HOOK_TOKEN"):
+        env.setenv(name, name.lower() * 2)
+    cfg = load(HUB_CONFIG)
+    for name in ("idle-culler", "user-limit"):
+        svc = service(cfg, name)
+        assert not {"command", "environment", "user", "cwd"} & set(svc), name
+        # a hub restart must not wait JupyterHub's default 30 s for a unit that is not up yet
+        assert svc["timeout"] == 2
+    assert service(cfg, "idle-culler")["api_token"] == "idle_culler_api_token" * 2
+    assert all_problems(cfg, monkeypatch) == []
+    # the same least-privilege role as when the hub runs the culler
+    env.setenv("JUPYTERHUB_SERVICES", "hub")
+    assert role_of(load(HUB_CONFIG), "idle-culler") == role_of(cfg, "idle-culler")
+
+
+def test_services_as_units_without_the_tokens_still_load(env):
+    env.setenv("JUPYTERHUB_SERVICES", "systemd")
+    with pytest.warns(UserWarning, match="empty, so service") as warned:
+        cfg = load(HUB_CONFIG)
+    assert len(warned) == 2
+    assert "api_token" not in service(cfg, "idle-culler")
+
+
+def test_unknown_services_mode_is_refused(env):
+    env.setenv("JUPYTERHUB_SERVICES", "docker")
+    with pytest.raises(ValueError, match="JUPYTERHUB_SERVICES"):
+        load(HUB_CONFIG)
 
 
 # -- the checks themselves fail on real mistakes ---------------------------------------------
@@ -406,18 +482,27 @@ MISTAKES = {
         "c.CondaKernelSpawnerMixin.shared_env_dir",
     ),
     "wrong-class-for-provider": (
-        "c.UserlistOAuthenticator.authorize_url",
-        "c.UserlistGitHubOAuthenticator.authorize_url",
+        "c.UserlistOAuthenticator.oidc_issuer",
+        "c.UserlistGitHubOAuthenticator.oidc_issuer",
     ),
     "unknown-entry-point": ('"conda-kernel"', '"conda-kernels"'),
     "bad-value": ("home_mode = 0o700", 'home_mode = "private"'),
-    "unknown-scope": ('"delete:servers",', '"delete:server",'),
+    "unknown-scope": ('"access:services!service=idle-culler",', '"access:service!idle-culler",'),
     "undefined-custom-scope": ('"custom:idle-culler:admin",\n', '"custom:idle-culler:admn",\n'),
     "unknown-culler-flag": ('"--timeout=3600"', '"--timout=3600"'),
     "bad-culler-value": ('"--cull-every=300"', '"--cull-every=often"'),
     "unknown-limit-setting": ("max_users=200", "max_user=200"),
-    "role-for-missing-service": ('"services": ["idle-culler"]', '"services": ["culler"]'),
+    "role-for-missing-service": ('"groups": ["teachers"]', '"services": ["culler"]'),
 }
+
+
+def problems_of(path: Path, monkeypatch) -> list[str]:
+    """Loading fails (the hub would not start) or the checks find something."""
+    try:
+        cfg = load(path)
+    except (Exception, SystemExit) as e:  # traitlets exits on a bad command-line value
+        return [f"load: {type(e).__name__}: {e}"]
+    return all_problems(cfg, monkeypatch)
 
 
 @pytest.mark.parametrize("mistake", sorted(MISTAKES))
@@ -428,8 +513,7 @@ def test_checks_catch_mistakes(env, tmp_path, monkeypatch, mistake):
     broken = tmp_path / "broken" / "jupyterhub_config.py"
     broken.parent.mkdir()
     broken.write_text(text.replace(old, new, 1))
-    cfg = load(broken)
-    assert all_problems(cfg, monkeypatch), f"{mistake} went unnoticed"
+    assert problems_of(broken, monkeypatch), f"{mistake} went unnoticed"
 
 
 def test_the_untouched_config_has_no_problems(env, monkeypatch):
@@ -528,6 +612,50 @@ def test_service_units_match_the_hub_config(env, name):
     assert command_problems(app_cls, args) == []
 
 
+@pytest.mark.parametrize("name", ["idle-culler", "user-limit"])
+def test_service_units_start_and_stop_with_the_hub_in_parallel(name):
+    svc = unit(f"jupyterhub-{name}.service")
+    assert svc["PartOf"] == ["jupyterhub.service"]
+    assert svc["WantedBy"] == ["jupyterhub.service"]
+    # no ordering after the hub: they start together, the hub waits at most 2 s for them
+    assert "jupyterhub.service" not in " ".join(svc.get("After", []))
+    assert any(v.startswith("/etc/jupyterhub/") for v in svc["EnvironmentFile"])
+
+
+def test_culler_unit_runs_the_flags_its_role_was_made_for(env):
+    """The role of the external culler comes from CULLER_ARGS in the config."""
+    env.setenv("JUPYTERHUB_SERVICES", "hub")
+    managed = service(load(HUB_CONFIG), "idle-culler")["command"]
+    flags = [a for a in managed if a.startswith("--") and not a.startswith("--db-url")]
+    argv = shlex.split(unit("jupyterhub-idle-culler.service")["ExecStart"][0])
+    assert [a for a in argv[1:] if not a.startswith("--db-url")] == flags
+
+
+def test_user_limit_unit_has_the_limits_of_the_managed_service(env):
+    from jupyterhub_lab_ext.services.user_limit.app import UserLimitApp
+
+    env_ = service(load(HUB_CONFIG), "user-limit")["environment"]
+    managed = json.loads(env_["JUPYTERHUB_USER_LIMIT_SETTINGS"])
+    app = UserLimitApp()
+    app.parse_command_line(shlex.split(unit("jupyterhub-user-limit.service")["ExecStart"][0])[1:])
+    from_unit = dict(app.config.UserLimitApp)
+    for key in ("max_active_servers", "max_users", "max_servers_per_user", "group_quotas"):
+        value = from_unit[key]
+        assert (dict(value) if key == "group_quotas" else int(value)) == managed[key], key
+
+
+def test_nginx_certificate_paths_exist_before_certbot():
+    """The site's TLS paths are the ones the docs' first step fills with a self-signed pair."""
+    directives = nginx_directives(NGINX.read_text())
+    assert "ssl_certificate /etc/nginx/tls/jupyterhub.crt;" in directives
+    assert "ssl_certificate_key /etc/nginx/tls/jupyterhub.key;" in directives
+    docs = (REPO / "docs" / "deployment.md").read_text()
+    first = docs.index("-keyout /etc/nginx/tls/jupyterhub.key -out /etc/nginx/tls/jupyterhub.crt")
+    assert (
+        first < docs.index("nginx -t && systemctl reload", first) < docs.index("certbot certonly")
+    )
+
+
 # -- Docker ----------------------------------------------------------------------------------
 
 DOCKER = EXAMPLES / "docker"
@@ -569,10 +697,11 @@ def test_compose_files_use_host_network_and_read_only_shared_envs(env, path):
         assert mounts[shared] == f"{shared}:{shared}:ro"
     assert mounts["/home"].startswith("/home:/home")
     assert "/var/run/docker.sock" in mounts
-    # the hub replaces the userlist by rename: a bind-mounted single file would fail (EBUSY)
-    userlist = cfg.UserlistAuthenticatorMixin.userlist_file
-    assert userlist not in mounts
-    assert str(Path(userlist).parent) in mounts
+    # the hub replaces the userlist by rename: a bind-mounted single file would fail (EBUSY);
+    # it is next to the config, in the mounted directory
+    userlist = Path(cfg.UserlistAuthenticatorMixin.userlist_file)
+    assert userlist == HUB_CONFIG.parent / "userlist"
+    assert "/etc/jupyterhub" in mounts and "/etc/jupyterhub/userlist" not in mounts
     assert "/etc" in mounts  # the account database outlives the container
 
 

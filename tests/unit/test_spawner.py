@@ -98,6 +98,52 @@ async def test_form_preselects(spawner, last, default_env, expected):
     assert checked(await spawner.get_options_form()) == [expected]
 
 
+def notice(form):
+    found = re.findall(
+        r'<div class="alert alert-warning jhle-env-notice" role="alert">(.*?)</div>', form
+    )
+    return html.unescape(found[0]) if found else ""
+
+
+@pytest.mark.parametrize(
+    "last, default_env, expected",
+    [
+        (None, "shared/geo", ""),
+        (None, "", ""),
+        ("mine/ml", "shared/missing", ""),
+        (
+            None,
+            "shared/python3",
+            "The default environment, shared/python3, is not installed on this hub; shared/base "
+            "is preselected instead. The hub's administrators have been told in the hub log.",
+        ),
+        (
+            "mine/<gone>",
+            "",
+            "Your last environment, mine/<gone>, no longer exists: pick another one.",
+        ),
+    ],
+    ids=["default-there", "no-default", "last-choice-there", "default-missing", "last-gone"],
+)
+async def test_form_says_when_an_env_is_missing(spawner, caplog, last, default_env, expected):
+    spawner.default_env = default_env
+    spawner.user_options = {"profile": last} if last else {}
+    form = await spawner.get_options_form()
+    assert notice(form) == expected
+    assert "<gone>" not in form  # escaped
+    if "default environment" in expected:
+        assert "default_env 'shared/python3' not found" in caplog.text
+
+
+async def test_form_without_any_env_says_there_will_be_no_kernels(tmp_path):
+    s = FakeCondaSpawner(user=FakeUser("alice"), shared_env_dirs=[str(tmp_path / "none")])
+    s._home = str(tmp_path)
+    s.default_env = "shared/python3"
+    assert notice(await s.get_options_form()).startswith(
+        "No environment is available to you, so JupyterLab will have no kernels."
+    )
+
+
 async def test_form_escapes_paths(tmp_path):
     shared = tmp_path / "<b>x</b>"
     make_prefix(shared / "e")

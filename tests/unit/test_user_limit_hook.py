@@ -4,6 +4,7 @@ in-process service; the keep-alive client; failure modes (fail open / closed).""
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import os
 import stat
@@ -176,14 +177,20 @@ def test_enable_user_limit_wires_one_line(tmp_path, monkeypatch):
         c, url="http://127.0.0.1:10101", max_active_servers=4, group_quotas={"s": 2}
     )
     token_file = tmp_path / "jupyterhub-user-limit-hook-token"
-    assert stat.S_IMODE(os.stat(token_file).st_mode) == 0o600
-    assert hook.token == token_file.read_text().strip()
+    assert not token_file.exists(), "loading the config writes nothing"
     services = {s["name"]: s for s in c.JupyterHub.services}
     assert set(services) == {"other", "user-limit"}
     svc = services["user-limit"]
     assert svc["url"] == "http://127.0.0.1:10101" and svc["oauth_no_confirm"] is True
     env = svc["environment"]
-    assert env["JUPYTERHUB_USER_LIMIT_HOOK_TOKEN"] == hook.token
+    # the hub calls this when it starts the service (Spawner.get_env): the file appears then
+    lazy = env["JUPYTERHUB_USER_LIMIT_HOOK_TOKEN"]
+    assert callable(lazy) and lazy(None) == hook.token  # what Spawner.get_env does with it
+    assert stat.S_IMODE(os.stat(token_file).st_mode) == 0o600
+    assert hook.token == token_file.read_text().strip()
+    # the hub stores the environment of config services in its database: not the secret
+    assert json.loads(json.dumps(env))["JUPYTERHUB_USER_LIMIT_HOOK_TOKEN"] == ""
+    assert copy.deepcopy(lazy)() == hook.token
     assert '"max_active_servers": 4' in env["JUPYTERHUB_USER_LIMIT_SETTINGS"]
     assert hook.service_url == "http://127.0.0.1:10101/jh/services/user-limit/"
     assert hook.queue_url("") == "/jh/services/user-limit/queue"
@@ -214,12 +221,77 @@ async def test_chained_hook_runs_both(svc, tmp_path, monkeypatch):
     await hook._client.aclose()
 
 
-def test_external_service_needs_a_token_and_warns_about_ignored_settings(tmp_path, monkeypatch):
+def test_loading_the_config_needs_no_state_dir(tmp_path):
+    """Admin commands load the hub config before the hub ever ran: nothing is read or written."""
+    state = tmp_path / "not-yet"
+    hook = enable_user_limit(Config(), hook_token_file=str(state / "user-limit-hook-token"))
+    assert not state.exists()
+    with pytest.raises(FileNotFoundError):
+        hook.token  # noqa: B018 - in the hub, its state directory exists
+
+
+def test_external_service(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(ValueError, match="api_token"):
-        enable_user_limit(Config(), managed=False)
     c = Config()
-    with pytest.warns(UserWarning, match="max_active_servers"):
-        enable_user_limit(c, managed=False, api_token="t" * 32, max_active_servers=3)
+    hook = enable_user_limit(c, managed=False, api_token="t" * 32, hook_token="h" * 32)
     (svc,) = [s for s in c.JupyterHub.services if s["name"] == "user-limit"]
-    assert svc["api_token"] == "t" * 32 and "command" not in svc
+    assert svc["api_token"] == "t" * 32 and hook.token == "h" * 32
+    assert not {"command", "environment", "user", "cwd"} & set(svc)
+    # the hub must not hold its start (and its routes) for a unit that is not up yet
+    assert svc["timeout"] == 2
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "kwargs, named",
+    [
+        ({"max_active_servers": 3}, "max_active_servers"),
+        ({"db_url": "sqlite:///x.sqlite"}, "db_url"),
+        ({"environment": {"A": "1"}}, "environment"),
+        ({"service_options": {"user": "svc", "cwd": "/srv"}}, "cwd, user"),
+    ],
+)
+def test_external_service_refuses_settings_of_a_managed_one(kwargs, named):
+    with pytest.raises(ValueError, match=f"got {named}, which configure a service the hub starts"):
+        enable_user_limit(Config(), managed=False, api_token="t", hook_token="h", **kwargs)
+
+
+def test_external_service_without_secrets_loads_with_a_warning():
+    """``os.environ.get(...)`` in a root shell without the hub's environment file."""
+    c = Config()
+    with pytest.warns(UserWarning, match="api_token and hook_token empty"):
+        enable_user_limit(c, managed=False, api_token=None, hook_token="")
+    (svc,) = [s for s in c.JupyterHub.services if s["name"] == "user-limit"]
+    assert "api_token" not in svc
+
+
+def test_rest_answers_wait_for_the_admission(tmp_path, monkeypatch):
+    # JupyterHub answers a REST spawn 202 after slow_spawn_timeout (10 s) whatever is undecided
+    monkeypatch.chdir(tmp_path)
+    c = Config()
+    c.JupyterHub.tornado_settings = {"headers": {"X-Frame-Options": "DENY"}}
+    enable_user_limit(c, hook_token=HOOK)
+    assert c.JupyterHub.tornado_settings == {
+        "headers": {"X-Frame-Options": "DENY"},
+        "slow_spawn_timeout": None,
+    }
+    # an admin's own value is kept, with a warning saying what it costs
+    c = Config()
+    c.JupyterHub.tornado_settings = {"slow_spawn_timeout": 30}
+    with pytest.warns(UserWarning, match="answered 202"):
+        enable_user_limit(c, hook_token=HOOK)
+    assert c.JupyterHub.tornado_settings == {"slow_spawn_timeout": 30}
+
+
+@pytest.mark.parametrize("setting", [{"slow_spawn_timeout": None}, {}], ids=["none", "default-10"])
+async def test_hook_warns_once_when_the_hub_answers_before_admission(svc, hook, caplog, setting):
+    caplog.set_level(logging.WARNING)
+    for name in ("a", "b"):
+        s = spawner(name)
+        s.handler = SimpleNamespace(settings=setting)
+        try:
+            await hook.pre_spawn_hook(s)
+        except SpawnException:
+            pass  # b is queued (cap 1)
+    warned = [r for r in caplog.records if "before the user-limit service" in r.getMessage()]
+    assert len(warned) == (0 if setting else 1)

@@ -12,8 +12,10 @@ What the base does: config file (``--config``) and ``--generate-config``; the ``
 environment a managed service gets (API URL and token, service name, URL and prefix); the bind
 address from ``JUPYTERHUB_SERVICE_URL`` (no HTTP server when the service has no URL, like a plain
 culler); timestamped logging; one :class:`~jupyterhub_lab_ext.hubapi.HubAPI`; a Prometheus
-registry; the store; the tornado app with ``health``, ``metrics``, ``api/openapi.yaml``, the
-OAuth callback; and a clean shutdown on SIGTERM/SIGINT.
+registry; the store (a SQLite file private to the service's account); the tornado app with
+``health``, ``metrics``, ``api/openapi.yaml``, the OAuth callback; a clean shutdown on
+SIGTERM/SIGINT, and when the hub that started the service is gone (``exit_with_hub``); a clear
+error naming the port and its holder when the port is taken.
 """
 
 from __future__ import annotations
@@ -30,17 +32,22 @@ from urllib.parse import urlparse
 
 from tornado import web
 from tornado.httpserver import HTTPServer
-from traitlets import Bool, Float, Int, TraitError, Unicode, default, validate
+from traitlets import Bool, CaselessStrEnum, Float, Int, TraitError, Unicode, default, validate
 from traitlets.config import Application
 
 from ... import __version__
 from ...hubapi import HubAPI
+from .lifecycle import StartupError, bind_failure, hub_pid_to_watch, port_holders, watch_parent
 from .metrics import HubAPIMetrics, make_registry
 from .store import Store
 
 LOG_FORMAT = (
     "[%(levelname)1.1s %(asctime)s.%(msecs).03d %(name)s %(module)s:%(lineno)d] %(message)s"
 )
+
+
+#: bytes of a refused request body read (and thrown away) before the connection is closed
+DRAIN_LIMIT = 128 << 20
 
 
 class ServiceApp(Application):
@@ -145,6 +152,11 @@ class ServiceApp(Application):
 
         Default: ``sqlite:///<service name>.sqlite`` in the working directory. PostgreSQL:
         ``postgresql://user:password@host/db`` (driver psycopg 3).
+
+        A SQLite file is created mode 0600 (its ``-journal``, ``-wal`` and ``-shm`` files too) and
+        a missing directory for it 0700; an existing file open to others is set to 0600. The
+        service refuses to start (exit status 1) when the file's directory is writable by group
+        or others, or owned by an account other than the service's own or root.
         """,
     ).tag(config=True)
 
@@ -242,6 +254,26 @@ class ServiceApp(Application):
 
     shutdown_timeout = Float(
         10.0, help="Seconds to let background work finish on SIGTERM before giving up."
+    ).tag(config=True)
+
+    exit_with_hub = CaselessStrEnum(
+        ["auto", "on", "off"],
+        "auto",
+        help="""Shut down when the hub process that started this service is gone.
+
+        A hub that crashes (SIGKILL, the OOM killer) cannot stop its managed services. With this
+        on, the service checks its parent process every second and, once it has died, logs
+        ``the hub (pid N) that started this service is gone`` and shuts down like on SIGTERM
+        (exit status 0), so that the hub, started again, starts a fresh service with its new
+        config on the same port.
+
+        - ``auto`` (default): on when the process was started as a managed service: the hub set
+          ``$JUPYTERHUB_SERVICE_NAME`` and started it in a session of its own;
+        - ``on``: watch the parent process whatever started it;
+        - ``off``: never (an external service, or a wrapper that outlives the hub on purpose).
+
+        A parent that is pid 1 (systemd, a container's init) is never watched.
+        """,
     ).tag(config=True)
 
     @default("log_level")
@@ -425,7 +457,7 @@ class ServiceApp(Application):
             self.hub = self.make_hub()
         md = self.metadata()
         if md is not None and self.store is None:
-            self.store = Store(self.db_url, md)
+            self.store = Store(self.db_url, md, log=self.log)
             await self.store.start()
         if self.service_url and self.hub_auth is None:
             self.hub_auth = self.make_hub_auth()
@@ -441,8 +473,42 @@ class ServiceApp(Application):
         if self._stop_event is not None:
             self._stop_event.set()
 
+    def watch_hub(self) -> asyncio.Task | None:
+        """Start watching the hub process per ``exit_with_hub`` (None: not watched)."""
+        ppid = os.getppid()
+        parent = hub_pid_to_watch(
+            self.exit_with_hub.lower(),
+            env=os.environ,
+            pid=os.getpid(),
+            ppid=ppid,
+            sid=os.getsid(0),
+        )
+        if parent is None:
+            if self.exit_with_hub.lower() == "on":
+                self.log.warning("exit_with_hub is on, but the parent is pid %d: not watched", ppid)
+            return None
+        self.log.info("Watching the hub (pid %d): this service exits when it is gone", parent)
+
+        def gone():
+            self.log.warning(
+                "%s: the hub (pid %d) that started this service is gone: shutting down, "
+                "so that a restarted hub can start a fresh one",
+                self.service_name,
+                parent,
+            )
+            self.stop()
+
+        return asyncio.ensure_future(watch_parent(parent, gone))
+
+    def listen(self, server: HTTPServer, host: str, port: int) -> None:
+        """``server.listen``; a port that cannot be had is a :class:`StartupError`."""
+        try:
+            server.listen(port, host)
+        except OSError as e:
+            raise StartupError(bind_failure(host, port, e, port_holders(port))) from None
+
     async def run(self) -> None:
-        """Serve until SIGTERM/SIGINT or :meth:`stop`."""
+        """Serve until SIGTERM/SIGINT, :meth:`stop`, or the hub that started us is gone."""
         self._stop_event = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -451,6 +517,7 @@ class ServiceApp(Application):
             except (NotImplementedError, RuntimeError):
                 pass
         server = None
+        watcher = self.watch_hub()
         try:
             await self.setup()
             if self.service_url:
@@ -463,10 +530,12 @@ class ServiceApp(Application):
                     self.make_tornado_app(),
                     xheaders=True,
                     ssl_options=tls,
-                    # a backstop for handlers that do not stream (the OAuth callback)
-                    max_body_size=self.max_body_size,
+                    # every handler streams and keeps at most max_body_size; this bounds how
+                    # much of a refused body is read and thrown away
+                    max_body_size=DRAIN_LIMIT,
+                    body_timeout=60,
                 )
-                server.listen(port, bind.hostname or "127.0.0.1")
+                self.listen(server, bind.hostname or "127.0.0.1", port)
                 self.log.info(
                     "%s %s serving %s at %s",
                     self.name,
@@ -482,6 +551,8 @@ class ServiceApp(Application):
             await self._stop_event.wait()
             self.log.info("Shutting down")
         finally:
+            if watcher is not None:
+                watcher.cancel()
             if server is not None:
                 server.stop()
             try:
@@ -509,6 +580,9 @@ class ServiceApp(Application):
             self.exit(1)
         try:
             asyncio.run(self.run())
+        except StartupError as e:
+            self.log.critical("%s", e)
+            self.exit(1)
         except KeyboardInterrupt:
             pass
 

@@ -7,7 +7,8 @@ Subclass :class:`ServiceHandler`. Its ``async prepare()``, before a byte of the 
    ``HubAPI.token_owner``) or, for browsers, with the hub OAuth cookie (``HubOAuth``), and answers
    401 without one. Answers are cached for ``auth_cache_ttl`` seconds (5 by default) for reads;
    a change (any method but GET/HEAD/OPTIONS) is checked with the hub again, uncached;
-3. requires read access, ``access:services!service=<name>``, on the credential itself (403).
+3. requires read access, ``access:services!service=<name>``, on the credential itself, and for
+   a change the service's admin scope (403; :meth:`ServiceHandler.authorize`).
 
 Only then is the body streamed in, still capped (413 past the cap, the connection closed).
 In a handler method::
@@ -133,6 +134,15 @@ class ServiceHandler(JSONErrorMixin, HubOAuthenticated, web.RequestHandler):
         self._body_refused = False
 
     async def prepare(self):
+        try:
+            await self.check_request()
+        except web.HTTPError as e:
+            if not self._body_unread():
+                raise
+            self._answer_early(e)
+
+    async def check_request(self) -> None:
+        """Everything decided before the body: its declared size, who calls, what they may do."""
         if self.public:
             return
         declared = self.request.headers.get("Content-Length")
@@ -159,32 +169,54 @@ class ServiceHandler(JSONErrorMixin, HubOAuthenticated, web.RequestHandler):
         self.current_user = model
         self.authorize()
 
+    def _answer_early(self, error: web.HTTPError) -> None:
+        """Send the refusal now and discard the body as it arrives.
+
+        Closing the connection with the body unread makes the kernel reset it, and a proxy in
+        between (configurable-http-proxy) may then lose the answer and say 503 instead. So the
+        complete answer goes out at once, the body is read and thrown away (never kept; bounded
+        by the HTTP server's ``max_body_size`` and ``body_timeout``), and the request finishes
+        when the body is in, which keeps the connection usable.
+        """
+        self._body_refused = True
+        self._body = bytearray()
+        message = error.log_message % error.args if error.args else (error.log_message or "")
+        payload = json.dumps({"status": error.status_code, "message": message}).encode()
+        self.clear()
+        self.set_status(error.status_code)
+        self.set_header("Content-Length", str(len(payload)))
+        if error.status_code == 401:
+            self.set_header("WWW-Authenticate", 'token realm="jupyterhub"')
+        self.write(payload)
+        self.flush()
+        # whatever the method, the request ends once tornado has the body
+        setattr(self, self.request.method.lower(), self._finish_refused)
+
+    def _finish_refused(self, *args, **kwargs) -> None:
+        self.finish()
+
     def authorize(self) -> None:
-        """Called once the caller is known, before the body is read: read access by default."""
+        """Called once the caller is known, before the body is read.
+
+        Default: read access for every request, and the service's admin scope (see
+        :mod:`.scopes`) for every change (any method but GET/HEAD/OPTIONS).
+        """
         self.require_read()
+        if self.request.method not in SAFE_METHODS:
+            self.require_admin(getattr(self.service, "admin_scope", None))
 
     def data_received(self, chunk: bytes) -> None:
         if self._finished or self._body_refused:
-            return
+            return  # an early answer went out: discard
         if len(self._body) + len(chunk) > self.max_body_size:
-            # undeclared (chunked) or lying Content-Length: stop here, tornado closes the
-            # connection instead of reading the rest
-            self._body_refused = True
-            self._body = bytearray()
-            try:
-                self._refuse_body()
-            except web.HTTPError as e:
-                self.send_error(413, exc_info=(type(e), e, None))
+            # undeclared (chunked) or lying Content-Length
+            self._answer_early(
+                web.HTTPError(
+                    413, f"Request body larger than {self.max_body_size} bytes (max_body_size)"
+                )
+            )
             return
         self._body += chunk
-
-    def flush(self, include_footers: bool = False):
-        if not self._headers_written and self._body_unread():
-            # answered before the body was read (an error in prepare): tornado then closes the
-            # connection rather than read a body nobody wants. Say so, or a keep-alive client
-            # sends its next request into a closed socket.
-            self.set_header("Connection", "close")
-        return super().flush(include_footers)
 
     def _body_unread(self) -> bool:
         pending = getattr(self.request, "_body_future", None)
@@ -275,8 +307,12 @@ class ServiceHandler(JSONErrorMixin, HubOAuthenticated, web.RequestHandler):
         self.finish(json.dumps(obj, default=str))
 
 
+@web.stream_request_body
 class OAuthCallbackHandler(JSONErrorMixin, HubOAuthCallbackHandler):
     """Completes the hub OAuth flow at ``{prefix}oauth_callback`` (sets the service cookie)."""
+
+    def data_received(self, chunk: bytes) -> None:
+        pass  # the callback is a GET: a body is thrown away as it arrives, never kept
 
     @property
     def hub_auth(self):
@@ -294,5 +330,5 @@ class OAuthCallbackHandler(JSONErrorMixin, HubOAuthCallbackHandler):
 class NotFoundHandler(ServiceHandler):
     public = True
 
-    def prepare(self):
+    async def check_request(self):
         raise web.HTTPError(404, f"No such endpoint: {self.request.path}")

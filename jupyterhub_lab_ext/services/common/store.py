@@ -2,6 +2,8 @@
 
 SQLite file by default; ``postgresql://`` URLs use psycopg 3. All database work runs on one
 worker thread (``Store.run``), never on the event loop, which also serialises SQLite writers.
+A SQLite file is private to the service's account (see :mod:`.statefiles`): created 0600 in a
+directory that nobody else may write, or the store refuses to start.
 
 Example::
 
@@ -23,6 +25,8 @@ from typing import TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, make_url
+
+from .statefiles import prepare_sqlite_file, sqlite_path
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -57,9 +61,17 @@ def make_engine(url: str, **kwargs) -> Engine:
 class Store:
     """An engine, a metadata to create, and one worker thread that runs all DB work."""
 
-    def __init__(self, url: str, metadata: sa.MetaData, **engine_kwargs):
+    def __init__(
+        self,
+        url: str,
+        metadata: sa.MetaData,
+        *,
+        log: logging.Logger | logging.LoggerAdapter = log,
+        **engine_kwargs,
+    ):
         self.url = url
         self.metadata = metadata
+        self.log = log
         self.engine = make_engine(url, **engine_kwargs)
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="jhle-store"
@@ -67,9 +79,14 @@ class Store:
         self._closed = False
 
     async def start(self) -> None:
-        """Create missing tables."""
+        """Create missing tables (and a SQLite file, privately); raises
+        :class:`~.statefiles.StateDirError` for a state directory others may write."""
+        path = sqlite_path(self.url)
+        if path is not None:
+            for level, note in await self._call(prepare_sqlite_file, path):
+                self.log.log(level, "%s", note)
         await self._call(self.metadata.create_all, self.engine)
-        log.info("Store ready at %s", redact_db_url(self.url))
+        self.log.info("Store ready at %s", redact_db_url(self.url))
 
     async def _call(self, fn: Callable[..., T], *args) -> T:
         loop = asyncio.get_running_loop()

@@ -134,6 +134,8 @@ class LabIdleCuller(ServiceApp):
             for p in problems:
                 self.log.critical(p)
             self.exit(1)
+        self.culler = None
+        self._loop_task = None  # on_stop runs even when setup failed
 
     concurrency = Int(
         10,
@@ -368,7 +370,7 @@ class LabIdleCuller(ServiceApp):
                 await self._loop_task
             except (asyncio.CancelledError, Exception):
                 pass
-        if self.culler.webhook is not None:
+        if self.culler is not None and self.culler.webhook is not None:
             self.culler.webhook.close()
 
     async def health(self):

@@ -60,8 +60,13 @@ def enable_idle_culler(
         (``--timeout=3600``, ``--cull-every=300``, ``--cull-users``, ``--kernel-aware``, ...).
         They also decide the scopes of the culler's role.
     :param db_url: where exemptions are kept (default: SQLite in the service's directory).
-    :param managed: let the hub start the service. False: you run it yourself (systemd) with
-        the same flags, and pass ``api_token``, the token you gave it.
+    :param managed: let the hub start the service. False: you run it yourself (e.g. as its own
+        systemd unit) with the same flags (``args`` still decide the role's scopes) and pass
+        ``api_token``, the token you gave it. ``db_url``, ``environment`` and the
+        ``service_options`` ``command``/``environment``/``user``/``cwd`` then configure nothing
+        and are a ``ValueError``; an empty ``api_token`` only warns (admin commands load the
+        config without the hub's secrets). The hub waits at most 2 s for the service at start
+        (JupyterHub >= 6).
     :param admin_scope: the scope for passes and exemptions (default ``custom:<name>:admin``).
     :param service_options: extra keys for the hub's service entry, e.g. ``{"user": ...}``.
     """
@@ -78,13 +83,15 @@ def enable_idle_culler(
         service["command"] = [sys.executable, "-m", "jupyterhub_lab_ext.services.culler", *flags]
         if environment:
             service["environment"] = dict(environment)
+        service.update(service_options or {})
     else:
-        if not api_token:
-            raise ValueError(
-                "enable_idle_culler(managed=False) needs api_token= for the external service"
-            )
-        service["api_token"] = api_token
-    service.update(service_options or {})
+        hubconfig.external_service(
+            "enable_idle_culler",
+            service,
+            api_token=api_token,
+            managed_only={"db_url": db_url, "environment": environment},
+            service_options=service_options,
+        )
     hubconfig.add_service(c, service)
     hubconfig.add_role(
         c,

@@ -228,7 +228,7 @@ class UserLimitApp(BackgroundWork, ServiceApp):
     async def setup(self):
         await super().setup()
         if self.limit_store is None:
-            self.limit_store = LimitStore(self.db_url)
+            self.limit_store = LimitStore(self.db_url, log=self.log)
             await self.limit_store.start()
             saved = await self.limit_store.load()
             self.ledger.load(

@@ -174,6 +174,9 @@ class UserHandler(LimitHandler):
 class AdmissionsHandler(LimitHandler):
     """``POST api/admissions``: the hook asks whether a spawn (or a login) may go ahead."""
 
+    def authorize(self) -> None:
+        self.require_hook()  # before the body is read
+
     async def post(self):
         self.require_hook()
         body = self.get_json_body()
@@ -215,6 +218,9 @@ class AdmissionsHandler(LimitHandler):
 
 class AdmissionHandler(LimitHandler):
     """``DELETE api/admissions/{id}``: the hook frees a place (server stopped or spawn failed)."""
+
+    def authorize(self) -> None:
+        self.require_hook()
 
     async def delete(self, admission_id):
         self.require_hook()

@@ -18,10 +18,16 @@ for every user) and three hooks that work with any spawner:
 Existing hooks in ``c`` are kept and run after ours. When the service cannot be reached,
 ``fail_open=False`` (default) refuses spawns with a clear message and logs an error; True lets
 them through (and logs an error too).
+
+It also makes the hub's REST answer to a spawn wait for the spawn's outcome
+(``c.JupyterHub.tornado_settings["slow_spawn_timeout"] = None``): JupyterHub otherwise answers
+``202`` after 10 s whatever is still undecided, and on a loaded hub the admission may be decided
+later, so a spawn answered ``202`` would then be queued or refused.
 """
 
 from __future__ import annotations
 
+import functools
 import html
 import json
 import logging
@@ -40,6 +46,10 @@ log = logging.getLogger("jupyterhub_lab_ext.user_limit.hook")
 
 ATTR = "_jhle_user_limit_admission"
 _MISSING = object()
+
+#: JupyterHub's setting (in ``c.JupyterHub.tornado_settings``, default 10 s) after which its REST
+#: API answers a spawn that has not finished ``202``; None: the answer waits for the outcome
+SLOW_SPAWN_TIMEOUT = "slow_spawn_timeout"
 
 try:  # JupyterHub >= 6
     from jupyterhub.spawner import SpawnException
@@ -82,7 +92,7 @@ class UserLimitHook:
 
     :param service_url: where the hub reaches the service directly, including its prefix,
         e.g. ``http://127.0.0.1:10102/services/user-limit/``.
-    :param token: the shared hook secret the service expects.
+    :param token: the shared hook secret the service expects, or a callable returning it.
     :param public_prefix: the service's prefix as browsers see it (for the queue page link).
     :param fail_open: let spawns and logins through when the service cannot be reached.
     :param timeout: seconds per request; ``retries``: extra attempts on connection errors and 5xx.
@@ -100,13 +110,14 @@ class UserLimitHook:
         check_seats: bool = True,
     ):
         self.service_url = service_url.rstrip("/") + "/"
-        self.token = token
+        self._token = token
         self.public_prefix = "/" + public_prefix.strip("/") + "/"
         self.fail_open = fail_open
         self.timeout = timeout
         self.retries = retries
         self.check_seats = check_seats
         self._client: ServiceClient | None = None
+        self._answer_checked = False
 
     # traitlets deep-copies config values for every new Spawner; the hooks are bound methods of
     # this object, so without these each spawner would get its own copy (and HTTP client)
@@ -115,6 +126,14 @@ class UserLimitHook:
 
     def __copy__(self):
         return self
+
+    @property
+    def token(self) -> str:
+        """The shared hook secret; a callable given as ``token`` is called once, at first use
+        (in the hub process, so that loading the config reads and writes nothing)."""
+        if callable(self._token):
+            self._token = self._token()
+        return self._token
 
     @property
     def client(self) -> ServiceClient:
@@ -141,6 +160,7 @@ class UserLimitHook:
     async def pre_spawn_hook(self, spawner) -> None:
         """Ask the service whether this spawn may go ahead; raise to refuse or queue it."""
         setattr(spawner, ATTR, None)
+        self._check_answer_waits(spawner)
         user = spawner.user
         body = {
             "user": user.name,
@@ -185,6 +205,25 @@ class UserLimitHook:
                 message, reason="capacity", status=429, message_html=message_html, headers=headers
             )
         raise _refusal(message, reason=str(doc.get("reason") or "limit"), status=403)
+
+    def _check_answer_waits(self, spawner) -> None:
+        """Warn once if the hub may answer REST spawns before their admission is decided."""
+        if self._answer_checked:
+            return
+        handler = getattr(spawner, "handler", None)
+        settings = getattr(handler, "settings", None)
+        if not isinstance(settings, dict):
+            return  # not spawned through a hub request handler
+        self._answer_checked = True
+        limit = settings.get(SLOW_SPAWN_TIMEOUT, 10)
+        if limit is not None:
+            _log_of(spawner).warning(
+                "c.JupyterHub.tornado_settings[%r] is %s: on a busy hub a REST spawn can be "
+                "answered 202 before the user-limit service has decided it, and then be queued "
+                "or refused; set it to None (enable_user_limit does, unless you set it)",
+                SLOW_SPAWN_TIMEOUT,
+                limit,
+            )
 
     def _unreachable(self, what: str, user: str, error: Exception, lg=log) -> None:
         if self.fail_open:
@@ -324,6 +363,22 @@ def read_or_create_secret(path: str) -> str:
     return secret
 
 
+def _answer_after_admission(c) -> None:
+    """Let the hub's REST answer to a spawn wait for its outcome, so that it is never ``202``
+    for a spawn the service then queues or refuses (kept, with a warning, if you set it)."""
+    settings = dict(hubconfig.existing(c.JupyterHub, "tornado_settings", {}))
+    if settings.get(SLOW_SPAWN_TIMEOUT, None) is not None:
+        warnings.warn(
+            f"enable_user_limit: keeping your tornado_settings[{SLOW_SPAWN_TIMEOUT!r}] = "
+            f"{settings[SLOW_SPAWN_TIMEOUT]!r}: a REST spawn still undecided after that long is "
+            "answered 202 and may then be queued or refused (None makes the answer exact)",
+            stacklevel=3,
+        )
+        return
+    settings[SLOW_SPAWN_TIMEOUT] = None
+    c.JupyterHub.tornado_settings = settings
+
+
 def enable_user_limit(
     c,
     *,
@@ -348,33 +403,43 @@ def enable_user_limit(
     ``max_active_servers=40, max_users=200, group_quotas={"students": 30},
     max_servers_per_user=2, exempt_admins=False, reconcile_interval=60``.
 
+    Loading the config reads and writes nothing: the hook secret file is read (or created) in
+    the hub, when the service starts or the hook first runs.
+
     :param name: service name (URL prefix ``/services/<name>/``).
     :param url: where the service listens (127.0.0.1 and a free port).
-    :param managed: let the hub start and restart the service (False: run it yourself and pass
-        ``api_token``, the hub token of the external service).
-    :param hook_token: shared secret between hook and service; default: read from (or created
-        in) ``hook_token_file``.
+    :param managed: let the hub start and restart the service. False: you run it (e.g. as its
+        own systemd unit) and pass ``api_token`` (the hub token of the service) and
+        ``hook_token``, the same values as the service's ``JUPYTERHUB_API_TOKEN`` and
+        ``JUPYTERHUB_USER_LIMIT_HOOK_TOKEN``. The service then takes its limits and database
+        from its own command line: ``settings``, ``db_url``, ``environment`` and the
+        ``service_options`` ``command``/``environment``/``user``/``cwd`` are a ``ValueError``.
+        Empty secrets only warn (admin commands load the config without them). The hub waits
+        at most 2 s for the external service at start (JupyterHub >= 6).
+    :param hook_token: shared secret between hook and service; default (managed): read from
+        (or created 0600 in) ``hook_token_file``.
     :param fail_open: what to do when the service cannot be reached (see the module docs).
     :param db_url: the service's database (default: ``sqlite:///user-limit.sqlite`` in the hub's
         working directory; ``postgresql://...`` works too).
     :param service_options: extra keys for the hub's service entry, e.g. ``{"timeout": 60}``.
     :returns: the :class:`UserLimitHook` (its ``pre_spawn_hook`` etc. are already set in ``c``).
     """
-    import jupyterhub
-
-    if hook_token is None:
-        hook_token = read_or_create_secret(hook_token_file)
+    if managed and hook_token is None:
+        # read (or created) in the hub when the service starts or the hook first runs, never
+        # while the config loads: admin commands load it too (services/common/hubconfig.py)
+        hook_token = functools.partial(read_or_create_secret, hook_token_file)
     base_url = hubconfig.existing(c.JupyterHub, "base_url", "/")
     base_url = "/" + str(base_url).strip("/") + "/" if str(base_url).strip("/") else "/"
     prefix = f"{base_url}services/{name}/"
     hook = UserLimitHook(
         url.rstrip("/") + prefix,
-        hook_token,
+        hook_token or "",
         public_prefix=prefix,
         fail_open=fail_open,
         timeout=timeout,
         check_seats=check_seats,
     )
+    _answer_after_admission(c)
     c.Spawner.pre_spawn_hook = _chain(
         hook.pre_spawn_hook, hubconfig.existing(c.Spawner, "pre_spawn_hook")
     )
@@ -388,7 +453,7 @@ def enable_user_limit(
 
     service = {"name": name, "url": url, **hubconfig.browser_oauth(name, admin_scope)}
     if managed:
-        env = {"JUPYTERHUB_USER_LIMIT_HOOK_TOKEN": hook_token}
+        env = {"JUPYTERHUB_USER_LIMIT_HOOK_TOKEN": hubconfig.ResolvedAtStart(lambda: hook.token)}
         app_settings = dict(settings, admin_scope=admin_scope)
         if db_url:
             app_settings["db_url"] = db_url
@@ -396,23 +461,20 @@ def enable_user_limit(
         env.update(environment or {})
         service["command"] = [sys.executable, "-m", "jupyterhub_lab_ext.services.user_limit"]
         service["environment"] = env
+        service.update(service_options or {})
     else:
-        if not api_token:
-            raise ValueError(
-                "enable_user_limit(managed=False) needs api_token= for the external service"
-            )
-        ignored = sorted(settings) + (["db_url"] if db_url else [])
-        if ignored:
-            warnings.warn(
-                f"enable_user_limit(managed=False): {', '.join(ignored)} apply to a managed "
-                "service only; configure the external service itself",
-                stacklevel=2,
-            )
-        service["api_token"] = api_token
-    service.update(service_options or {})
+        managed_only = dict(settings, db_url=db_url, environment=environment)
+        hubconfig.external_service(
+            "enable_user_limit",
+            service,
+            api_token=api_token,
+            managed_only=managed_only,
+            service_options=service_options,
+            other_secrets={"hook_token": hook_token},
+        )
     hubconfig.add_service(c, service)
 
-    major = int(jupyterhub.__version__.split(".")[0])
+    major = hubconfig.jupyterhub_major()
     start_scope = "start:servers" if major >= 6 else "servers"
     role = {
         "name": f"{name}-service",
