@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Set up and run a demo hub on http://127.0.0.1:8765 (local OIDC provider, sample userlist,
-# home template, shared conda env, SQLite). Works on a fresh Debian 12 machine as root.
-#   JHLE_PREFIX     install location (default /opt/jupyterhub-lab-ext)
+# Set up and run a demo hub of every part on http://127.0.0.1:8765: a local OIDC provider and a
+# userlist, the conda-kernel spawner with shared envs (built once with venv + pip, then reused)
+# and one of alice's own, the idle culler and the user limit (2 servers) as managed services,
+# SQLite. Works on a fresh Debian 12 machine as root. Ctrl-C stops all of it.
+#   JHLE_PREFIX     install location (default /opt/jupyterhub-lab-ext; shared envs in demo-envs/)
 #   JHLE_DEMO_DIR   state of the demo hub (default /srv/jupyterhub-lab-ext-demo)
 # Extra arguments go to devtools/demo.py (e.g. --port 8800, --check).
 set -euo pipefail

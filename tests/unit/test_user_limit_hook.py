@@ -65,6 +65,8 @@ async def test_admit_queue_release(svc, hook):
     assert "number 1 in line" in exc.jupyterhub_message
     assert 'href="/services/user-limit/queue?server=gpu"' in exc.message_html
     assert 'http-equiv="refresh"' in exc.jupyterhub_html_message
+    # the spawn form shows no HTML message: the Refresh header takes browsers to the queue page
+    assert exc.headers["Refresh"] == "1; url=/services/user-limit/queue?server=gpu"
     assert getattr(b, ATTR) is None
     assert status(svc) == (1, ["b"])
     assert svc.app.ledger.queue["b"].groups == frozenset({"staff"})

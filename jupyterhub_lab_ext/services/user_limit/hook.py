@@ -193,12 +193,16 @@ class UserLimitHook:
                 f'<a href="{page}">Follow your place in line</a>; this page takes you there.'
                 f'<meta http-equiv="refresh" content="1;url={page}">'
             )
+            headers = {
+                "Retry-After": str(retry),
+                "X-JupyterHub-Queue-Position": str(position),
+                # browsers go on to the queue page from whichever hub page shows the refusal:
+                # the spawn form shows only the plain message (JupyterHub 6.1 drops the HTML
+                # one there), the error page both; API clients ignore it
+                "Refresh": f"1; url={url}",
+            }
             raise _refusal(
-                message,
-                reason="capacity",
-                status=429,
-                message_html=message_html,
-                headers={"Retry-After": str(retry), "X-JupyterHub-Queue-Position": str(position)},
+                message, reason="capacity", status=429, message_html=message_html, headers=headers
             )
         raise _refusal(message, reason=str(doc.get("reason") or "limit"), status=403)
 
