@@ -28,12 +28,12 @@ import secrets
 import shutil
 import signal
 import subprocess
-import tempfile
 from pathlib import Path
 from urllib.parse import urljoin, urlparse
 
 import httpx
 import pytest
+from envs import trusted_dir
 from harness import (
     ARTIFACTS,
     PREFIX,
@@ -100,7 +100,8 @@ def admin_env(site: Site, **extra: str) -> dict[str, str]:
 
 @pytest.fixture
 def site(request, oidc, user_prefix, home_root):
-    root = Path(tempfile.mkdtemp(prefix="jhle-prod-"))
+    # shared envs live under it: every directory up to / must be root-only writable (not /tmp)
+    root = trusted_dir("jhle-prod-")
     root.chmod(0o755)
     s = Site(root, user_prefix, home_root, oidc)
     oidc.set_identity(s.user, email=f"{s.user}@example.org", email_verified=True)
