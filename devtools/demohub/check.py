@@ -165,6 +165,11 @@ class DemoCheck:
         headers = {"Authorization": f"token {self.token}"} if auth else {}
         return httpx.get(self.layout.service_url(name) + path, headers=headers, timeout=30)
 
+    def require_healthy(self, name: str) -> None:
+        health = self.service(name, "health", auth=False)
+        if health.status_code != 200:
+            raise CheckFailed(f"health: HTTP {health.status_code} {health.text[:200]}")
+
     def wait(self, predicate: Callable[[], object], timeout: float, what: str):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -228,9 +233,7 @@ class DemoCheck:
         return f"kernel {default} ran `import numpy` (numpy {facts['numpy']}) in {facts['prefix']}"
 
     def check_culler(self) -> str:
-        health = self.service(CULLER, "health", auth=False)
-        if health.status_code != 200:
-            raise CheckFailed(f"health: HTTP {health.status_code} {health.text[:200]}")
+        self.require_healthy(CULLER)
         status = self.service(CULLER, "api/status")
         metrics = self.service(CULLER, "metrics")
         if status.status_code != 200 or metrics.status_code != 200:
@@ -238,9 +241,7 @@ class DemoCheck:
         return f"idle culler healthy; api/status and metrics answer ({self.layout.service_url(CULLER)})"
 
     def check_user_limit(self) -> str:
-        health = self.service(USER_LIMIT, "health", auth=False)
-        if health.status_code != 200:
-            raise CheckFailed(f"health: HTTP {health.status_code} {health.text[:200]}")
+        self.require_healthy(USER_LIMIT)
         status = self.service(USER_LIMIT, "api/status")
         if status.status_code != 200:
             raise CheckFailed(f"api/status: HTTP {status.status_code} {status.text[:200]}")

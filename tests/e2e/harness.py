@@ -635,6 +635,16 @@ def run_coroutine(make_coro: Callable[[], object]):
 # ----------------------------------------------------------------------------- system users
 
 
+def account_locked(name: str) -> bool:
+    """Locked as system_users does it: password field starts with '!!' or the account expired."""
+    with open("/etc/shadow") as f:
+        for line in f:
+            fields = line.rstrip("\n").split(":")
+            if fields[0] == name:
+                return fields[1].startswith("!!") or fields[7] not in ("", None)
+    raise KeyError(name)
+
+
 def processes_of_uid(uid: int) -> list[int]:
     pids = []
     for entry in os.listdir("/proc"):

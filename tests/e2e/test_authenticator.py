@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from harness import ARTIFACTS, run_in_kernel, wait_until
+from harness import ARTIFACTS, account_locked, run_in_kernel, wait_until
 
 EMAIL_CONFIG = """
 c.UserlistOAuthenticator.username_claim = 'email'
@@ -204,16 +204,6 @@ def test_browser_login_to_jupyterlab(make_hub, oidc, user_prefix, page, template
     hub.stop_server(f"{user_prefix}{ident}")
 
 
-def _locked(name: str) -> bool:
-    """Locked as system_users does it: password field starts with '!!' or the account expired."""
-    with open("/etc/shadow") as f:
-        for line in f:
-            fields = line.rstrip("\n").split(":")
-            if fields[0] == name:
-                return fields[1].startswith("!!") or fields[7] not in ("", None)
-    raise KeyError(name)
-
-
 def test_removal_stops_servers_and_locks_the_account(make_hub, oidc, user_prefix, home_root):
     ident = f"gone{tag()}"
     oidc.set_identity(ident, email=f"{ident}@example.org", email_verified=True)
@@ -227,20 +217,20 @@ def test_removal_stops_servers_and_locks_the_account(make_hub, oidc, user_prefix
     name = f"{user_prefix}{ident}"
     assert hub.login(ident)[1].status_code == 200
     hub.start_server(name)
-    assert not _locked(name)
+    assert not account_locked(name)
 
     hub.userlist_path.write_text("someone-else\n")  # no request from the user: the poll acts
     wait_until(
         lambda: (hub.user_model(name) or {}).get("servers") == {}, timeout=60, what="server stopped"
     )
-    wait_until(lambda: _locked(name), timeout=30, what="account locked")
+    wait_until(lambda: account_locked(name), timeout=30, what="account locked")
     wait_until(lambda: list(archive.glob(f"{name}-*.tar.gz")), timeout=30, what="home archived")
     assert Path(pwd.getpwnam(name).pw_dir).is_dir()  # the home itself stays
     refused_text(hub.login(ident)[1])
 
     hub.userlist_path.write_text(f"someone-else\n{ident}\n")  # back: unlocked at login
     assert hub.login(ident)[1].status_code == 200
-    assert not _locked(name)
+    assert not account_locked(name)
 
 
 def test_browser_refusal_page_says_why(make_hub, oidc, browser):

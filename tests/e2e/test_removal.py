@@ -18,7 +18,7 @@ import time
 
 import httpx
 import pytest
-from harness import free_port, wait_until
+from harness import account_locked, free_port, wait_until
 
 REFRESH_AGE = 10  # c.Authenticator.auth_refresh_age in these tests: the documented bound
 # a loaded test machine may add a few seconds to any bound; never wait for the old 300 s caches
@@ -37,15 +37,6 @@ def config(on_removal: str = "revoke") -> str:
 
 def tag() -> str:
     return secrets.token_hex(3)
-
-
-def locked(name: str) -> bool:
-    with open("/etc/shadow") as f:
-        for line in f:
-            fields = line.rstrip("\n").split(":")
-            if fields[0] == name:
-                return fields[1].startswith("!!") or fields[7] not in ("", None)
-    raise KeyError(name)
 
 
 class Person:
@@ -184,14 +175,14 @@ def test_removed_user_loses_every_credential(make_hub, oidc, user_prefix, on_rem
     else:
         wait_until(lambda: hub.user_model(name)["servers"] == {}, timeout=DEADLINE, what="stop")
         if on_removal == "lock":  # after the stop
-            wait_until(lambda: locked(name), timeout=DEADLINE, what="account locked")
-        assert locked(name) is (on_removal == "lock")
+            wait_until(lambda: account_locked(name), timeout=DEADLINE, what="account locked")
+        assert account_locked(name) is (on_removal == "lock")
         # not even an admin starts it again (which would also unlock the account)
         again = hub.start_server(name, wait=False)
         assert again.status_code == 403, again.text
         assert "is not on this hub's user list" in again.json()["message"]
         assert hub.user_model(name)["servers"] == {}
-        assert locked(name) is (on_removal == "lock")
+        assert account_locked(name) is (on_removal == "lock")
 
     # the user who stays keeps everything
     assert keeper.hub_token() == 200 and keeper.hub_cookie() == 200

@@ -123,8 +123,8 @@ class ServiceHandler(JSONErrorMixin, HubOAuthenticated, web.RequestHandler):
     def max_body_size(self) -> int:
         return self.service.max_body_size
 
-    def _refuse_body(self) -> None:
-        raise web.HTTPError(
+    def _body_too_large(self) -> web.HTTPError:
+        return web.HTTPError(
             413, f"Request body larger than {self.max_body_size} bytes (max_body_size)"
         )
 
@@ -152,7 +152,7 @@ class ServiceHandler(JSONErrorMixin, HubOAuthenticated, web.RequestHandler):
             except ValueError:
                 raise web.HTTPError(400, "Malformed Content-Length") from None
             if size > self.max_body_size:
-                self._refuse_body()
+                raise self._body_too_large()
         model = await self.authenticate()
         if model is None:
             if (
@@ -210,11 +210,7 @@ class ServiceHandler(JSONErrorMixin, HubOAuthenticated, web.RequestHandler):
             return  # an early answer went out: discard
         if len(self._body) + len(chunk) > self.max_body_size:
             # undeclared (chunked) or lying Content-Length
-            self._answer_early(
-                web.HTTPError(
-                    413, f"Request body larger than {self.max_body_size} bytes (max_body_size)"
-                )
-            )
+            self._answer_early(self._body_too_large())
             return
         self._body += chunk
 
