@@ -8,13 +8,14 @@ import sys
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
-E2E = Path(__file__).resolve().parents[1] / "tests" / "e2e"
+TESTS = Path(__file__).resolve().parents[1] / "tests"
 
 
 def use_harness() -> None:
-    """Make tests/e2e/harness.py importable (the real-component helpers)."""
-    if str(E2E) not in sys.path:
-        sys.path.insert(0, str(E2E))
+    """Make tests/e2e/harness.py (the real-component helpers) and tests/support (fakes) importable."""
+    for sub in ("support", "e2e"):
+        if str(TESTS / sub) not in sys.path:
+            sys.path.insert(0, str(TESTS / sub))
 
 
 def pct(values: list[float], q: float) -> float:

@@ -33,8 +33,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests" / "e2e"))
+sys.path.insert(0, str(REPO / "tests" / "support"))
 
-from jupyterhub_lab_ext.services.common.fakehub import FakeHub  # noqa: E402
+from fakehub import FakeHub  # noqa: E402
 
 TOKEN = "bench-token"
 

@@ -45,7 +45,7 @@ from envs import make_conda_env, python_version, trusted_dir  # noqa: E402
 from jupyter_client.kernelspec import KernelSpecManager  # noqa: E402
 from jupyter_client.manager import KernelManager  # noqa: E402
 
-from jupyterhub_lab_ext.kernelspec import CondaEnvKernelSpecManager  # noqa: E402
+from jupyterhub_lab_ext.kernels.kernelspec import CondaEnvKernelSpecManager  # noqa: E402
 
 VENV_PY = Path(sys.executable)
 
@@ -289,7 +289,7 @@ def mixin_hook_times(user: str, shared: Path, repeat: int = 50) -> dict:
     import asyncio
     from types import SimpleNamespace
 
-    from jupyterhub_lab_ext.spawner import CondaKernelSpawner
+    from jupyterhub_lab_ext.spawner.conda_kernel import CondaKernelSpawner
 
     spawner = CondaKernelSpawner(user=SimpleNamespace(name=user), shared_env_dirs=[str(shared)])
 
@@ -340,7 +340,7 @@ def server_alone_times(shared: Path, rounds: int) -> dict:
             shutil.rmtree(runtime, ignore_errors=True)
 
     ksm = ["--ServerApp.kernel_spec_manager_class="
-           "jupyterhub_lab_ext.kernelspec.CondaEnvKernelSpecManager"]  # fmt: skip
+           "jupyterhub_lab_ext.kernels.kernelspec.CondaEnvKernelSpecManager"]  # fmt: skip
     plain, ours = [], []
     for i in range(rounds):
         if i % 2 == 0:
@@ -356,7 +356,7 @@ def ksm_import_times(repeat: int = 5) -> dict:
     """Import of our kernelspec manager in a fresh interpreter that already has jupyter_client."""
     code = (
         "import time, jupyter_client.kernelspec; t = time.perf_counter(); "
-        "import jupyterhub_lab_ext.kernelspec; print(time.perf_counter() - t)"
+        "import jupyterhub_lab_ext.kernels.kernelspec; print(time.perf_counter() - t)"
     )
     out = []
     for _ in range(repeat):

@@ -42,7 +42,7 @@ sys.path.insert(0, str(HERE.parent))
 
 from _common import report  # noqa: E402
 
-from jupyterhub_lab_ext.system_users import AccountSpec, SystemUsers  # noqa: E402
+from jupyterhub_lab_ext.accounts.system_users import AccountSpec, SystemUsers  # noqa: E402
 
 
 class _User:  # what LocalAuthenticator.add_user needs of a hub user

@@ -41,11 +41,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(REPO / "tests" / "support"))
 
 import httpx  # noqa: E402
 from _common import pct, report, use_harness  # noqa: E402
+from fakehub import FakeHub  # noqa: E402
 
-from jupyterhub_lab_ext.services.common.fakehub import FakeHub  # noqa: E402
 from jupyterhub_lab_ext.services.user_limit.client import ServiceClient  # noqa: E402
 
 HOOK = "bench-hook-secret-0123456789abcdef0123456789"

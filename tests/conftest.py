@@ -10,7 +10,7 @@ import pytest
 # pyproject.toml sets --import-mode=importlib so that tests/unit/test_X.py and tests/e2e/test_X.py may
 # share a basename; the helper modules next to the tests (harness, envs, fakes, ...) stay importable
 # by name from these directories.
-for _sub in ("e2e", "unit"):
+for _sub in ("e2e", "unit", "support"):
     _path = str(Path(__file__).resolve().parent / _sub)
     if _path not in sys.path:
         sys.path.insert(0, _path)

@@ -25,8 +25,8 @@ async def _ensure(auth, identity: str):
 
 
 def ensure_account(config_file: Path, identity: str):
-    """The :class:`jupyterhub_lab_ext.system_users.Account` of ``identity`` (created if needed)."""
-    from jupyterhub_lab_ext.authenticator import UserlistOAuthenticator
+    """The :class:`jupyterhub_lab_ext.accounts.system_users.Account` of ``identity`` (created if needed)."""
+    from jupyterhub_lab_ext.auth.authenticator import UserlistOAuthenticator
 
     # built outside an event loop, the authenticator starts no background polling
     auth = UserlistOAuthenticator(config=load_config(config_file))

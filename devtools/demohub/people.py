@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from jupyterhub_lab_ext.userlist import identity_key
+from jupyterhub_lab_ext.auth.userlist import identity_key
 
 #: provider login -> claims the local OIDC provider sends (any password is accepted)
 IDENTITIES: dict[str, dict] = {
@@ -51,7 +51,7 @@ def identity_of(login: str) -> str:
 
 
 def verdicts(userlist) -> list[Verdict]:
-    """Who may log in, for a parsed :class:`jupyterhub_lab_ext.userlist.Userlist`: every listed
+    """Who may log in, for a parsed :class:`jupyterhub_lab_ext.auth.userlist.Userlist`: every listed
     identity (the provider accepts any login) and every demo identity, in that order."""
     out: list[Verdict] = []
     seen: set[str] = set()

@@ -2,7 +2,7 @@
 
 MyST usage::
 
-    ```{clihelp} jupyterhub_lab_ext.cli userlist check --help
+    ```{clihelp} jupyterhub_lab_ext.cli.main userlist check --help
     ```
 
 The argument is a module run with ``python -m`` (the interpreter building the docs, from the

@@ -4,7 +4,7 @@ Lists the options this package defines (name, type, default, help) and, in one l
 the options the class inherits from JupyterHub, oauthenticator or dockerspawner, whose own
 documentation describes them. Generated from the code, so it cannot drift from it.
 
-    ```{config-traits} jupyterhub_lab_ext.authenticator.UserlistOAuthenticator
+    ```{config-traits} jupyterhub_lab_ext.auth.authenticator.UserlistOAuthenticator
     ```
 """
 

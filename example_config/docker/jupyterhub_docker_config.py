@@ -22,7 +22,7 @@
 
 import os
 
-from jupyterhub_lab_ext.docker_spawner import CondaKernelSwarmSpawner
+from jupyterhub_lab_ext.spawner.docker import CondaKernelSwarmSpawner
 
 c = get_config()  # noqa: F821
 

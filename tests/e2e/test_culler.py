@@ -21,9 +21,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from fakehub import FakeHub
 from harness import VENV_BIN, child_env, free_port, run_in_kernel, wait_until
-
-from jupyterhub_lab_ext.services.common.fakehub import FakeHub
 
 SERVICE = "idle-culler"
 

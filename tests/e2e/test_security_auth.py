@@ -23,7 +23,7 @@ import httpx
 import pytest
 from harness import wait_until
 
-from jupyterhub_lab_ext.userlist import parse_userlist
+from jupyterhub_lab_ext.auth.userlist import parse_userlist
 
 EMAIL_CONFIG = """
 c.UserlistOAuthenticator.username_claim = 'email'

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from jupyterhub_lab_ext.system_users import (
+from jupyterhub_lab_ext.accounts.system_users import (
     AccountSpec,
     ExistingAccountError,
     SystemUsers,
@@ -260,7 +260,7 @@ async def test_retries_while_another_process_holds_the_passwd_lock(
         fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         os.write(fd, str(holder.pid).encode())
         os.close(fd)
-        with caplog.at_level(logging.WARNING, logger="jupyterhub_lab_ext.system_users"):
+        with caplog.at_level(logging.WARNING, logger="jupyterhub_lab_ext.accounts.system_users"):
             account = await su.ensure_account(AccountSpec(name, str(home_root / name)))
     finally:
         holder.kill()
@@ -285,7 +285,7 @@ async def test_sync_template_cli(su, user_prefix, home_root, tmp_path):
     (template / "b.ipynb").write_text("{}")
 
     def cli(*args):
-        argv = [sys.executable, "-m", "jupyterhub_lab_ext.cli", "homes", "sync-template",
+        argv = [sys.executable, "-m", "jupyterhub_lab_ext.cli.main", "homes", "sync-template",
                 "--state-dir", su.registry.state_dir, "--template", str(template), *args]  # fmt: skip
         return subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=60)
 

@@ -15,7 +15,7 @@ from jupyterhub.user import User
 from tornado.web import HTTPError
 from traitlets.config import Configurable
 
-from jupyterhub_lab_ext._auth_access import (
+from jupyterhub_lab_ext.auth.access import (
     AccessPlan,
     HubUser,
     Wanted,
@@ -24,7 +24,7 @@ from jupyterhub_lab_ext._auth_access import (
     server_args,
     server_cache_max_age,
 )
-from jupyterhub_lab_ext.authenticator import UserlistOAuthenticator
+from jupyterhub_lab_ext.auth.authenticator import UserlistOAuthenticator
 
 # ---- timing ------------------------------------------------------------------------------------
 

@@ -13,13 +13,13 @@ from jupyterhub import orm
 from tornado.web import HTTPError
 from traitlets.config import Configurable
 
-from jupyterhub_lab_ext.authenticator import (
+from jupyterhub_lab_ext.accounts.system_users import Account, ExistingAccountError, SystemUserError
+from jupyterhub_lab_ext.auth.authenticator import (
     UserlistAuthenticatorMixin,
     UserlistGitHubOAuthenticator,
     UserlistGoogleOAuthenticator,
     UserlistOAuthenticator,
 )
-from jupyterhub_lab_ext.system_users import Account, ExistingAccountError, SystemUserError
 
 USERLIST = """\
 # test userlist

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from jupyterhub_lab_ext import cli
+from jupyterhub_lab_ext.cli import main as cli
 
 
 @pytest.fixture

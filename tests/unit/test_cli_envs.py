@@ -9,8 +9,8 @@ import pwd
 
 from test_conda_envs import IR_SPEC, make_prefix
 
-from jupyterhub_lab_ext.cli import main
-from jupyterhub_lab_ext.cli_envs import spawner_settings
+from jupyterhub_lab_ext.cli.envs import spawner_settings
+from jupyterhub_lab_ext.cli.main import main
 
 
 def write_config(tmp_path, text):

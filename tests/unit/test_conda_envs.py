@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from jupyterhub_lab_ext import env_skips
-from jupyterhub_lab_ext.conda_envs import (
+from jupyterhub_lab_ext.kernels import env_skips
+from jupyterhub_lab_ext.kernels.conda_envs import (
     DiscoveryConfig,
     EnvScanner,
     UserContext,
@@ -22,7 +22,7 @@ from jupyterhub_lab_ext.conda_envs import (
     expand_user_dir,
     scan,
 )
-from jupyterhub_lab_ext.env_prefix import slugify
+from jupyterhub_lab_ext.kernels.env_prefix import slugify
 
 
 def make_prefix(

@@ -5,12 +5,12 @@ import json
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from fakehub import FakeHub, free_port
 from prometheus_client import generate_latest
 from tornado import web
 from tornado.httpserver import HTTPServer
 
-from jupyterhub_lab_ext.hubapi import HubAPI
-from jupyterhub_lab_ext.services.common.fakehub import FakeHub, free_port
+from jupyterhub_lab_ext.services.common.hubapi import HubAPI
 from jupyterhub_lab_ext.services.common.metrics import make_registry
 from jupyterhub_lab_ext.services.common.store import Store
 from jupyterhub_lab_ext.services.culler import policy as P

@@ -7,11 +7,11 @@ from urllib.parse import urlsplit
 
 import pytest
 import yaml
+from fakehub import FakeHub, free_port
 from tornado.httpclient import AsyncHTTPClient
 from tornado.httpserver import HTTPServer
 from tornado.web import create_signed_value
 
-from jupyterhub_lab_ext.services.common.fakehub import FakeHub, free_port
 from jupyterhub_lab_ext.services.culler.app import LabIdleCuller
 
 PREFIX = "/services/idle-culler/"

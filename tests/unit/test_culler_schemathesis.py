@@ -12,6 +12,7 @@ from importlib import resources
 
 import pytest
 import schemathesis
+from fakehub import FakeHub, free_port
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
@@ -20,7 +21,6 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from jupyterhub_lab_ext.services.common.fakehub import FakeHub, free_port
 from jupyterhub_lab_ext.services.culler.app import LabIdleCuller
 
 SPEC = resources.files("jupyterhub_lab_ext.services.culler").joinpath("openapi.yaml")

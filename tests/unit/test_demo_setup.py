@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from traitlets.config.loader import PyFileConfigLoader
 
-from jupyterhub_lab_ext.userlist import parse_userlist
+from jupyterhub_lab_ext.auth.userlist import parse_userlist
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "devtools"))
 

@@ -10,9 +10,9 @@ import stat
 import pytest
 from test_conda_envs import make_prefix
 
-from jupyterhub_lab_ext import env_skips
-from jupyterhub_lab_ext.conda_envs import DiscoveryConfig, scan
-from jupyterhub_lab_ext.env_trust import TrustCheck, problem, resolve_owners
+from jupyterhub_lab_ext.kernels import env_skips
+from jupyterhub_lab_ext.kernels.conda_envs import DiscoveryConfig, scan
+from jupyterhub_lab_ext.kernels.env_trust import TrustCheck, problem, resolve_owners
 
 NOBODY = pwd.getpwnam("nobody").pw_uid
 DIR, LINK, FILE = stat.S_IFDIR, stat.S_IFLNK, stat.S_IFREG

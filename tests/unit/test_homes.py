@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jupyterhub_lab_ext.homes import (
+from jupyterhub_lab_ext.accounts.homes import (
     HomeError,
     archive_home,
     copy_template,
@@ -306,8 +306,13 @@ def test_archive(home, owner, tmp_path, victim):
 async def test_sync_template_command(tmp_path, template, owner):
     from test_system_users import FakeSystem  # the fake account database of the sibling tests
 
-    from jupyterhub_lab_ext.cli_homes import sync_template
-    from jupyterhub_lab_ext.system_users import Account, AccountSpec, SystemUsers, UserEntry
+    from jupyterhub_lab_ext.accounts.system_users import (
+        Account,
+        AccountSpec,
+        SystemUsers,
+        UserEntry,
+    )
+    from jupyterhub_lab_ext.cli.homes import sync_template
 
     fake = FakeSystem()
     uid, gid = owner

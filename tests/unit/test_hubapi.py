@@ -6,11 +6,11 @@ import logging
 from datetime import datetime, timezone
 
 import pytest
+from fakehub import FakeHub, free_port
 from tornado import web
 from tornado.httpserver import HTTPServer
 
-from jupyterhub_lab_ext.hubapi import HubAPI, HubAPIError, endpoint_label
-from jupyterhub_lab_ext.services.common.fakehub import FakeHub, free_port
+from jupyterhub_lab_ext.services.common.hubapi import HubAPI, HubAPIError, endpoint_label
 
 NOW = datetime.now(timezone.utc)
 SECRET = "s3cr3t-token-value"

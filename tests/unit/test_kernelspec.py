@@ -13,7 +13,7 @@ from jupyter_client.manager import KernelManager
 from test_conda_envs import IR_SPEC, PY_SPEC, make_prefix
 from tornado import web
 
-from jupyterhub_lab_ext.kernelspec import (
+from jupyterhub_lab_ext.kernels.kernelspec import (
     ACTIVATE_ARGV0_NAME,
     ACTIVATE_SCRIPT,
     ENV_ALLOW_VENVS,

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jupyterhub_lab_ext.naming import (
+from jupyterhub_lab_ext.auth.naming import (
     MAX_LENGTH,
     RESERVED_NAMES,
     NamingError,
@@ -16,7 +16,7 @@ from jupyterhub_lab_ext.naming import (
     validate_domain_rules,
     validate_prefix,
 )
-from jupyterhub_lab_ext.userlist import UserlistParseError, parse_userlist
+from jupyterhub_lab_ext.auth.userlist import UserlistParseError, parse_userlist
 
 VALID = re.compile(r"[a-z_][a-z0-9_-]*")
 RULES = validate_domain_rules({"example.org": "", "Students.Example.org": "stu"})

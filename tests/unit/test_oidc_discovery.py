@@ -9,8 +9,8 @@ from fakes_oauth import HOST, FakeHTTPClient, FakeProvider
 from tornado.web import HTTPError
 from traitlets import TraitError
 
-from jupyterhub_lab_ext.authenticator import UserlistOAuthenticator
-from jupyterhub_lab_ext.oidc_discovery import (
+from jupyterhub_lab_ext.auth.authenticator import UserlistOAuthenticator
+from jupyterhub_lab_ext.auth.oidc_discovery import (
     WELL_KNOWN,
     DiscoveryError,
     discovery_url,

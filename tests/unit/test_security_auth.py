@@ -14,10 +14,10 @@ import pytest
 from fakes_oauth import FakeHTTPClient, FakeProvider
 from tornado.web import HTTPError
 
-from jupyterhub_lab_ext.account_policy import validate_spec
-from jupyterhub_lab_ext.authenticator import UserlistOAuthenticator
-from jupyterhub_lab_ext.system_users import Account, ExistingAccountError
-from jupyterhub_lab_ext.userlist import parse_userlist
+from jupyterhub_lab_ext.accounts.policy import validate_spec
+from jupyterhub_lab_ext.accounts.system_users import Account, ExistingAccountError
+from jupyterhub_lab_ext.auth.authenticator import UserlistOAuthenticator
+from jupyterhub_lab_ext.auth.userlist import parse_userlist
 
 USERLIST = """\
 alice@example.org admin

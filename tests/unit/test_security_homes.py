@@ -15,8 +15,8 @@ import tarfile
 
 import pytest
 
-from jupyterhub_lab_ext import homes
-from jupyterhub_lab_ext.homes import HomeError, copy_template, make_home, make_parents
+from jupyterhub_lab_ext.accounts import homes
+from jupyterhub_lab_ext.accounts.homes import HomeError, copy_template, make_home, make_parents
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="ownership checks need root")
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import pytest
 
-from jupyterhub_lab_ext import homes
-from jupyterhub_lab_ext.account_commands import build_user_argv
-from jupyterhub_lab_ext.system_users import (
+from jupyterhub_lab_ext.accounts import homes
+from jupyterhub_lab_ext.accounts.commands import build_user_argv
+from jupyterhub_lab_ext.accounts.system_users import (
     AccountSpec,
     ExistingAccountError,
     SystemUserError,

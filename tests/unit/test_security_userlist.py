@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from jupyterhub_lab_ext.userlist import (
+from jupyterhub_lab_ext.auth.userlist import (
     UserlistFile,
     UserlistParseError,
     load_userlist,
@@ -245,7 +245,7 @@ def test_long_identity_written_and_read_back(path):
 
 
 def test_cli_check_of_fifo_fails_fast_naming_the_file(tmp_path, capsys):
-    from jupyterhub_lab_ext import cli
+    from jupyterhub_lab_ext.cli import main as cli
 
     p = tmp_path / "userlist"
     os.mkfifo(p)
@@ -255,7 +255,7 @@ def test_cli_check_of_fifo_fails_fast_naming_the_file(tmp_path, capsys):
 
 
 def test_cli_check_names_bad_line_of_crlf_bom_file(tmp_path, capsys):
-    from jupyterhub_lab_ext import cli
+    from jupyterhub_lab_ext.cli import main as cli
 
     p = tmp_path / "userlist"
     p.write_bytes("\ufeffalice admin\r\nbob superuser\r\n".encode())

@@ -12,9 +12,9 @@ from jupyterhub.spawner import LocalProcessSpawner, Spawner
 from test_conda_envs import IR_SPEC, make_prefix
 from tornado import web
 
-from jupyterhub_lab_ext.conda_envs import UserContext
-from jupyterhub_lab_ext.kernelspec import ENV_SHARED_DIRS, ENV_USER_DIRS
-from jupyterhub_lab_ext.spawner import CondaKernelSpawner, CondaKernelSpawnerMixin
+from jupyterhub_lab_ext.kernels.conda_envs import UserContext
+from jupyterhub_lab_ext.kernels.kernelspec import ENV_SHARED_DIRS, ENV_USER_DIRS
+from jupyterhub_lab_ext.spawner.conda_kernel import CondaKernelSpawner, CondaKernelSpawnerMixin
 
 
 class FakeUser:
@@ -187,7 +187,7 @@ async def test_valid_choice_is_applied_and_stored_as_profile(spawner):
     args = spawner.get_args()
     assert (
         "--ServerApp.kernel_spec_manager_class="
-        "jupyterhub_lab_ext.kernelspec.CondaEnvKernelSpecManager" in args
+        "jupyterhub_lab_ext.kernels.kernelspec.CondaEnvKernelSpecManager" in args
     )
     assert "--MappingKernelManager.default_kernel_name=mine-ml" in args
 
@@ -265,7 +265,7 @@ def test_conda_kernel_spawner_is_a_local_process_spawner():
 
 
 def test_docker_classes_load_lazily():
-    from jupyterhub_lab_ext import docker_spawner
+    from jupyterhub_lab_ext.spawner import docker as docker_spawner
 
     cls = docker_spawner.CondaKernelDockerSpawner
     assert issubclass(cls, docker_spawner.CondaKernelDockerMixin)
@@ -276,7 +276,7 @@ def test_docker_classes_load_lazily():
 
 
 def _docker_spawner(cls_name, tmp_path, **kw):
-    from jupyterhub_lab_ext import docker_spawner
+    from jupyterhub_lab_ext.spawner import docker as docker_spawner
 
     me = pwd.getpwuid(os.getuid())
     s = getattr(docker_spawner, cls_name)(user=FakeUser(me.pw_name), **kw)

@@ -16,9 +16,8 @@ import tarfile
 
 import pytest
 
-from jupyterhub_lab_ext import homes
-from jupyterhub_lab_ext._nss import read_login_defs
-from jupyterhub_lab_ext.account_commands import (
+from jupyterhub_lab_ext.accounts import homes
+from jupyterhub_lab_ext.accounts.commands import (
     build_add_to_groups_argvs,
     build_group_argv,
     build_lock_argvs,
@@ -26,9 +25,10 @@ from jupyterhub_lab_ext.account_commands import (
     detect_flavour,
     run_command,
 )
-from jupyterhub_lab_ext.account_policy import check_existing_account, check_existing_group
-from jupyterhub_lab_ext.account_registry import RegistryError
-from jupyterhub_lab_ext.system_users import (
+from jupyterhub_lab_ext.accounts.nss import read_login_defs
+from jupyterhub_lab_ext.accounts.policy import check_existing_account, check_existing_group
+from jupyterhub_lab_ext.accounts.registry import RegistryError
+from jupyterhub_lab_ext.accounts.system_users import (
     Account,
     AccountSpec,
     ExistingAccountError,

@@ -4,8 +4,8 @@ import stat
 
 import pytest
 
-from jupyterhub_lab_ext.naming import make_normalizer
-from jupyterhub_lab_ext.userlist import (
+from jupyterhub_lab_ext.auth.naming import make_normalizer
+from jupyterhub_lab_ext.auth.userlist import (
     UserlistEntry,
     UserlistFile,
     UserlistLoadError,

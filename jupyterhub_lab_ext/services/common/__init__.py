@@ -1,30 +1,7 @@
-"""Shared pieces of the package's hub services: app base, auth, metrics, store, a fake hub.
+"""What both services share: the traitlets app base (``app``), request authentication and scope
+checks (``auth``, ``scopes``), the async hub API client (``hubapi``), Prometheus metrics, the SQL state
+store and its files (``store``, ``statefiles``), process lifecycle, and the helpers that write a
+service's part of ``jupyterhub_config.py`` (``hubconfig``).
 
-The names below are loaded on first use, so a service without a REST API never imports
-``jupyterhub.services.auth`` (and with it the hub's ORM).
+Imports flow one way: ``culler`` and ``user_limit`` import from here, never the reverse.
 """
-
-import importlib
-
-_EXPORTS = {
-    "ServiceApp": ".app",
-    "JSONErrorMixin": ".auth",
-    "OAuthCallbackHandler": ".auth",
-    "ServiceHandler": ".auth",
-    "HealthHandler": ".handlers",
-    "MetricsHandler": ".handlers",
-    "OpenAPIHandler": ".handlers",
-    "HubAPIMetrics": ".metrics",
-    "make_registry": ".metrics",
-    "Store": ".store",
-    "make_engine": ".store",
-    "normalize_db_url": ".store",
-}
-
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name], __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -11,7 +11,7 @@ traits and overrides the hooks:
 What the base does: config file (``--config``) and ``--generate-config``; the ``JUPYTERHUB_*``
 environment a managed service gets (API URL and token, service name, URL and prefix); the bind
 address from ``JUPYTERHUB_SERVICE_URL`` (no HTTP server when the service has no URL, like a plain
-culler); timestamped logging; one :class:`~jupyterhub_lab_ext.hubapi.HubAPI`; a Prometheus
+culler); timestamped logging; one :class:`~jupyterhub_lab_ext.services.common.hubapi.HubAPI`; a Prometheus
 registry; the store (a SQLite file private to the service's account); the tornado app with
 ``health``, ``metrics``, ``api/openapi.yaml``, the OAuth callback; a clean shutdown on
 SIGTERM/SIGINT, and when the hub that started the service is gone (``exit_with_hub``); a clear
@@ -35,11 +35,17 @@ from tornado.httpserver import HTTPServer
 from traitlets import Bool, CaselessStrEnum, Float, Int, TraitError, Unicode, default, validate
 from traitlets.config import Application
 
-from ... import __version__
-from ...hubapi import HubAPI
-from .lifecycle import StartupError, bind_failure, hub_pid_to_watch, port_holders, watch_parent
-from .metrics import HubAPIMetrics, make_registry
-from .store import Store
+from jupyterhub_lab_ext import __version__
+from jupyterhub_lab_ext.services.common.hubapi import HubAPI
+from jupyterhub_lab_ext.services.common.lifecycle import (
+    StartupError,
+    bind_failure,
+    hub_pid_to_watch,
+    port_holders,
+    watch_parent,
+)
+from jupyterhub_lab_ext.services.common.metrics import HubAPIMetrics, make_registry
+from jupyterhub_lab_ext.services.common.store import Store
 
 LOG_FORMAT = (
     "[%(levelname)1.1s %(asctime)s.%(msecs).03d %(name)s %(module)s:%(lineno)d] %(message)s"
@@ -366,7 +372,11 @@ class ServiceApp(Application):
 
     def _all_handlers(self):
         # imported here: a service without a REST API never loads jupyterhub.services.auth
-        from .handlers import HealthHandler, MetricsHandler, OpenAPIHandler
+        from jupyterhub_lab_ext.services.common.handlers import (
+            HealthHandler,
+            MetricsHandler,
+            OpenAPIHandler,
+        )
 
         return [
             ("health", HealthHandler),
@@ -417,8 +427,8 @@ class ServiceApp(Application):
         )
 
     def make_tornado_app(self) -> web.Application:
-        from .auth import NotFoundHandler, OAuthCallbackHandler
-        from .handlers import IndexHandler
+        from jupyterhub_lab_ext.services.common.auth import NotFoundHandler, OAuthCallbackHandler
+        from jupyterhub_lab_ext.services.common.handlers import IndexHandler
 
         prefix = self.service_prefix
         routes = [(prefix.rstrip("/") + "/?", IndexHandler)]

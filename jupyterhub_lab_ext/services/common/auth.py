@@ -33,8 +33,8 @@ from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated
 from tornado import web
 from tornado.log import app_log
 
-from ...hubapi import HubAPIError
-from . import scopes as scope_policy
+from jupyterhub_lab_ext.services.common import scopes as scope_policy
+from jupyterhub_lab_ext.services.common.hubapi import HubAPIError
 
 AUTH_HEADER = re.compile(r"\s*(?:token|bearer)\s+(\S+)\s*$", re.IGNORECASE)
 #: methods that change nothing: their credential check may come from the short cache

@@ -5,7 +5,7 @@ from __future__ import annotations
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from tornado import web
 
-from .auth import ServiceHandler
+from jupyterhub_lab_ext.services.common.auth import ServiceHandler
 
 
 class HealthHandler(ServiceHandler):

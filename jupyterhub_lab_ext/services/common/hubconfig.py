@@ -16,7 +16,7 @@ import warnings
 
 import jupyterhub
 
-from . import scopes
+from jupyterhub_lab_ext.services.common import scopes
 
 #: seconds the hub waits for an external service when it starts (JupyterHub >= 6 waits 30 by
 #: default and routes nothing meanwhile, so every restart would wait for services not up yet)

@@ -6,7 +6,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 
 class HubAPIMetrics:
-    """Counts and times every Hub API call made through :class:`~jupyterhub_lab_ext.hubapi.HubAPI`.
+    """Counts and times every Hub API call made through :class:`~jupyterhub_lab_ext.services.common.hubapi.HubAPI`.
 
     Pass :meth:`observe` as ``HubAPI(on_call=...)``. Labels are the method, the endpoint with
     names replaced by ``{}`` and the status (599: no answer), so cardinality stays small.

@@ -19,7 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from sqlalchemy.engine import make_url
 
-from .lifecycle import StartupError
+from jupyterhub_lab_ext.services.common.lifecycle import StartupError
 
 #: files SQLite keeps next to a database file
 SIDE_FILES = ("-journal", "-wal", "-shm")

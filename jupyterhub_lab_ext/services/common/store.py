@@ -26,7 +26,7 @@ from typing import TypeVar
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, make_url
 
-from .statefiles import prepare_sqlite_file, sqlite_path
+from jupyterhub_lab_ext.services.common.statefiles import prepare_sqlite_file, sqlite_path
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

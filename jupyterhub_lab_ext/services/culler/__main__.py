@@ -1,3 +1,3 @@
-from .app import main
+from jupyterhub_lab_ext.services.culler.app import main
 
 main()

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import logging
 
-from ...hubapi import HubAPIError
-from . import policy as P
-from .report import PassReport
+from jupyterhub_lab_ext.services.common.hubapi import HubAPIError
+from jupyterhub_lab_ext.services.culler import policy as P
+from jupyterhub_lab_ext.services.culler.report import PassReport
 
 log = logging.getLogger(__name__.rsplit(".", 1)[0] + ".engine")
 

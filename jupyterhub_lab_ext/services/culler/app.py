@@ -24,11 +24,11 @@ from datetime import timedelta
 from traitlets import Bool, Dict, Float, Int, List, Unicode, default, validate
 from traitlets.config import Config
 
-from ..common.app import ServiceApp
-from . import policy as P
-from .engine import Culler, WebhookSender, utcnow
-from .metrics import CullerMetrics
-from .store import CullerStore, metadata
+from jupyterhub_lab_ext.services.common.app import ServiceApp
+from jupyterhub_lab_ext.services.culler import policy as P
+from jupyterhub_lab_ext.services.culler.engine import Culler, WebhookSender, utcnow
+from jupyterhub_lab_ext.services.culler.metrics import CullerMetrics
+from jupyterhub_lab_ext.services.culler.store import CullerStore, metadata
 
 
 class LabIdleCuller(ServiceApp):
@@ -277,7 +277,12 @@ class LabIdleCuller(ServiceApp):
         return metadata
 
     def make_handlers(self):
-        from .handlers import ExemptionHandler, PassesHandler, StatusHandler, UserHandler
+        from jupyterhub_lab_ext.services.culler.handlers import (
+            ExemptionHandler,
+            PassesHandler,
+            StatusHandler,
+            UserHandler,
+        )
 
         return [
             ("api/status", StatusHandler),

@@ -1,7 +1,7 @@
 """The culling pass: list users through the Hub API, decide with :mod:`.policy`, act concurrently.
 
 ``Culler.run_pass()`` never overlaps itself (one lock), keeps at most ``concurrency`` Hub API
-requests in flight (the shared :class:`~jupyterhub_lab_ext.hubapi.HubAPI`), streams the
+requests in flight (the shared :class:`~jupyterhub_lab_ext.services.common.hubapi.HubAPI`), streams the
 ``state=ready`` listing (``state=active`` when stuck spawns are culled) while stopping servers,
 never DELETEs a server that is already stopping, and records one user's failure in the report
 without aborting the pass.
@@ -15,13 +15,13 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
-from ...hubapi import HubAPI, HubAPIError
-from . import policy as P
-from .actions import CullerActions
-from .metrics import CullerMetrics
-from .report import PassReport
-from .store import CullerStore, Exemption
-from .webhook import WebhookSender
+from jupyterhub_lab_ext.services.common.hubapi import HubAPI, HubAPIError
+from jupyterhub_lab_ext.services.culler import policy as P
+from jupyterhub_lab_ext.services.culler.actions import CullerActions
+from jupyterhub_lab_ext.services.culler.metrics import CullerMetrics
+from jupyterhub_lab_ext.services.culler.report import PassReport
+from jupyterhub_lab_ext.services.culler.store import CullerStore, Exemption
+from jupyterhub_lab_ext.services.culler.webhook import WebhookSender
 
 log = logging.getLogger(__name__)
 #: a user's last_activity this close after our stop of their server is the stop itself

@@ -11,8 +11,8 @@ from datetime import timezone
 
 from tornado import web
 
-from ..common.auth import ServiceHandler
-from .policy import parse_date
+from jupyterhub_lab_ext.services.common.auth import ServiceHandler
+from jupyterhub_lab_ext.services.culler.policy import parse_date
 
 MAX_NAME = 255
 MAX_REASON = 1024

@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 
 import sqlalchemy as sa
 
-from ..common.store import Store
+from jupyterhub_lab_ext.services.common.store import Store
 
 metadata = sa.MetaData()
 

@@ -1,6 +1,6 @@
 """``python -m jupyterhub_lab_ext.services.user_limit``: run the user-limit service."""
 
-from .app import main
+from jupyterhub_lab_ext.services.user_limit.app import main
 
 if __name__ == "__main__":
     main()

@@ -22,11 +22,11 @@ from tornado import web
 from traitlets import Bool, Dict, Float, Int, Unicode, default
 from traitlets.config import Config
 
-from ...hubapi import HubAPIError
-from ..common import ServiceApp
-from . import policy
-from .background import BackgroundWork
-from .handlers import (
+from jupyterhub_lab_ext.services.common.app import ServiceApp
+from jupyterhub_lab_ext.services.common.hubapi import HubAPIError
+from jupyterhub_lab_ext.services.user_limit import policy
+from jupyterhub_lab_ext.services.user_limit.background import BackgroundWork
+from jupyterhub_lab_ext.services.user_limit.handlers import (
     AdmissionHandler,
     AdmissionsHandler,
     LimitsHandler,
@@ -35,9 +35,9 @@ from .handlers import (
     StatusHandler,
     UserHandler,
 )
-from .ledger import Ledger, Outcome
-from .metrics import UserLimitMetrics
-from .store import LimitStore
+from jupyterhub_lab_ext.services.user_limit.ledger import Ledger, Outcome
+from jupyterhub_lab_ext.services.user_limit.metrics import UserLimitMetrics
+from jupyterhub_lab_ext.services.user_limit.store import LimitStore
 
 SETTINGS_ENV = "JUPYTERHUB_USER_LIMIT_SETTINGS"
 HOOK_TOKEN_ENV = "JUPYTERHUB_USER_LIMIT_HOOK_TOKEN"

@@ -12,8 +12,8 @@ import asyncio
 import time
 from urllib.parse import quote
 
-from ...hubapi import HubAPIError
-from .ledger import Admission
+from jupyterhub_lab_ext.services.common.hubapi import HubAPIError
+from jupyterhub_lab_ext.services.user_limit.ledger import Admission
 
 
 class BackgroundWork:

@@ -12,9 +12,9 @@ from urllib.parse import quote
 
 from tornado import web
 
-from ..._data import templates_dir
-from ..common import ServiceHandler
-from . import policy
+from jupyterhub_lab_ext.services.common.auth import ServiceHandler
+from jupyterhub_lab_ext.services.user_limit import policy
+from jupyterhub_lab_ext.util.data import templates_dir
 
 OUTCOME_WORDS = {policy.ADMIT: "admitted", policy.QUEUE: "queued", policy.REFUSE: "refused"}
 MAX_NAME = 255

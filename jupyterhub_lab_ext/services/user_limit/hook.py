@@ -39,8 +39,8 @@ from urllib.parse import quote
 
 from tornado import web
 
-from ..common import hubconfig
-from .client import ServiceClient, ServiceUnavailable
+from jupyterhub_lab_ext.services.common import hubconfig
+from jupyterhub_lab_ext.services.user_limit.client import ServiceClient, ServiceUnavailable
 
 log = logging.getLogger("jupyterhub_lab_ext.user_limit.hook")
 

@@ -12,8 +12,8 @@ import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
-from . import policy
-from .store import Op
+from jupyterhub_lab_ext.services.user_limit import policy
+from jupyterhub_lab_ext.services.user_limit.store import Op
 
 
 def new_id() -> str:

@@ -6,7 +6,7 @@ from prometheus_client import Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from . import policy
+from jupyterhub_lab_ext.services.user_limit import policy
 
 
 class _UsageCollector(Collector):

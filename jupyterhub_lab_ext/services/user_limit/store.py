@@ -17,7 +17,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from ..common.store import Store
+from jupyterhub_lab_ext.services.common.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +171,10 @@ class LimitStore:
 
     async def load(self) -> dict:
         """Everything needed to rebuild the ledger after a restart."""
-        from .ledger import Admission, Waiter  # local: ledger imports Op from here
+        from jupyterhub_lab_ext.services.user_limit.ledger import (  # local: ledger imports Op from here
+            Admission,
+            Waiter,
+        )
 
         def read(conn):
             settings = {r.key: json.loads(r.value) for r in conn.execute(sa.select(settings_table))}

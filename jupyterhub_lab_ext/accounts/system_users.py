@@ -31,9 +31,8 @@ import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from . import homes
-from ._nss import GroupEntry, NssLookup, UserEntry, read_login_defs
-from .account_commands import (
+from jupyterhub_lab_ext.accounts import homes
+from jupyterhub_lab_ext.accounts.commands import (
     ENV,
     build_add_to_groups_argvs,
     build_group_argv,
@@ -42,7 +41,8 @@ from .account_commands import (
     detect_flavour,
     run_command,
 )
-from .account_policy import (
+from jupyterhub_lab_ext.accounts.nss import GroupEntry, NssLookup, UserEntry, read_login_defs
+from jupyterhub_lab_ext.accounts.policy import (
     NAME_RE,
     ExistingAccountError,
     SystemUserError,
@@ -50,7 +50,7 @@ from .account_policy import (
     check_existing_group,
     validate_spec,
 )
-from .account_registry import AccountRegistry, RegistryError, utcnow_iso
+from jupyterhub_lab_ext.accounts.registry import AccountRegistry, RegistryError, utcnow_iso
 
 __all__ = [
     "Account",

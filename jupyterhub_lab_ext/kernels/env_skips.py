@@ -1,6 +1,6 @@
 """What environment discovery left out, and why: records, and one log line for each.
 
-Discovery (:mod:`jupyterhub_lab_ext.conda_envs`) returns a :class:`Skip` for every directory it
+Discovery (:mod:`jupyterhub_lab_ext.kernels.conda_envs`) returns a :class:`Skip` for every directory it
 saw but did not offer. The spawner writes them to the hub's log and the kernelspec manager to the
 single-user server's log, through their own loggers, with :class:`SkipLog`: one line per skip,
 written when it first appears and again only after it went away and came back (listings repeat on

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from contextlib import contextmanager
 from typing import Any
 
-from ._atomic import atomic_replace
+from jupyterhub_lab_ext.util.atomic import atomic_replace
 
 REGISTRY = "accounts.json"
 _LOCK = "accounts.lock"

@@ -6,7 +6,7 @@ overrides the documented spawner hooks: the options form, ``options_from_form``,
 ``apply_user_options`` (validation; also runs for REST spawns), ``get_env``, ``get_args`` and
 ``progress``. The single-user server always runs from its own Jupyter env; the choice decides
 which kernel is the default, and the server lists exactly the kernels of the shared envs and the
-user's envs (see :mod:`jupyterhub_lab_ext.kernelspec`). Every env that discovery skips is one line
+user's envs (see :mod:`jupyterhub_lab_ext.kernels.kernelspec`). Every env that discovery skips is one line
 in the hub's log (``user=NAME skipped PATH: REASON``), once while it stays skipped; a request for an
 env that is not offered is one warning line and an HTTP 400 (:mod:`.quiet_refusals`).
 """
@@ -21,18 +21,23 @@ from jupyterhub.spawner import LocalProcessSpawner
 from traitlets import Bool, List, Unicode, default
 from traitlets.config import LoggingConfigurable
 
-from . import _data
-from .conda_envs import DiscoveryConfig, EnvScanner, UserContext, expand_user_dir
-from .env_prefix import CondaEnv
-from .env_skips import SkipLog
-from .kernelspec import (
+from jupyterhub_lab_ext.kernels.conda_envs import (
+    DiscoveryConfig,
+    EnvScanner,
+    UserContext,
+    expand_user_dir,
+)
+from jupyterhub_lab_ext.kernels.env_prefix import CondaEnv
+from jupyterhub_lab_ext.kernels.env_skips import SkipLog
+from jupyterhub_lab_ext.kernels.kernelspec import (
     ENV_ALLOW_VENVS,
     ENV_READ_ENVIRONMENTS_TXT,
     ENV_SHARED_DIRS,
     ENV_SHARED_OWNERS,
     ENV_USER_DIRS,
 )
-from .quiet_refusals import EnvNotOffered, quiet
+from jupyterhub_lab_ext.kernels.quiet_refusals import EnvNotOffered, quiet
+from jupyterhub_lab_ext.util import data as _data
 
 #: the form field and the ``user_options`` key of the choice (the JupyterHub 6 admin page shows it)
 OPTION = "profile"
@@ -166,7 +171,7 @@ class CondaKernelSpawnerMixin(LoggingConfigurable):
     ).tag(config=True)
 
     kernel_spec_manager_class = Unicode(
-        "jupyterhub_lab_ext.kernelspec.CondaEnvKernelSpecManager",
+        "jupyterhub_lab_ext.kernels.kernelspec.CondaEnvKernelSpecManager",
         help="""
         Kernelspec manager the single-user server runs with (passed as
         ``--ServerApp.kernel_spec_manager_class``). It must be importable in the server's env.

@@ -32,7 +32,7 @@ from urllib.parse import urlencode
 from tornado import web
 from tornado.httpserver import HTTPServer
 
-from ...hubapi import endpoint_label
+from jupyterhub_lab_ext.services.common.hubapi import endpoint_label
 
 
 def isoformat(dt: datetime | None) -> str | None:

@@ -1,7 +1,7 @@
 """Home directories: create them, fill them from a template, archive them.
 
 Everything here is synchronous file-system work meant to run in a worker thread
-(``asyncio.to_thread``); :mod:`jupyterhub_lab_ext.system_users` does that.
+(``asyncio.to_thread``); :mod:`jupyterhub_lab_ext.accounts.system_users` does that.
 
 Root writes into directories that users control, so every step works on directory file
 descriptors and never follows a symlink inside a home:

@@ -31,12 +31,12 @@ from oauthenticator.github import GitHubOAuthenticator
 from oauthenticator.google import GoogleOAuthenticator
 from traitlets import default
 
-from . import naming
-from ._auth_access import HubAccess, Wanted, server_args, server_cache_max_age
-from ._auth_config import UserlistAuthConfig
-from ._auth_sync import RemovalActions, provision, refusal
-from .oidc_discovery import OIDCDiscoveryMixin
-from .userlist import (
+from jupyterhub_lab_ext.auth import naming
+from jupyterhub_lab_ext.auth.access import HubAccess, Wanted, server_args, server_cache_max_age
+from jupyterhub_lab_ext.auth.config import UserlistAuthConfig
+from jupyterhub_lab_ext.auth.oidc_discovery import OIDCDiscoveryMixin
+from jupyterhub_lab_ext.auth.removal import RemovalActions, provision, refusal
+from jupyterhub_lab_ext.auth.userlist import (
     Userlist,
     UserlistEntry,
     UserlistFile,
@@ -133,8 +133,8 @@ class UserlistAuthenticatorMixin(UserlistAuthConfig):
         return os.path.join(self.home_root, username)
 
     def account_spec_for(self, username: str):
-        """The :class:`~jupyterhub_lab_ext.system_users.AccountSpec` for ``username``."""
-        from .system_users import AccountSpec
+        """The :class:`~jupyterhub_lab_ext.accounts.system_users.AccountSpec` for ``username``."""
+        from jupyterhub_lab_ext.accounts.system_users import AccountSpec
 
         return AccountSpec(
             name=username,
@@ -440,7 +440,7 @@ class UserlistAuthenticatorMixin(UserlistAuthConfig):
 
     @default("system_users")
     def _default_system_users(self):
-        from .system_users import SystemUsers
+        from jupyterhub_lab_ext.accounts.system_users import SystemUsers
 
         return SystemUsers(
             log=self.log,

@@ -23,7 +23,7 @@ from __future__ import annotations
 from jupyterhub.utils import random_port
 from traitlets import Bool, default
 
-from .spawner import CondaKernelSpawnerMixin
+from jupyterhub_lab_ext.spawner.conda_kernel import CondaKernelSpawnerMixin
 
 __all__ = ["CondaKernelDockerMixin"]  # + CondaKernelDockerSpawner, CondaKernelSwarmSpawner (lazy)
 

@@ -7,7 +7,7 @@ that users control, so it only ``stat``s directories and reads small JSON files 
 final symlink, never more than :data:`MAX_JSON_BYTES`).
 
 :func:`scan_prefix` gives an immutable :class:`CondaEnv` with the :class:`KernelInfo` of each kernel;
-:mod:`jupyterhub_lab_ext.conda_envs` decides which prefixes are looked at and offered.
+:mod:`jupyterhub_lab_ext.kernels.conda_envs` decides which prefixes are looked at and offered.
 """
 
 from __future__ import annotations

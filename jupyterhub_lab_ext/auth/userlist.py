@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from ._atomic import atomic_replace
+from jupyterhub_lab_ext.util.atomic import atomic_replace
 
 ADMIN_TOKEN = "admin"
 GROUP_PREFIX = "group:"
@@ -138,7 +138,7 @@ def _parse_tokens(tokens: list[str]) -> tuple[bool, tuple[str, ...], str | None]
 
 
 def _default_username(identity: str) -> str:
-    from .naming import normalize_username
+    from jupyterhub_lab_ext.auth.naming import normalize_username
 
     return normalize_username(identity)
 

@@ -26,8 +26,11 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from . import __version__, cli_envs, cli_homes, naming
-from .userlist import Userlist, UserlistParseError, load_userlist
+from jupyterhub_lab_ext import __version__
+from jupyterhub_lab_ext.auth import naming
+from jupyterhub_lab_ext.auth.userlist import Userlist, UserlistParseError, load_userlist
+from jupyterhub_lab_ext.cli import envs as cli_envs
+from jupyterhub_lab_ext.cli import homes as cli_homes
 
 _AUTH_SECTIONS = (
     "UserlistAuthConfig",

@@ -3,12 +3,12 @@
 Nothing here runs ``conda`` or any program from an environment: the hub runs this as root, on
 environments that users control, so it only ``stat``s directories and reads small files.
 
-The result is a list of immutable :class:`~jupyterhub_lab_ext.env_prefix.CondaEnv` records (read by
-:mod:`jupyterhub_lab_ext.env_prefix`) with stable, readable names (``shared/geo``, ``mine/ml``).
+The result is a list of immutable :class:`~jupyterhub_lab_ext.kernels.env_prefix.CondaEnv` records (read by
+:mod:`jupyterhub_lab_ext.kernels.env_prefix`) with stable, readable names (``shared/geo``, ``mine/ml``).
 :class:`EnvScanner` keeps a stat-based cache so a re-scan of unchanged trees costs a few
 ``stat`` calls per environment. Every directory seen but not offered is returned as a
-:class:`~jupyterhub_lab_ext.env_skips.Skip` with its reason (the callers log them), and shared envs
-must pass the ownership and mode rule of :mod:`jupyterhub_lab_ext.env_trust`.
+:class:`~jupyterhub_lab_ext.kernels.env_skips.Skip` with its reason (the callers log them), and shared envs
+must pass the ownership and mode rule of :mod:`jupyterhub_lab_ext.kernels.env_trust`.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import stat
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
-from . import env_skips
-from .env_prefix import (
+from jupyterhub_lab_ext.kernels import env_skips
+from jupyterhub_lab_ext.kernels.env_prefix import (
     CondaEnv,
     is_dir,
     is_prefix,
@@ -31,8 +31,8 @@ from .env_prefix import (
     stat_path,
     stat_signature,
 )
-from .env_skips import Skip
-from .env_trust import TrustCheck, owner_name, resolve_owners
+from jupyterhub_lab_ext.kernels.env_skips import Skip
+from jupyterhub_lab_ext.kernels.env_trust import TrustCheck, owner_name, resolve_owners
 
 SHARED = "shared"
 MINE = "mine"

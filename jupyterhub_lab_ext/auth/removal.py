@@ -14,7 +14,7 @@ from collections.abc import Awaitable
 from tornado.ioloop import PeriodicCallback
 from tornado.web import HTTPError
 
-from ._auth_access import check_interval
+from jupyterhub_lab_ext.auth.access import check_interval
 
 
 def refusal(status: int, message: str) -> HTTPError:
@@ -140,7 +140,7 @@ async def provision(auth, username: str, *, during_login: bool = False) -> None:
     """
     if not auth.create_system_users or username in auth._ensured:
         return
-    from .system_users import ExistingAccountError, SystemUserError
+    from jupyterhub_lab_ext.accounts.system_users import ExistingAccountError, SystemUserError
 
     su = auth.system_users
     try:

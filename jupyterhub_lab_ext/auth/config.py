@@ -23,7 +23,7 @@ from traitlets import (
 )
 from traitlets.config import LoggingConfigurable
 
-from . import naming
+from jupyterhub_lab_ext.auth import naming
 
 
 def _uid_min_from_login_defs(path: str = "/etc/login.defs") -> int:

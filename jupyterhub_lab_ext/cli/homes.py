@@ -22,7 +22,7 @@ import asyncio
 import sys
 from collections.abc import Callable, Sequence
 
-from .system_users import Account, SystemUserError, SystemUsers
+from jupyterhub_lab_ext.accounts.system_users import Account, SystemUserError, SystemUsers
 
 DEFAULT_STATE_DIR = "/var/lib/jupyterhub-lab-ext"
 
@@ -214,7 +214,7 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Standalone entry point: ``python -m jupyterhub_lab_ext.cli_homes homes ...``."""
+    """Standalone entry point: ``python -m jupyterhub_lab_ext.cli.homes homes ...``."""
     parser = argparse.ArgumentParser(prog="jupyterhub-lab-ext")
     register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)

@@ -14,10 +14,10 @@ import os
 import sys
 from collections.abc import Sequence
 
-from .conda_envs import DiscoveryConfig, UserContext, scan
-from .env_prefix import CondaEnv
-from .env_skips import Skip
-from .kernelspec import display_name
+from jupyterhub_lab_ext.kernels.conda_envs import DiscoveryConfig, UserContext, scan
+from jupyterhub_lab_ext.kernels.env_prefix import CondaEnv
+from jupyterhub_lab_ext.kernels.env_skips import Skip
+from jupyterhub_lab_ext.kernels.kernelspec import display_name
 
 _SPAWNER_NAMES = {
     "conda-kernel": "CondaKernelSpawner",
@@ -43,11 +43,11 @@ def spawner_settings(config_file: str) -> dict:
     elif isinstance(configured, type):
         cls_name = configured.__name__
     if cls_name in ("CondaKernelDockerSpawner", "CondaKernelSwarmSpawner"):
-        from . import docker_spawner
+        from jupyterhub_lab_ext.spawner import docker as docker_spawner
 
         cls = getattr(docker_spawner, cls_name)
     else:
-        from .spawner import CondaKernelSpawner as cls
+        from jupyterhub_lab_ext.spawner.conda_kernel import CondaKernelSpawner as cls
     spawner = cls(config=cfg)
     return {
         "shared_env_dirs": list(spawner.shared_env_dirs),

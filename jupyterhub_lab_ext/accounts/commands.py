@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .system_users import AccountSpec
+    from jupyterhub_lab_ext.accounts.system_users import AccountSpec
 
 # fixed PATH (the hub may run without sbin in PATH) and C locale (stable messages)
 COMMAND_TIMEOUT = 120.0

@@ -52,7 +52,7 @@ class QuietRefusals(logging.Filter):
     """Drops error records about a :class:`Refusal` (see the module doc)."""
 
     def __init__(self) -> None:
-        super().__init__("jupyterhub_lab_ext.quiet_refusals")
+        super().__init__("jupyterhub_lab_ext.kernels.quiet_refusals")
         self._recent: deque[str] = deque(maxlen=RECENT_REFUSALS)
 
     def remember(self, refusal: Refusal) -> None:

@@ -2,9 +2,9 @@
 
 Enable it in the single-user server with (the conda-kernel spawners pass this for you)::
 
-    --ServerApp.kernel_spec_manager_class=jupyterhub_lab_ext.kernelspec.CondaEnvKernelSpecManager
+    --ServerApp.kernel_spec_manager_class=jupyterhub_lab_ext.kernels.kernelspec.CondaEnvKernelSpecManager
 
-It lists one kernel per language per environment found by :mod:`jupyterhub_lab_ext.conda_envs`
+It lists one kernel per language per environment found by :mod:`jupyterhub_lab_ext.kernels.conda_envs`
 and nothing else (no ``python3`` of the server's env, no stale specs from
 ``~/.local/share/jupyter/kernels``). Every call re-checks the env directories with a few
 ``stat`` calls, so a new env shows up and a deleted one disappears while the server runs.
@@ -30,10 +30,10 @@ from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 from tornado import web
 from traitlets import Bool, List, Unicode, default
 
-from .conda_envs import DiscoveryConfig, EnvScanner, UserContext
-from .env_prefix import CondaEnv, KernelInfo
-from .env_skips import SkipLog
-from .quiet_refusals import Refusal, quiet
+from jupyterhub_lab_ext.kernels.conda_envs import DiscoveryConfig, EnvScanner, UserContext
+from jupyterhub_lab_ext.kernels.env_prefix import CondaEnv, KernelInfo
+from jupyterhub_lab_ext.kernels.env_skips import SkipLog
+from jupyterhub_lab_ext.kernels.quiet_refusals import Refusal, quiet
 
 #: environment variables the spawner sets to configure this manager in the user's server
 ENV_SHARED_DIRS = "JUPYTERHUB_LAB_EXT_SHARED_ENV_DIRS"

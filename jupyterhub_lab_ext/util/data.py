@@ -20,7 +20,7 @@ def share_dir() -> Path:
         Path(os.environ.get("JUPYTERHUB_LAB_EXT_SHARE", ""))
         if os.environ.get("JUPYTERHUB_LAB_EXT_SHARE")
         else None,
-        Path(__file__).resolve().parent.parent / "share" / _NAME,
+        Path(__file__).resolve().parents[2] / "share" / _NAME,
     ]
     for path in candidates:
         if path is not None and path.is_dir():
