@@ -281,12 +281,12 @@ class LabIdleCuller(ServiceApp):
             ExemptionHandler,
             PassesHandler,
             StatusHandler,
-            UserHandler,
         )
+        from jupyterhub_lab_ext.services.culler.self_view import SelfUserHandler
 
         return [
             ("api/status", StatusHandler),
-            (r"api/users/([^/]+)", UserHandler),
+            (r"api/users/([^/]+)", SelfUserHandler),
             ("api/passes", PassesHandler),
             (r"api/exemptions/([^/]+)", ExemptionHandler),
         ]

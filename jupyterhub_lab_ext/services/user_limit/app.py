@@ -33,10 +33,10 @@ from jupyterhub_lab_ext.services.user_limit.handlers import (
     QueueHandler,
     QueuePageHandler,
     StatusHandler,
-    UserHandler,
 )
 from jupyterhub_lab_ext.services.user_limit.ledger import Ledger, Outcome
 from jupyterhub_lab_ext.services.user_limit.metrics import UserLimitMetrics
+from jupyterhub_lab_ext.services.user_limit.self_view import SelfUserHandler
 from jupyterhub_lab_ext.services.user_limit.store import LimitStore
 
 SETTINGS_ENV = "JUPYTERHUB_USER_LIMIT_SETTINGS"
@@ -217,7 +217,7 @@ class UserLimitApp(BackgroundWork, ServiceApp):
     def make_handlers(self):
         return [
             ("api/status", StatusHandler),
-            ("api/users/([^/]+)", UserHandler),
+            ("api/users/([^/]+)", SelfUserHandler),
             ("api/admissions", AdmissionsHandler),
             ("api/admissions/([^/]+)", AdmissionHandler),
             ("api/queue", QueueHandler),

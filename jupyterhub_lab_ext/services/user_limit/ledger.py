@@ -36,6 +36,9 @@ class Admission:
     #: reservations lapse at this time if the user's spawn has not arrived
     expires: float | None = None
     options: dict = field(default_factory=dict)
+    #: when its user joined the queue, for a place offered from the queue (None: admitted at
+    #: once; kept in memory only, so unknown after a restart of the service)
+    queued_since: float | None = None
 
     def place(self) -> policy.Place:
         return policy.Place(
@@ -279,6 +282,7 @@ class Ledger:
                 now,
                 now + offer_timeout,
                 dict(w.options),
+                queued_since=w.enqueued,
             )
             self._put(adm)
             offers.append(adm)
