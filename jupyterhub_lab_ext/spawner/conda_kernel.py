@@ -18,7 +18,7 @@ import html
 import os
 
 from jupyterhub.spawner import LocalProcessSpawner
-from traitlets import Bool, List, Unicode, default
+from traitlets import Bool, Dict, Float, List, Unicode, default, validate
 from traitlets.config import LoggingConfigurable
 
 from jupyterhub_lab_ext.kernels.conda_envs import (
@@ -37,6 +37,7 @@ from jupyterhub_lab_ext.kernels.kernelspec import (
     ENV_USER_DIRS,
 )
 from jupyterhub_lab_ext.kernels.quiet_refusals import EnvNotOffered, quiet
+from jupyterhub_lab_ext.spawner import lab_status
 from jupyterhub_lab_ext.util import data as _data
 
 #: the form field and the ``user_options`` key of the choice (the JupyterHub 6 admin page shows it)
@@ -185,6 +186,46 @@ class CondaKernelSpawnerMixin(LoggingConfigurable):
         help="""
         Point ``CONDA_ENVS_DIRS`` and ``CONDA_PKGS_DIRS`` into the user's home, so users can
         ``conda create`` their own envs even though the shared install is read-only.
+        """,
+    ).tag(config=True)
+
+    lab_status = Bool(
+        True,
+        help="""
+        Show the JupyterLab status item in the user's server: the environment the server was
+        started with, the time left before the idle culler stops it (with a "Keep my server"
+        notification shortly before), and the user-limit service's queue and limit facts (see
+        the docs' "Status in JupyterLab" page). It loads the server extension
+        ``jupyterhub_lab_ext.labserver``; without it the item stays hidden. Turn it off with::
+
+            c.CondaKernelSpawner.lab_status = False
+        """,
+    ).tag(config=True)
+
+    lab_status_services = Dict(
+        default_value={"culler": "idle-culler", "user-limit": "user-limit"},
+        help="""
+        The hub services the status item asks, by role (``culler``, ``user-limit``) and service
+        name in ``c.JupyterHub.services``; their entries' ``url`` is where the user's server
+        reaches them. A role without a running service is shown as not running, never as an
+        error. Only needed when the services have other names than the defaults.
+        """,
+    ).tag(config=True)
+
+    @validate("lab_status_services")
+    def _known_roles(self, proposal):
+        unknown = set(proposal.value) - set(lab_status.SERVICE_VARS)
+        if unknown:
+            raise ValueError(f"lab_status_services: unknown roles {sorted(unknown)}")
+        return proposal.value
+
+    lab_status_refresh = Float(
+        30.0,
+        min=5.0,
+        help="""
+        Seconds between the status item's refreshes; the user's server also caches the
+        services' answers this long, so each service sees at most one request per server per
+        period. At least 5.
         """,
     ).tag(config=True)
 
@@ -356,7 +397,18 @@ class CondaKernelSpawnerMixin(LoggingConfigurable):
             first = self.user_env_dirs[0] if self.user_env_dirs else "~/.conda/envs"
             env.setdefault("CONDA_ENVS_DIRS", expand_user_dir(first, user))
             env.setdefault("CONDA_PKGS_DIRS", os.path.join(home, ".conda", "pkgs"))
+        if self.lab_status:
+            env.update(self._lab_status_env(env))
         return env
+
+    def _lab_status_env(self, env: dict) -> dict:
+        return lab_status.server_env(
+            self.conda_env.name if self.conda_env else None,
+            lab_status.configured_services(self.config),
+            self.lab_status_services,
+            env.get("JUPYTERHUB_BASE_URL", "/"),
+            self.lab_status_refresh,
+        )
 
     def get_args(self):
         args = list(super().get_args())
@@ -365,6 +417,8 @@ class CondaKernelSpawnerMixin(LoggingConfigurable):
         env = self.conda_env
         if env is not None and env.default_kernel_name:
             args.append(f"--MappingKernelManager.default_kernel_name={env.default_kernel_name}")
+        if self.lab_status:
+            args += lab_status.server_args()
         return args
 
     async def progress(self):

@@ -13,8 +13,13 @@ ENV_CULLER_URL = "JUPYTERHUB_LAB_EXT_CULLER_URL"
 #: base URL of the user-limit service's REST API
 ENV_USER_LIMIT_URL = "JUPYTERHUB_LAB_EXT_USER_LIMIT_URL"
 
+#: seconds between the status item's refreshes (and the cache time of the services' answers)
+ENV_REFRESH = "JUPYTERHUB_LAB_EXT_REFRESH"
+
 #: the server extension's module (``jpserver_extensions`` key) and its URL path under base_url
 SERVER_EXTENSION = "jupyterhub_lab_ext.labserver"
 URL_PATH = "jupyterhub-lab-ext"
 #: the prebuilt JupyterLab extension's name (``share/jupyter/labextensions/<name>``)
 LABEXTENSION_NAME = "jupyterhub-lab-ext"
+#: where the server extension keeps its state in the server's tornado settings
+SETTINGS_KEY = "jupyterhub_lab_ext_status"
