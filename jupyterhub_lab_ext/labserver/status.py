@@ -146,7 +146,7 @@ def limits_status(fetched: Fetched) -> dict:
         state = "off" if fetched.problem == "not configured" else "unavailable"
         return {"state": state, "text": ""}
     view = fetched.view
-    limits = view.get("limits") or []
+    limits = [lim for lim in view.get("usage") or [] if isinstance(lim, dict)]
     full = [lim for lim in limits if lim.get("limit") and lim.get("used", 0) >= lim["limit"]]
     parts = []
     if view.get("exempt"):
@@ -156,14 +156,14 @@ def limits_status(fetched: Fetched) -> dict:
     elif limits:
         parts.append("hub: " + ", ".join(_usage_phrase(lim) for lim in limits))
     queued = view.get("from_queue")
-    if queued:
+    if isinstance(queued, dict):
         parts.append(
             f"you started from the queue after {duration(queued.get('waited_seconds', 0))}"
         )
     return {
-        "state": "queued" if queued else "ok",
+        "state": "queued" if isinstance(queued, dict) else "ok",
         "text": "; ".join(parts),
-        "from_queue": queued,
+        "from_queue": queued if isinstance(queued, dict) else None,
         "limits": limits,
     }
 
