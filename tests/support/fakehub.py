@@ -4,10 +4,12 @@ A tornado app on 127.0.0.1 (free port) implementing the parts of ``/hub/api`` th
 ``GET /`` (version), ``GET /user`` (token owner), paginated ``GET /users?state=&offset=&limit=``
 (with ``Accept: application/jupyterhub-pagination+json``), ``GET/DELETE /users/{name}``,
 ``DELETE /users/{name}/server`` and ``/servers/{server}`` (configurable latency, 202 slow stops,
-injected failures), ``GET /groups`` and ``/groups/{name}``; plus the single-user
-``/user/{name}/api/kernels`` through "the proxy" for kernel-aware culling.
+injected failures), ``POST`` to the same two paths (a start: recorded in ``starts``, answered 202),
+``GET /groups`` and ``/groups/{name}``; plus the single-user ``/user/{name}/api/kernels`` through
+"the proxy" for kernel-aware culling.
 
 It records every request (method + endpoint label) and the peak number of DELETEs in flight.
+The one fake hub of the tests and benchmarks: the culler's and the user-limit service's tests use it.
 
 Example::
 
@@ -23,12 +25,12 @@ from __future__ import annotations
 import asyncio
 import collections
 import json
-import socket
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from urllib.parse import urlencode
 
+from ports import free_port
 from tornado import web
 from tornado.httpserver import HTTPServer
 
@@ -39,12 +41,6 @@ def isoformat(dt: datetime | None) -> str | None:
     if dt is None:
         return None
     return dt.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -93,6 +89,21 @@ class FakeUser:
             "servers": {n: s.model(self.name, base) for n, s in self.servers.items()},
         }
 
+    @classmethod
+    def from_model(cls, model: dict) -> FakeUser:
+        """A user from a REST model (``name``, ``admin``, ``groups``, ``servers`` with ``ready``
+        and ``pending``), as a test writes it."""
+        servers = {
+            name: FakeServer(name=name, ready=bool(s.get("ready")), pending=s.get("pending"))
+            for name, s in (model.get("servers") or {}).items()
+        }
+        return cls(
+            model["name"],
+            bool(model.get("admin")),
+            list(model.get("groups") or ()),
+            servers=servers,
+        )
+
     def has_state(self, state: str) -> bool:
         """The hub's ``state`` filter: active = any server (ready or pending), ready, inactive."""
         if state == "ready":
@@ -113,18 +124,22 @@ class FakeHub:
         default_page: int = 50,
         max_page: int = 200,
         version: str = "6.1.1",
+        tokens: dict[str, dict] | None = None,
     ):
         self.token = token
         self.stop_latency = stop_latency
         self.default_page = default_page
         self.max_page = max_page
         self.version = version
-        self.users: dict[str, FakeUser] = {}
+        self._users: dict[str, FakeUser] = {}
         self.groups: dict[str, list[str]] = {}
         #: token -> user/service model returned by GET /user (scopes included)
         self.tokens: dict[str, dict] = {
-            token: {"kind": "service", "name": "fake-service", "scopes": ["admin-ish"]}
+            token: {"kind": "service", "name": "fake-service", "scopes": ["admin-ish"]},
+            **(tokens or {}),
         }
+        #: servers started through the API: ``(user, server name, request body or None)``
+        self.starts: list[tuple[str, str, dict | None]] = []
         #: users whose server stops slowly: first DELETE answers 202, server stays pending stop
         self.slow_stop: set[str] = set()
         #: users whose DELETE answers this status (e.g. 500) every time
@@ -145,6 +160,16 @@ class FakeHub:
         self.in_flight = 0
         self._version = 0  # bumped on every change of users/servers (listing cache key)
         self._listing_cache: dict = {}
+
+    @property
+    def users(self) -> dict[str, FakeUser]:
+        """The hub's users by name. Assign a dict of REST user models to replace them all."""
+        return self._users
+
+    @users.setter
+    def users(self, models: dict[str, dict]) -> None:
+        self._users = {name: FakeUser.from_model(m) for name, m in models.items()}
+        self.changed()
 
     def changed(self) -> None:
         """Call after changing ``users``/servers directly (invalidates the listing cache)."""
@@ -337,6 +362,12 @@ class UserHandler(_Base):
 
 
 class ServerHandler(_Base):
+    def post(self, name, server_name=""):
+        # recorded for any name: the tests start servers of users they never added
+        body = json.loads(self.request.body) if self.request.body else None
+        self.hub.starts.append((name, server_name or "", body))
+        self.set_status(202)
+
     async def delete(self, name, server_name=""):
         hub = self.hub
         hub.deletes_in_flight += 1
