@@ -46,6 +46,7 @@ from jupyterhub_lab_ext.services.common.lifecycle import (
 )
 from jupyterhub_lab_ext.services.common.metrics import HubAPIMetrics, make_registry
 from jupyterhub_lab_ext.services.common.store import Store
+from jupyterhub_lab_ext.util.secretfile import read_or_create_secret
 
 LOG_FORMAT = (
     "[%(levelname)1.1s %(asctime)s.%(msecs).03d %(name)s %(module)s:%(lineno)d] %(message)s"
@@ -390,20 +391,7 @@ class ServiceApp(Application):
         if not path:
             return secrets.token_bytes(32)
         try:
-            if os.path.exists(path):
-                if os.stat(path).st_mode & 0o077:
-                    self.log.warning("%s is readable by others; chmod 600 it", path)
-                with open(path, "rb") as f:
-                    secret = f.read().strip()
-                if len(secret) >= 32:
-                    return secret
-                self.log.warning("%s holds a short secret: replacing it", path)
-            secret = secrets.token_hex(32).encode()
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "wb") as f:
-                f.write(secret)
-            self.log.info("Wrote a new cookie secret to %s", path)
-            return secret
+            return read_or_create_secret(path, log=self.log).encode()
         except OSError as e:
             self.log.warning("Cookie secret file %s unusable (%s): random secret", path, e)
             return secrets.token_bytes(32)
