@@ -35,6 +35,7 @@ from tornado import web
 from tornado.httpserver import HTTPServer
 
 from jupyterhub_lab_ext.services.common.hubapi import endpoint_label
+from jupyterhub_lab_ext.services.common.pagination import PAGINATION_MEDIA_TYPE
 
 
 def isoformat(dt: datetime | None) -> str | None:
@@ -320,9 +321,7 @@ class UsersHandler(_Base):
         total = len(users)
         page = users[offset : offset + limit]
         items = [u.model() for u in page]
-        paginated = "application/jupyterhub-pagination+json" in self.request.headers.get(
-            "Accept", ""
-        )
+        paginated = PAGINATION_MEDIA_TYPE in self.request.headers.get("Accept", "")
         if not paginated:
             self.send(items)
             return
@@ -407,7 +406,7 @@ class GroupsHandler(_Base):
         nxt = None
         if offset + limit < len(items):
             nxt = {"offset": offset + limit, "limit": limit, "url": ""}
-        if "application/jupyterhub-pagination+json" in self.request.headers.get("Accept", ""):
+        if PAGINATION_MEDIA_TYPE in self.request.headers.get("Accept", ""):
             self.send(
                 {
                     "items": page,
