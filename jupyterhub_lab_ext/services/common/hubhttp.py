@@ -24,6 +24,12 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest, HT
 
 log = logging.getLogger(__name__)
 
+#: what the hub sets for each service it starts: the API's URL, the service's token, and the
+#: seconds a Hub API request may take
+API_URL_ENV = "JUPYTERHUB_API_URL"
+API_TOKEN_ENV = "JUPYTERHUB_API_TOKEN"
+REQUEST_TIMEOUT_ENV = "JUPYTERHUB_REQUEST_TIMEOUT"
+
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 # path segments followed by a name; used to turn a path into a low-cardinality metrics label
@@ -61,6 +67,11 @@ def endpoint_label(path: str) -> str:
             out.append(part)
             named = part in _NAMED_COLLECTIONS
     return "/" + "/".join(p for p in out if p)
+
+
+def default_request_timeout() -> float:
+    """Seconds per Hub API request attempt: ``$JUPYTERHUB_REQUEST_TIMEOUT`` or 60."""
+    return float(os.environ.get(REQUEST_TIMEOUT_ENV) or 60)
 
 
 def _error_message(body: bytes | None) -> str:
@@ -102,16 +113,16 @@ class HubHTTP:
         ssl_options=None,
         on_call: Callable[[str, str, int, float], None] | None = None,
     ):
-        url = url if url is not None else os.environ.get("JUPYTERHUB_API_URL", "")
+        url = url if url is not None else os.environ.get(API_URL_ENV, "")
         if not url:
             raise ValueError("Hub API URL missing: pass url= or set JUPYTERHUB_API_URL")
         self.url = url.rstrip("/")
-        self.token = token if token is not None else os.environ.get("JUPYTERHUB_API_TOKEN", "")
+        self.token = token if token is not None else os.environ.get(API_TOKEN_ENV, "")
         if concurrency < 1:
             raise ValueError("concurrency must be >= 1")
         self.concurrency = concurrency
         if request_timeout is None:
-            request_timeout = float(os.environ.get("JUPYTERHUB_REQUEST_TIMEOUT") or 60)
+            request_timeout = default_request_timeout()
         self.request_timeout = request_timeout
         self.connect_timeout = min(connect_timeout, request_timeout)
         self.retries = max(0, retries)
