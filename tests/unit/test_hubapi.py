@@ -12,11 +12,6 @@ from tornado import web
 from tornado.httpserver import HTTPServer
 
 from jupyterhub_lab_ext.services.common.hubapi import HubAPI, HubAPIError, endpoint_label
-from jupyterhub_lab_ext.services.common.pagination import (
-    Prefetch,
-    read_forward,
-    read_last_page_first,
-)
 
 NOW = datetime.now(timezone.utc)
 SECRET = "s3cr3t-token-value"
@@ -172,70 +167,6 @@ async def test_naive_pagination_misses_users_when_removing(hub):
         await api.stop_server(user["name"])
     await api.aclose()
     assert len(seen) < 57
-
-
-class Listing:
-    """An in-memory listing of ``n`` items served by ``offset``/``limit``; records each fetch."""
-
-    def __init__(self, n: int, limit: int):
-        self.items = list(range(n))
-        self.limit = limit
-        self.fetched: list[int] = []
-
-    async def fetch(self, offset: int, limit: int | None):
-        self.fetched.append(offset)
-        limit = limit or self.limit
-        following = offset + limit
-        nxt = {"offset": following, "limit": limit} if following < len(self.items) else None
-        page = self.items[offset : offset + limit]
-        return page, {"offset": offset, "limit": limit, "total": len(self.items), "next": nxt}
-
-
-async def _read(algorithm, listing: Listing) -> list:
-    pages = Prefetch(listing.fetch)
-    items, pagination = await listing.fetch(0, None)
-    return [x async for x in algorithm(pages, items, pagination, listing.limit)]
-
-
-@pytest.mark.parametrize("n, limit", [(1, 10), (10, 10), (11, 10), (95, 10), (3, 1)])
-async def test_read_forward_is_the_hubs_order(n, limit):
-    listing = Listing(n, limit)
-    assert await _read(read_forward, listing) == list(range(n))
-    assert listing.fetched == list(range(0, n, limit))
-
-
-@pytest.mark.parametrize("n, limit", [(1, 10), (10, 10), (11, 10), (95, 10), (3, 1)])
-async def test_read_last_page_first_reads_backward_then_the_first_page(n, limit):
-    listing = Listing(n, limit)
-    items = await _read(read_last_page_first, listing)
-    assert sorted(items) == list(range(n)) and len(items) == n
-    assert listing.fetched == [0, *range(limit * ((n - 1) // limit), 0, -limit)]
-    assert items[-min(n, limit) :] == list(range(min(n, limit)))  # the first page comes last
-
-
-async def test_read_forward_stops_at_a_next_link_that_does_not_advance():
-    async def stuck(offset, limit):
-        return [offset], {"next": {"offset": 5, "limit": 5}}
-
-    pages = Prefetch(stuck)
-    items = [x async for x in read_forward(pages, [0], {"next": {"offset": 5}}, 5)]
-    assert items == [0, 5]  # the second "next" points at the same page: the listing ends
-
-
-async def test_prefetch_cancel_drops_the_page_in_flight():
-    started = asyncio.Event()
-
-    async def slow(offset, limit):
-        started.set()
-        await asyncio.sleep(60)
-
-    pages = Prefetch(slow)
-    pages.start(10)
-    await started.wait()
-    await pages.cancel()
-    assert not pages.pending
-    with pytest.raises(RuntimeError):
-        await pages.take()
 
 
 async def test_bare_list_without_pagination(flaky):
