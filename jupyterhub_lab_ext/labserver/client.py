@@ -26,7 +26,7 @@ MAX_ANSWER = 256 * 1024
 Fetch = Callable[[HTTPRequest], Awaitable[object]]
 
 
-def _default_fetch(request: HTTPRequest):
+def default_fetch(request: HTTPRequest):
     return AsyncHTTPClient().fetch(request, raise_error=False)
 
 
@@ -58,7 +58,7 @@ class CachedView:
         token: str,
         *,
         ttl: float,
-        fetch: Fetch = _default_fetch,
+        fetch: Fetch = default_fetch,
         clock: Callable[[], float] = time.monotonic,
     ):
         self.url = url
@@ -119,7 +119,7 @@ async def post_activity(
     user: str,
     server_name: str,
     now: datetime,
-    fetch: Fetch = _default_fetch,
+    fetch: Fetch = default_fetch,
 ) -> int:
     """Tell the hub this server is in use now; returns the HTTP status (599: no answer)."""
     request = HTTPRequest(

@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from jupyter_server.base.handlers import APIHandler
 from tornado import web
 
-from jupyterhub_lab_ext.labserver import client
+from jupyterhub_lab_ext.labserver.client import CachedView, default_fetch, post_activity, user_path
 from jupyterhub_lab_ext.labserver.status import compose
 from jupyterhub_lab_ext.util import lab_status as names
 
@@ -44,7 +44,7 @@ def refresh_seconds(environ: Mapping[str, str]) -> float:
 class LabStatus:
     """This server's user, its env, and the cached views of the two services."""
 
-    def __init__(self, environ: Mapping[str, str], *, fetch=client._default_fetch, clock=utcnow):
+    def __init__(self, environ: Mapping[str, str], *, fetch=default_fetch, clock=utcnow):
         self.env = environ.get(names.ENV_NAME) or None
         self.user = environ.get("JUPYTERHUB_USER", "")
         self.server_name = environ.get("JUPYTERHUB_SERVER_NAME", "")
@@ -55,10 +55,10 @@ class LabStatus:
         self.fetch = fetch
         in_hub = bool(self.user and self.token)
 
-        def view(var: str) -> client.CachedView:
+        def view(var: str) -> CachedView:
             base = environ.get(var, "") if in_hub else ""
-            url = client.user_path(base, self.user, self.server_name) if base else ""
-            return client.CachedView(url, self.token, ttl=self.refresh, fetch=fetch)
+            url = user_path(base, self.user, self.server_name) if base else ""
+            return CachedView(url, self.token, ttl=self.refresh, fetch=fetch)
 
         self.culler = view(names.ENV_CULLER_URL)
         self.limits = view(names.ENV_USER_LIMIT_URL)
@@ -80,7 +80,7 @@ class LabStatus:
 
     async def keep(self) -> int:
         """Report activity to the hub now; the culler's next answer is asked afresh."""
-        code = await client.post_activity(
+        code = await post_activity(
             self.api_url, self.token, self.user, self.server_name, self.clock(), self.fetch
         )
         self.culler.forget()

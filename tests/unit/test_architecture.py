@@ -7,6 +7,8 @@ docs/architecture.md):
 - ``util`` imports only the standard library, nothing of ours;
 - ``accounts`` imports only ``util`` (no jupyterhub, no tornado: the admin CLI uses it without a hub);
 - ``kernels`` imports only ``util`` and no jupyterhub (it is loaded in every single-user server);
+- ``labserver`` (the JupyterLab status extension's server side) imports only ``util`` and no
+  jupyterhub (it is loaded in every single-user server too);
 - ``auth`` never imports ``spawner``, ``kernels``, ``services`` or ``cli``;
 - ``spawner`` never imports ``auth``, ``services`` or ``cli``;
 - ``services`` never imports ``auth``, ``accounts``, ``spawner``, ``kernels`` or ``cli``; inside it,
@@ -48,6 +50,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "util": set(),
     "accounts": {"util"},
     "kernels": {"util"},
+    "labserver": {"util"},
     "auth": {"accounts", "util"},
     "spawner": {"accounts", "kernels", "util"},
     "services": {"util"},
@@ -57,6 +60,7 @@ MAY_IMPORT: dict[str, set[str]] = {
 MUST_NOT_IMPORT: dict[str, set[str]] = {
     "accounts": {"jupyterhub", "tornado"},
     "kernels": {"jupyterhub"},
+    "labserver": {"jupyterhub"},
 }
 #: folders that import the standard library only (and of ours what MAY_IMPORT allows)
 STDLIB_ONLY = {"util", "accounts"}
