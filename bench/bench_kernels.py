@@ -289,9 +289,11 @@ def mixin_hook_times(user: str, shared: Path, repeat: int = 50) -> dict:
     import asyncio
     from types import SimpleNamespace
 
-    from jupyterhub_lab_ext.spawner.conda_kernel import CondaKernelSpawner
+    from jupyterhub_lab_ext.spawner.local import LocalCondaKernelSpawner
 
-    spawner = CondaKernelSpawner(user=SimpleNamespace(name=user), shared_env_dirs=[str(shared)])
+    spawner = LocalCondaKernelSpawner(
+        user=SimpleNamespace(name=user), shared_env_dirs=[str(shared)]
+    )
 
     async def run() -> list[float]:
         out = []

@@ -20,7 +20,7 @@ from jupyterhub_lab_ext.kernels.env_skips import Skip
 from jupyterhub_lab_ext.kernels.kernelspec import display_name
 
 _SPAWNER_NAMES = {
-    "conda-kernel": "CondaKernelSpawner",
+    "conda-kernel": "LocalCondaKernelSpawner",
     "conda-kernel-docker": "CondaKernelDockerSpawner",
     "conda-kernel-swarm": "CondaKernelSwarmSpawner",
 }
@@ -30,13 +30,13 @@ def spawner_settings(config_file: str) -> dict:
     """The discovery settings (env dirs, owners, flags) and default_env from a hub config.
 
     The config is applied to the configured conda-kernel spawner class exactly as the hub does
-    (``c.Spawner``, ``c.CondaKernelSpawnerMixin``, ``c.CondaKernelSpawner``, ... sections).
+    (``c.Spawner``, ``c.CondaKernelSpawner``, ``c.LocalCondaKernelSpawner``, ... sections).
     """
     from traitlets.config.loader import PyFileConfigLoader
 
     loader = PyFileConfigLoader(os.path.basename(config_file), os.path.dirname(config_file) or ".")
     cfg = loader.load_config()
-    cls_name = "CondaKernelSpawner"
+    cls_name = "LocalCondaKernelSpawner"
     configured = cfg.get("JupyterHub", {}).get("spawner_class")
     if isinstance(configured, str):
         cls_name = _SPAWNER_NAMES.get(configured, configured.rsplit(".", 1)[-1])
@@ -47,7 +47,7 @@ def spawner_settings(config_file: str) -> dict:
 
         cls = getattr(docker_spawner, cls_name)
     else:
-        from jupyterhub_lab_ext.spawner.conda_kernel import CondaKernelSpawner as cls
+        from jupyterhub_lab_ext.spawner.local import LocalCondaKernelSpawner as cls
     spawner = cls(config=cfg)
     return {
         "shared_env_dirs": list(spawner.shared_env_dirs),

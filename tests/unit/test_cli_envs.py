@@ -25,7 +25,7 @@ def test_settings_come_from_the_configured_spawner_sections(tmp_path):
         "c.JupyterHub.spawner_class = 'conda-kernel'\n"
         "c.CondaKernelSpawner.shared_env_dirs = ['/srv/envs']\n"
         "c.Spawner.default_env = 'shared/geo'\n"
-        "c.CondaKernelSpawnerMixin.allow_venvs = True\n",
+        "c.CondaKernelSpawner.allow_venvs = True\n",
     )
     settings = spawner_settings(cfg)
     assert settings["shared_env_dirs"] == ["/srv/envs"]

@@ -478,8 +478,8 @@ def test_unknown_services_mode_is_refused(env):
 
 MISTAKES = {
     "typo-in-trait": (
-        "c.CondaKernelSpawnerMixin.shared_env_dirs",
-        "c.CondaKernelSpawnerMixin.shared_env_dir",
+        "c.CondaKernelSpawner.shared_env_dirs",
+        "c.CondaKernelSpawner.shared_env_dir",
     ),
     "wrong-class-for-provider": (
         "c.UserlistOAuthenticator.oidc_issuer",
@@ -693,7 +693,7 @@ def test_compose_files_use_host_network_and_read_only_shared_envs(env, path):
     mounts = {v.split(":")[1]: v for v in volumes}
     # shared envs read-only at the same path; homes at the same path
     cfg = load(DOCKER_CONFIG)
-    for shared in cfg.CondaKernelSpawnerMixin.shared_env_dirs:
+    for shared in cfg.CondaKernelSpawner.shared_env_dirs:
         assert mounts[shared] == f"{shared}:{shared}:ro"
     assert mounts["/home"].startswith("/home:/home")
     assert "/var/run/docker.sock" in mounts
