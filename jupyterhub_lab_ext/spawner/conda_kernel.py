@@ -179,11 +179,14 @@ class CondaKernelSpawner(LoggingConfigurable):
         """,
     ).tag(config=True)
 
-    conda_user_dirs = Bool(
+    set_conda_dirs = Bool(
         True,
         help="""
-        Point ``CONDA_ENVS_DIRS`` and ``CONDA_PKGS_DIRS`` into the user's home, so users can
-        ``conda create`` their own envs even though the shared install is read-only.
+        Set ``CONDA_ENVS_DIRS`` (the first of :attr:`user_env_dirs`) and ``CONDA_PKGS_DIRS``
+        (``~/.conda/pkgs``) in the user's server, so users can ``conda create -n NAME`` their
+        own envs even though the shared install is read-only. Values the server already gets
+        from the base spawner's environment are kept. Set to False to leave both to conda's own
+        configuration (``.condarc``).
         """,
     ).tag(config=True)
 
@@ -351,7 +354,7 @@ class CondaKernelSpawner(LoggingConfigurable):
         env = super().get_env()
         env.update(server_env.to_env(self.discovery_config))
         home = self.conda_home(env)
-        if self.conda_user_dirs and home:
+        if self.set_conda_dirs and home:
             user = UserContext(name=self.user.name, uid=-1, home=home)
             first = (self.user_env_dirs or DiscoveryConfig.user_env_dirs)[0]
             env.setdefault(server_env.CONDA_ENVS_DIRS, expand_user_dir(first, user))

@@ -241,7 +241,7 @@ def test_env_for_the_server(spawner, tree):
     assert env[server_env.USER_ENV_DIRS] == "~/.conda/envs:/scratch/{username}"
     assert env["CONDA_ENVS_DIRS"] == f"{home}/.conda/envs"
     assert env["CONDA_PKGS_DIRS"] == f"{home}/.conda/pkgs"
-    spawner.conda_user_dirs = False
+    spawner.set_conda_dirs = False
     assert "CONDA_ENVS_DIRS" not in spawner.get_env()
 
 
