@@ -174,11 +174,9 @@ def test_planted_shared_env_is_not_picked_by_another_users_default_spawn(setup):
 
 
 def test_cli_shows_the_planted_env_as_refused(setup):
-    out = subprocess.run(
-        [str(VENV_BIN / "jupyterhub-lab-ext"), "envs", setup.victim, "--config",
-         str(setup.hub.config_path)],
-        capture_output=True, text=True, timeout=60, check=True,
-    ).stdout  # fmt: skip
+    argv = [str(VENV_BIN / "jupyterhub-lab-ext"), "envs", setup.victim]
+    argv += ["--config", str(setup.hub.config_path)]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=True).stdout
     offered, refused = out.split("Not offered (refused or skipped):\n")
     assert "* shared/py  [" in offered and "aaa" not in offered
     planted = str(setup.open_dir / "aaa")
@@ -201,8 +199,9 @@ def test_every_skipped_env_is_one_line_in_the_hub_log_and_the_server_log(setup):
         if (hub.user_model(victim) or {}).get("servers"):
             hub.stop_server(victim)
     text = hub.log_text()
-    line_re = re.compile(r"^\[([IW]) [\d-]+ [\d:.]+ (JupyterHub|ServerApp)[^\]]*\] user=(\S+) "
-                         r"skipped (\S+): (.*)$")  # fmt: skip
+    line_re = re.compile(
+        r"^\[([IW]) [\d-]+ [\d:.]+ (JupyterHub|ServerApp)[^\]]*\] user=(\S+) skipped (\S+): (.*)$"
+    )
     seen: dict[tuple[str, str], list[tuple[str, str, str]]] = {}
     for logger, part in (("JupyterHub", text), ("ServerApp", text[server_start:])):
         for line in part.splitlines():

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 
 import pytest
 from hypothesis import given
@@ -71,10 +72,16 @@ def make_prefix(
     return path
 
 
-IR_SPEC = {"argv": ["R", "--slave", "-e", "IRkernel::main()", "--args", "{connection_file}"],
-           "display_name": "R", "language": "R"}  # fmt: skip
-PY_SPEC = {"argv": ["python", "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-           "display_name": "Python 3 (ipykernel)", "language": "python"}  # fmt: skip
+IR_SPEC = {
+    "argv": ["R", "--slave", "-e", "IRkernel::main()", "--args", "{connection_file}"],
+    "display_name": "R",
+    "language": "R",
+}
+PY_SPEC = {
+    "argv": ["python", "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+    "display_name": "Python 3 (ipykernel)",
+    "language": "python",
+}
 
 
 @pytest.fixture
@@ -330,8 +337,6 @@ def test_conda_dir_linked_to_another_home_is_ignored(tree):
     proj = make_prefix(p["home"] / "p" / "env")  # alice's own env, named in bob's file
     bob_conda.mkdir(parents=True)
     (bob_conda / "environments.txt").write_text(f"{proj}\n")
-    import shutil
-
     shutil.rmtree(p["home"] / ".conda")
     os.symlink(bob_conda, p["home"] / ".conda")
     assert discover(config, user) == []
@@ -393,8 +398,6 @@ def test_cache_reuses_records_and_sees_changes(tree):
     make_prefix(p["shared"] / "geo", activate={"x.sh": "export X=1\n"})
     (geo, _) = scanner.discover(config, user)
     assert geo.activate_scripts and geo is not first[0]
-
-    import shutil
 
     shutil.rmtree(p["home"] / ".conda" / "envs" / "new")
     assert names(scanner.discover(config, user)) == ["shared/geo"]

@@ -24,6 +24,7 @@ from urllib.parse import urlparse
 
 import pytest
 import yaml
+from dockerspawner import DockerSpawner, SwarmSpawner
 from jupyterhub import roles as hub_roles
 from jupyterhub import scopes as hub_scopes
 from jupyterhub.app import JupyterHub
@@ -32,6 +33,9 @@ from jupyterhub.proxy import ConfigurableHTTPProxy
 from jupyterhub.services.service import Service
 from traitlets.config import Config, Configurable
 from traitlets.config.loader import PyFileConfigLoader
+
+from jupyterhub_lab_ext.services.culler.app import LabIdleCuller
+from jupyterhub_lab_ext.services.user_limit.app import UserLimitApp
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "example_config"
@@ -329,9 +333,6 @@ def test_services_commands_parse_with_the_real_apps(env):
 
 
 def test_admin_scopes_are_the_ones_the_services_check(env):
-    from jupyterhub_lab_ext.services.culler.app import LabIdleCuller
-    from jupyterhub_lab_ext.services.user_limit.app import UserLimitApp
-
     cfg = load(HUB_CONFIG)
     defined = set(cfg.JupyterHub.custom_scopes)
     assert LabIdleCuller.class_traits()["admin_scope"].default_value in defined
@@ -632,8 +633,6 @@ def test_culler_unit_runs_the_flags_its_role_was_made_for(env):
 
 
 def test_user_limit_unit_has_the_limits_of_the_managed_service(env):
-    from jupyterhub_lab_ext.services.user_limit.app import UserLimitApp
-
     env_ = service(load(HUB_CONFIG), "user-limit")["environment"]
     managed = json.loads(env_["JUPYTERHUB_USER_LIMIT_SETTINGS"])
     app = UserLimitApp()
@@ -740,11 +739,6 @@ SETTING = re.compile(r"^\s*c\.(\w+)\.(\w+)(?:\s*=|\.append\()", re.M)
 
 def all_config_classes() -> dict[str, type]:
     """Every class a setting in the docs may address: the hub's, ours, dockerspawner's."""
-    from dockerspawner import DockerSpawner, SwarmSpawner
-
-    from jupyterhub_lab_ext.services.culler.app import LabIdleCuller
-    from jupyterhub_lab_ext.services.user_limit.app import UserLimitApp
-
     roots = [JupyterHub, ConfigurableHTTPProxy, CryptKeeper, DockerSpawner, SwarmSpawner]
     roots += [LabIdleCuller, UserLimitApp]
     for group in ("jupyterhub.authenticators", "jupyterhub.spawners"):
