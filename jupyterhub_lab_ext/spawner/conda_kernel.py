@@ -28,6 +28,7 @@ from traitlets.config import LoggingConfigurable
 
 from jupyterhub_lab_ext.kernels import server_env
 from jupyterhub_lab_ext.kernels.conda_envs import (
+    SHARED,
     DiscoveryConfig,
     EnvScanner,
     UserContext,
@@ -262,8 +263,8 @@ class CondaKernelSpawner(LoggingConfigurable):
             choice = self._default_choice(envs)
             last = choice.name if choice else None
         form = self._form_template().render(
-            shared_envs=[e for e in envs if e.group == "shared"],
-            user_envs=[e for e in envs if e.group != "shared"],
+            shared_envs=[e for e in envs if e.group == SHARED],
+            user_envs=[e for e in envs if e.group != SHARED],
             selected=last,
             field=OPTION,
         )
