@@ -304,10 +304,6 @@ class EnvScanner:
             envs += self._user(config, user, skips)
         return Discovery(envs, list(dict.fromkeys(skips)))
 
-    def discover(self, config: DiscoveryConfig, user: UserContext | None) -> list[CondaEnv]:
-        """The envs of :meth:`scan`."""
-        return self.scan(config, user).envs
-
 
 _NO_KERNEL = "an environment without any kernel (install ipykernel or a kernelspec into it)"
 
@@ -324,8 +320,3 @@ def _not_an_env(path: str, allow_venvs: bool) -> str:
 def scan(config: DiscoveryConfig, user: UserContext | None) -> Discovery:
     """One-shot discovery without a cache (the CLI)."""
     return EnvScanner().scan(config, user)
-
-
-def discover(config: DiscoveryConfig, user: UserContext | None) -> list[CondaEnv]:
-    """One-shot discovery without a cache: the envs only."""
-    return scan(config, user).envs
