@@ -25,16 +25,19 @@ from jupyterhub_lab_ext.kernels.kernelspec import display_name
 HUB_SETTINGS = tuple(f.name for f in dataclasses.fields(DiscoveryConfig)) + ("default_env",)
 
 
-def hub_discovery(config_file: str) -> tuple[DiscoveryConfig, str]:
-    """The discovery settings and ``default_env`` of the hub's spawner under ``config_file``,
-    configured as the hub configures it (see :mod:`.hubconfig`)."""
-    settings = HubConfig.load(config_file).spawner_settings(HUB_SETTINGS)
+def hub_discovery(config_file: str, user: str) -> tuple[DiscoveryConfig, str]:
+    """The discovery settings and ``default_env`` of the hub's spawner for ``user`` under
+    ``config_file``, configured as the hub configures it (see :mod:`.hubconfig`)."""
+    settings = HubConfig.load(config_file).spawner_settings(HUB_SETTINGS, user)
     return DiscoveryConfig.of(SimpleNamespace(**settings)), settings["default_env"]
 
 
 def _discovery(args) -> tuple[DiscoveryConfig, str]:
     """The hub's settings (or the defaults without ``--config``) with the command's overrides."""
-    config, default_env = hub_discovery(args.config) if args.config else (DiscoveryConfig(), "")
+    if args.config:
+        config, default_env = hub_discovery(args.config, args.user)
+    else:
+        config, default_env = DiscoveryConfig(), ""
     overrides: dict = {}
     if args.shared_dir:
         overrides["shared_env_dirs"] = tuple(args.shared_dir)

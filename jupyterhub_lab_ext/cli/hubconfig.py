@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
+from urllib.parse import quote
 
 from jupyterhub.traitlets import EntryPointType
 from traitlets import HasTraits, TraitError
@@ -39,6 +40,21 @@ def _name(klass) -> str:
 
 class HubConfigError(Exception):
     """The hub's config cannot be loaded, or does not configure what a command needs."""
+
+
+@dataclass(frozen=True)
+class _User:
+    """What a spawner may read of its user while it is configured (the hub gives it a User)."""
+
+    name: str
+
+    @property
+    def escaped_name(self) -> str:
+        return quote(self.name, safe="@~")  # as jupyterhub.user.User.escaped_name
+
+    @property
+    def url(self) -> str:
+        return f"/user/{self.escaped_name}/"
 
 
 class _HubClasses(HasTraits):
@@ -93,8 +109,11 @@ class HubConfig:
         ``overrides`` win over the file (as the command line does)."""
         return self._settings(self.authenticator_class, "authenticator", names, overrides)
 
-    def spawner_settings(self, names: tuple[str, ...], **overrides) -> dict:
-        """The options ``names`` of a spawner of the hub's class (for no user in particular)."""
+    def spawner_settings(self, names: tuple[str, ...], user: str, **overrides) -> dict:
+        """The options ``names`` of the hub's spawner for ``user`` (the hub makes one spawner per
+        user, and some spawners read their user while being configured: dockerspawner names its
+        container after the user as soon as ``image`` is set)."""
+        overrides = {"user": _User(user), **overrides}
         return self._settings(self.spawner_class, "spawner", names, overrides)
 
     def _settings(self, cls: type, what: str, names: tuple[str, ...], overrides: dict) -> dict:

@@ -29,7 +29,7 @@ def test_settings_come_from_the_configured_spawner_sections(tmp_path):
         "c.Spawner.default_env = 'shared/geo'\n"
         "c.LocalCondaKernelSpawner.allow_venvs = True\n",
     )
-    config, default_env = hub_discovery(cfg)
+    config, default_env = hub_discovery(cfg, getpass.getuser())
     assert config == DiscoveryConfig(shared_env_dirs=("/srv/envs",), allow_venvs=True)
     assert default_env == "shared/geo"
 
@@ -43,9 +43,20 @@ def test_the_feature_section_and_the_variants_own_both_apply(tmp_path, variant):
         "c.CondaKernelSpawner.shared_env_dirs = ['/feature/envs']\n"
         "c.CondaKernelSpawner.default_env = 'shared/geo'\n",
     )
-    config, default_env = hub_discovery(cfg)
+    config, default_env = hub_discovery(cfg, getpass.getuser())
     expected = "/docker/envs" if variant == "conda-kernel-docker" else "/feature/envs"
     assert (config.shared_env_dirs, default_env) == ((expected,), "shared/geo")
+
+
+def test_a_spawner_that_reads_its_user_while_configured(tmp_path):
+    """dockerspawner names the container after the user as soon as ``image`` is set."""
+    cfg = write_config(
+        tmp_path,
+        "c.JupyterHub.spawner_class = 'conda-kernel-swarm'\n"
+        "c.DockerSpawner.image = 'registry.example.org/lab:1'\n"
+        "c.CondaKernelSpawner.shared_env_dirs = ['/srv/envs']\n",
+    )
+    assert hub_discovery(cfg, "alice")[0].shared_env_dirs == ("/srv/envs",)
 
 
 def test_an_admins_subclass_is_configured_as_the_hub_configures_it(tmp_path):
@@ -59,7 +70,7 @@ def test_an_admins_subclass_is_configured_as_the_hub_configures_it(tmp_path):
         "c.CondaKernelSpawner.default_env = 'shared/not-this'\n"
         "c.CourseSpawner.default_env = 'shared/course'\n",
     )
-    config, default_env = hub_discovery(cfg)
+    config, default_env = hub_discovery(cfg, getpass.getuser())
     assert (config.shared_env_dirs, default_env) == (("/srv/envs",), "shared/course")
 
 
