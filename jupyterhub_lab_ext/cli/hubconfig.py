@@ -9,8 +9,9 @@ apply to it therefore applies here too: ``c.Authenticator``, ``c.UserlistAuthent
 ``c.Spawner``, ``c.CondaKernelSpawner``, the class's own and its bases'. A config that names no
 class gets this package's: ``userlist`` and ``conda-kernel``.
 
-Objects are built as the hub builds them, minus the hub: no parent application, no database, and
-a logger that keeps their start-up lines out of the command's output.
+Objects are built as the hub builds them, minus the hub: no parent application, no database, a
+stand-in for the spawner's user (its name), and a logger that keeps their start-up lines out of
+the command's output.
 """
 
 from __future__ import annotations
@@ -126,7 +127,7 @@ class HubConfig:
             )
         try:
             obj = cls(config=self.config, log=_QUIET, **overrides)
-        except Exception as e:  # the hub would not start either: say why, no traceback
+        except Exception as e:  # the hub would fail on it too: say why, no traceback
             why = f"{type(e).__name__}: {e}"
             raise HubConfigError(f"{self.path}: cannot configure {cls.__name__}: {why}") from e
         return {name: getattr(obj, name) for name in names}
