@@ -249,6 +249,8 @@ def test_demo_shows_every_part_in_a_browser(start_demo, browser, home_root):
         status, specs = fetch_json(pa, f"/user/{alice}/api/kernelspecs")
         assert status == 200 and specs["default"] == "shared-data"
         assert set(specs["kernelspecs"]) == {"shared-base", "shared-data", "mine-scratch"}
+        # the JupyterLab status item (on by default for the conda-kernel spawner) names the env
+        pa.locator(".jp-jhle-status", has_text="shared/data").wait_for(timeout=60_000)
         shots["jupyterlab"] = docs_shot(pa, demo, home_root, "jupyterlab", "03-jupyterlab")
 
         # 3. a notebook in the default kernel: numpy and a matplotlib plot from the data env
