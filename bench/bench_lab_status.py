@@ -96,7 +96,7 @@ def main() -> None:
         json.dumps({"disabledExtensions": {"jupyterhub-lab-ext": True}})
     )
     subprocess.run(["chmod", "-R", "a+rX", str(off_config)], check=True)
-    provider = OIDCProvider(work / "oidc").start()
+    provider = OIDCProvider(work).start()
     users = {"on": f"{prefix}on", "off": f"{prefix}off"}
     hub = None
     try:
