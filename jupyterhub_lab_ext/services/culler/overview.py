@@ -44,40 +44,47 @@ def server_row(
 
 
 class ServerOverview:
-    """The running servers as the culler sees them; ``culler`` is the pass engine."""
+    """The running servers as the culler sees them; ``culler`` is the pass engine.
+
+    Only the hub's listing is shared between callers; the decisions are made for each request
+    with the exemptions and warnings of that moment, so a change shows at once.
+    """
 
     def __init__(self, culler, *, max_age: float = MAX_AGE):
         self.culler = culler
         self.max_age = max_age
-        self._cached: tuple[float, dict] | None = None
+        self._cached: tuple[float, list[dict]] | None = None
         self._inflight: asyncio.Future | None = None
 
-    async def get(self) -> dict:
-        """``{"now": ..., "servers": [...]}``, at most ``max_age`` seconds old."""
+    async def users(self) -> list[dict]:
+        """Users with an active server (with their groups), at most ``max_age`` seconds old."""
         if self._cached and time.monotonic() - self._cached[0] < self.max_age:
             return self._cached[1]
         if self._inflight is None:
-            self._inflight = asyncio.ensure_future(self._read())
+            self._inflight = asyncio.ensure_future(self._list())
             self._inflight.add_done_callback(lambda _: setattr(self, "_inflight", None))
-        doc = await asyncio.shield(self._inflight)
-        self._cached = (time.monotonic(), doc)
-        return doc
+        users = await asyncio.shield(self._inflight)
+        self._cached = (time.monotonic(), users)
+        return users
 
-    async def _read(self) -> dict:
+    async def _list(self) -> list[dict]:
         c = self.culler
+        users = [u async for u in c.hub.iter_users(state="active", page_size=c.page_size)]
+        if c.uses_groups and any("groups" not in u for u in users):
+            members = await c.group_map()
+            users = [{**u, "groups": u.get("groups", members.get(u["name"], []))} for u in users]
+        return users
+
+    async def get(self) -> dict:
+        """``{"now": ..., "servers": [...]}``, soonest cull first."""
+        c = self.culler
+        users = await self.users()
         now = c.clock()
         exemptions = await c.active_exemptions(now)
-        members = None
         rows = []
-        async for user in c.hub.iter_users(state="active", page_size=c.page_size):
+        for user in users:
             name = user["name"]
-            groups: list[str] = []
-            if c.uses_groups:
-                if "groups" in user:
-                    groups = list(user["groups"] or [])
-                else:
-                    members = members if members is not None else await c.group_map()
-                    groups = members.get(name, [])
+            groups = list(user.get("groups") or []) if c.uses_groups else []
             timeout = c.timeout_for(user, groups, exemptions, now)
             for sname, server in sorted((user.get("servers") or {}).items()):
                 key = (name, sname)

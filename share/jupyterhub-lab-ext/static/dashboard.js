@@ -238,12 +238,17 @@
     var nodes = frame(max);
     var hasData = false;
     opts.series.forEach(function (s) {
-      var d = "", pen = false;
-      s.points.forEach(function (p) {
+      var d = "", pen = false, pts = s.points;
+      pts.forEach(function (p, i) {
         if (p[1] === null) { pen = false; return; }
         hasData = true;
         d += (pen ? "L" : "M") + x(p[0]).toFixed(1) + " " + y(p[1]).toFixed(1) + " ";
         pen = true;
+        var alone = (i === 0 || pts[i - 1][1] === null) && (i === pts.length - 1 || pts[i + 1][1] === null);
+        if (alone) {  // a lone sample draws no line: mark it
+          nodes.push(svg("circle", { class: s.cls, cx: x(p[0]), cy: y(p[1]), r: 2 },
+                         svg("title", {}, s.name + ": " + p[1])));
+        }
       });
       if (d) { nodes.push(svg("path", { class: s.cls, d: d }, svg("title", {}, s.name))); }
     });
@@ -261,7 +266,7 @@
     opts.legend.forEach(function (item) {
       nodes.push(svg("rect", { class: item.cls, x: lx, y: T - 9, width: 10, height: 10 }));
       nodes.push(svg("text", { class: "legend", x: lx + 14, y: T }, item.name));
-      lx += 24 + item.name.length * 6.5;
+      lx += 22 + item.name.length * 5.5;
     });
     if (!hasData) {
       nodes.push(svg("text", { class: "nodata", x: W / 2, y: H / 2, "text-anchor": "middle" },
