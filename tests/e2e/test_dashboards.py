@@ -39,7 +39,8 @@ c.Authenticator.admin_users = {{{ADMIN!r}}}
 c.JupyterHub.spawner_class = "simple"
 c.SimpleLocalProcessSpawner.home_dir_template = "{homes}/{{username}}"
 c.Spawner.args = ["--allow-root"]
-enable_idle_culler(c, url="http://127.0.0.1:{free_port()}", args=["--timeout=3600", "--cull-every=3600"])
+enable_idle_culler(c, url="http://127.0.0.1:{free_port()}",
+                   args=["--timeout=3600", "--cull-every=3600", "--LabIdleCuller.user_timeouts=bob=5"])
 enable_user_limit(c, url="http://127.0.0.1:{free_port()}", max_active_servers=2,
                   start_queued_servers=False, history_interval=5)
 # a plain user who may read the culler's page (the user-limit service is readable by everyone)
@@ -131,8 +132,9 @@ def test_culler_dashboard_live_with_admin_controls(dash_hub, page):
     assert page.inner_text("[data-testid=role]") == "admin"
     assert rows(page, "servers") == []
 
-    # live: a server started elsewhere appears without a reload
+    # live: servers started elsewhere appear without a reload
     dash_hub.start_server("alice")
+    dash_hub.start_server("bob")  # idle timeout 5 s: due for culling
     page.wait_for_selector("#servers tr[data-user=alice]", timeout=30_000)
     # once ready: culled an hour after its last activity (--timeout=3600)
     wait_text(page, "#servers tr[data-user=alice]", r"in (59 min|1 h)")
@@ -172,10 +174,15 @@ def test_culler_dashboard_live_with_admin_controls(dash_hub, page):
     ]
     assert names == [HOSTILE_NAME]
 
-    # a pass from the page lands in the pass table and the chart
+    # bob is due; a pass from the page culls him and lands in the pass table and the chart
+    page.wait_for_selector("#servers tr[data-user=bob] .tag.cull", timeout=30_000)
     page.click("#run-pass")
-    page.wait_for_selector("#passes tr td:has-text('api:')", timeout=60_000)
-    assert page.query_selector_all("#culls-chart svg rect.bar")
+    page.wait_for_selector("#passes tr td:has-text('api:dash-admin')", timeout=60_000)
+    wait_text(page, "#passes tr:first-child", r"api:dash-admin.*\bbob\b")
+    wait_text(page, "#chart-hint", r"^1 culled in 24 h")
+    page.wait_for_selector("#servers tr[data-user=bob]", state="detached", timeout=30_000)
+    bars = page.query_selector_all("#culls-chart svg rect.bar")
+    assert [float(b.get_attribute("height")) > 0 for b in bars].count(True) == 1
     assert dialogs == []
     shot(page, "culler-dashboard.png", docs=True)
 
