@@ -261,7 +261,9 @@ async def test_culler_page_read_only_and_escapes_the_viewer_name(culler):
     assert (await culler("GET", "dashboard", token="nobody")).code == 403
 
 
-@pytest.mark.parametrize("name", ["nope.js", ".hidden.js", "dashboard.html", "..%2fsetup.cfg"])
+@pytest.mark.parametrize(
+    "name", ["nope.js", "dashboard.html", "..%2Fstatic%2Fdashboard.js", "..%2F..%2F..%2Fsetup.cfg"]
+)
 async def test_static_serves_only_shipped_css_and_js(culler, name):
     resp = await culler("GET", f"static/{name}", token="")
     assert resp.code == 404 and json.loads(resp.body)["status"] == 404

@@ -100,14 +100,15 @@ class StaticHandler(ServiceHandler):
     public = True
 
     def get(self, name):
-        if name.startswith(".") or os.path.splitext(name)[1] not in _TYPES:
-            raise web.HTTPError(404, f"No such file: {name}")
-        path = os.path.join(static_dir(), name)
+        # the name is URL-decoded: only a plain name listed in the directory is served
         try:
-            with open(path, "rb") as f:
-                content = f.read()
+            shipped = name in os.listdir(static_dir())
         except OSError:
-            raise web.HTTPError(404, f"No such file: {name}") from None
+            shipped = False
+        if not shipped or name.startswith(".") or os.path.splitext(name)[1] not in _TYPES:
+            raise web.HTTPError(404, "No such file")
+        with open(os.path.join(static_dir(), name), "rb") as f:
+            content = f.read()
         self.set_header("Content-Type", _TYPES[os.path.splitext(name)[1]])
         self.set_header("Cache-Control", "no-cache")  # revalidated with the ETag
         self.set_header("X-Content-Type-Options", "nosniff")
