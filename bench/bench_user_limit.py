@@ -46,6 +46,7 @@ sys.path.insert(0, str(REPO / "tests" / "support"))
 import httpx  # noqa: E402
 from _common import pct, report, use_harness  # noqa: E402
 from fakehub import FakeHub  # noqa: E402
+from ports import free_port  # noqa: E402
 
 from jupyterhub_lab_ext.services.user_limit.client import ServiceClient  # noqa: E402
 
@@ -90,7 +91,7 @@ ADMISSION_LOG = re.compile(r"POST /services/user-limit/api/admissions ([\d.]+)ms
 async def decision_latency(args, workdir: Path) -> dict:
     hub = FakeHub()
     await hub.start()
-    port = _free_port()
+    port = free_port()
     settings = {
         "max_active_servers": args.clients * args.rounds // 2,
         "reconcile_interval": 3600,
@@ -173,14 +174,6 @@ async def decision_latency(args, workdir: Path) -> dict:
     }
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 # ----------------------------------------------------------------------------- 2: spawn burst
 def hub_config(mode: str, cap: int, homes: Path, timing_file: Path) -> str:
     lines = [
@@ -210,7 +203,7 @@ def hub_config(mode: str, cap: int, homes: Path, timing_file: Path) -> str:
             "c.Spawner.pre_spawn_hook = _floor",
         ]
     else:
-        port = _free_port()
+        port = free_port()
         lines += [
             "from jupyterhub_lab_ext.services.user_limit.hook import enable_user_limit",
             f"enable_user_limit(c, url='http://127.0.0.1:{port}', max_active_servers={cap}, "

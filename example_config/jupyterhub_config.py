@@ -152,14 +152,14 @@ c.UserlistAuthenticatorMixin.system_users_state_dir = f"{STATE}-lab-ext"
 # Spawner: each user picks a shared or a personal conda environment on the spawn form.
 # ---------------------------------------------------------------------------------------------
 c.JupyterHub.spawner_class = "conda-kernel"
-# Set on the mixin, these apply to conda-kernel and to conda-kernel-docker/-swarm alike
+# c.CondaKernelSpawner.* applies to conda-kernel and to conda-kernel-docker/-swarm alike
 # (docker/jupyterhub_docker_config.py reuses this file).
 # shared envs, offered as shared/<name>; root-owned, mode 755
-c.CondaKernelSpawnerMixin.shared_env_dirs = [site("JUPYTERHUB_SHARED_ENVS", "/opt/conda/envs")]
+c.CondaKernelSpawner.shared_env_dirs = [site("JUPYTERHUB_SHARED_ENVS", "/opt/conda/envs")]
 # users' own envs, offered as mine/<name> (the first entry is where `conda create -n` puts them)
-c.CondaKernelSpawnerMixin.user_env_dirs = ["~/.conda/envs"]
+c.CondaKernelSpawner.user_env_dirs = ["~/.conda/envs"]
 # preselected on the spawn form; when it is missing the form says so and preselects the first
-c.CondaKernelSpawnerMixin.default_env = "shared/python3"
+c.CondaKernelSpawner.default_env = "shared/python3"
 # The single-user server runs from the hub's venv; kernels run in the envs.
 c.Spawner.cmd = [f"{VENV}/bin/jupyterhub-singleuser"]
 c.Spawner.default_url = "/lab"

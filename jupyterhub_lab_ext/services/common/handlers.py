@@ -40,7 +40,7 @@ class OpenAPIHandler(ServiceHandler):
     public = True
 
     def get(self):
-        doc = self.service.openapi_document()
+        doc = self.settings["openapi_document"]
         if doc is None:
             raise web.HTTPError(404, "This service ships no OpenAPI document")
         self.set_header("Content-Type", "application/yaml; charset=utf-8")
@@ -67,6 +67,6 @@ class IndexHandler(ServiceHandler):
                     "name": self.current_user.get("name"),
                     "kind": self.current_user.get("kind"),
                 },
-                "endpoints": self.service.endpoint_list(),
+                "endpoints": self.settings["endpoints"],
             }
         )

@@ -31,8 +31,6 @@ import functools
 import html
 import json
 import logging
-import os
-import secrets
 import sys
 import warnings
 from urllib.parse import quote
@@ -41,6 +39,7 @@ from tornado import web
 
 from jupyterhub_lab_ext.services.common import hubconfig
 from jupyterhub_lab_ext.services.user_limit.client import ServiceClient, ServiceUnavailable
+from jupyterhub_lab_ext.util.secretfile import read_or_create_secret
 
 log = logging.getLogger("jupyterhub_lab_ext.user_limit.hook")
 
@@ -347,20 +346,6 @@ def _chain_auth(ours, theirs):
         return await maybe_future(theirs(authenticator, handler, auth_model))
 
     return both
-
-
-def read_or_create_secret(path: str) -> str:
-    """The secret in ``path``; a new random one (file mode 0600) if the file is missing."""
-    if os.path.exists(path):
-        with open(path, encoding="utf-8") as f:
-            secret = f.read().strip()
-        if len(secret) >= 32:
-            return secret
-    secret = secrets.token_hex(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(secret)
-    return secret
 
 
 def _answer_after_admission(c) -> None:
