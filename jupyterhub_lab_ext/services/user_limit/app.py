@@ -190,8 +190,7 @@ class UserLimitApp(BackgroundWork, ServiceApp):
         24.0,
         min=1.0,
         max=24.0 * 7,
-        help="""Hours of usage samples kept (older ones are deleted): with the default one
-        sample a minute, a day is 1440 rows.""",
+        help="Hours of usage samples kept (older ones are deleted); a day of minutes: 1440 rows.",
     ).tag(config=True)
 
     housekeeping_interval = Float(2.0, help="Seconds between checks for lapsed reservations.").tag(
