@@ -75,9 +75,6 @@ PENDING: set[tuple[str, ...]] = {
     ("cycle", f"{PACKAGE}.accounts.commands", f"{PACKAGE}.accounts.system_users"),
     # h/admission: user_limit.ledger <-> user_limit.store (function-local import in store)
     ("cycle", f"{PACKAGE}.services.user_limit.ledger", f"{PACKAGE}.services.user_limit.store"),
-    # h/spawner: spawner.docker builds its classes with type() behind a module __getattr__
-    ("getattr", f"{PACKAGE}.spawner.docker"),
-    ("type-call", f"{PACKAGE}.spawner.docker"),
 }
 
 
