@@ -190,15 +190,25 @@ def _lstat_at(name: str, dir_fd: int) -> os.stat_result | None:
         return None
 
 
+@dataclass(frozen=True)
+class CopyOptions:
+    """How :func:`copy_template` treats one home (see its parameters)."""
+
+    uid: int
+    gid: int
+    readonly: bool = False
+    dry_run: bool = False
+    update_unmodified: bool = True
+
+
 class _Copier:
-    def __init__(self, template_real, uid, gid, readonly, dry_run, manifest, update_unmodified,
-                 digests):  # fmt: skip
+    def __init__(self, template_real: str, opts: CopyOptions, manifest: dict, digests: dict):
         self.root = template_real
         self.digests = digests
-        self.uid, self.gid = uid, gid
-        self.readonly, self.dry_run = readonly, dry_run
+        self.uid, self.gid = opts.uid, opts.gid
+        self.readonly, self.dry_run = opts.readonly, opts.dry_run
         self.old = dict(manifest)
-        self.update_unmodified = update_unmodified
+        self.update_unmodified = opts.update_unmodified
         self.report = CopyReport(manifest=dict(manifest))
 
     # -- template side -------------------------------------------------------------------
@@ -418,10 +428,9 @@ def copy_template(
         try:
             if os.fstat(hfd).st_uid != uid:
                 raise HomeError(f"home {home} is not owned by uid {uid}")
-            copier = _Copier(
-                template_real, uid, gid, readonly, dry_run, manifest or {}, update_unmodified,
-                {} if digest_cache is None else digest_cache,
-            )  # fmt: skip
+            opts = CopyOptions(uid, gid, readonly, dry_run, update_unmodified)
+            digests = {} if digest_cache is None else digest_cache
+            copier = _Copier(template_real, opts, manifest or {}, digests)
             copier.walk(tfd, hfd, "")
             return copier.report
         finally:
