@@ -23,15 +23,8 @@ from traitlets import (
 )
 from traitlets.config import LoggingConfigurable
 
+from jupyterhub_lab_ext.accounts import logindefs
 from jupyterhub_lab_ext.auth import naming
-
-
-def _uid_min_from_login_defs(path: str = "/etc/login.defs") -> int:
-    try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            return naming.read_uid_min(f.read())
-    except OSError:
-        return 1000
 
 
 class UserlistAuthConfig(LoggingConfigurable):
@@ -143,7 +136,7 @@ class UserlistAuthConfig(LoggingConfigurable):
 
     @default("uid_min")
     def _default_uid_min(self):
-        return _uid_min_from_login_defs()
+        return logindefs.uid_min()
 
     system_names_loader = Callable(
         help="""
