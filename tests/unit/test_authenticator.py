@@ -114,7 +114,7 @@ def make_auth(userlist, provider, fake_su):
 
     yield make
     for a in made:
-        a.actions.stop_polling()
+        a.background.stop_polling()
 
 
 def edit(path, text):
@@ -352,7 +352,7 @@ async def test_admin_page_delete_removes_line_and_locks(make_auth, provider, use
     auth = make_auth(on_removal="lock", archive_removed_homes="/srv/archive")
     await login(auth, provider, email="bob@example.org")
     await auth.delete_user(SimpleNamespace(name="bob"))
-    await auth.actions.wait()
+    await auth.background.wait()
     assert "bob@" not in userlist.read_text()
     assert "# teacher" in userlist.read_text()
     assert fake_su.calls[-2:] == [("lock", "bob"), ("archive", "bob", "/srv/archive")]
@@ -404,7 +404,7 @@ async def test_removal_from_file(make_auth, provider, userlist, fake_su, mode, s
     edit(userlist, USERLIST.replace("bob@example.org group:physics\n", ""))
     await auth.poll_userlist()
     await auth.poll_userlist()  # second poll: no second removal
-    await auth.actions.wait()
+    await auth.background.wait()
     assert bob.stopped == stops
     assert app.routes_deleted == [("bob", s) for s in stops]
     assert fake_su.names("lock") == locks
@@ -454,8 +454,8 @@ def test_archive_without_stop_warns(make_auth, caplog):
 
 async def test_background_poll_starts_with_the_loop(make_auth, userlist, fake_su):
     auth = make_auth(userlist_poll_interval=0.01, on_removal="lock")
-    await auth._provision("bob")
-    assert auth.actions._poller is not None
+    await auth.provisioner.ensure("bob")
+    assert auth.background.polling
     edit(userlist, USERLIST.replace("bob@example.org group:physics\n", ""))
     for _ in range(200):
         if fake_su.names("lock"):
@@ -503,7 +503,7 @@ async def test_reserved_usernames_config(make_auth, provider, userlist):
     userlist.write_text("dave\nops-bot\n")
     auth = make_auth(reserved_usernames={"ops-bot"})
     assert auth.userlist_entry("dave") is None  # an invalid file is not used at all
-    assert [str(e).split(": ", 1)[1] for e in auth._userlist.errors] == [
+    assert [str(e).split(": ", 1)[1] for e in auth.userlist.file.errors] == [
         "identity 'ops-bot': 'ops-bot' is a reserved or system account name and is never handed out"
     ]
     assert "reserved or system account" in await refused(auth, provider, email="ops-bot")

@@ -85,7 +85,7 @@ def make_auth(userlist, provider, fake_su):
 
     yield make
     for a in made:
-        a.actions.stop_polling()
+        a.background.stop_polling()
 
 
 async def login(auth, provider, **claims):
