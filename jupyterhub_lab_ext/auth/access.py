@@ -28,14 +28,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from jupyterhub import orm, roles
 from jupyterhub.utils import new_token
 
-from jupyterhub_lab_ext.auth.userlist import Userlist
+from jupyterhub_lab_ext.auth.userlist import Userlist, UserlistEntry
 
 CACHE_FLAG = "--HubOAuth.cache_max_age"
 #: JupyterHub's own default of ``HubOAuth.cache_max_age`` (seconds)
@@ -102,6 +102,28 @@ class AccessPlan:
 
     def __bool__(self) -> bool:
         return bool(self.revoke or self.stop or self.admin or self.groups)
+
+
+def wanted(
+    username: str,
+    entry: UserlistEntry | None,
+    groups: Iterable[str] | None,
+    *,
+    admin_users: Collection[str],
+    admin_groups: Collection[str],
+) -> Wanted:
+    """What the userlist grants ``username``, whose line is ``entry`` (None: no line).
+
+    ``groups``: the hub groups of the line, None when groups are not managed. Admin: ``admin``
+    on the line, a name in ``admin_users``, or one of ``groups`` in ``admin_groups``; without
+    a line only ``admin_users`` counts.
+    """
+    if entry is None:
+        return Wanted(listed=False, admin=username in admin_users)
+    groups = None if groups is None else frozenset(groups)
+    in_admin_group = groups is not None and not groups.isdisjoint(admin_groups)
+    admin = entry.admin or username in admin_users or in_admin_group
+    return Wanted(listed=True, admin=admin, groups=groups)
 
 
 def plan_access(

@@ -7,7 +7,7 @@ authorization, token and userinfo endpoints from it. URLs set explicitly
 (``authorize_url``, ``token_url``, ``userdata_url``) win over discovered ones.
 
 :func:`endpoints_from_document` is the pure check of a discovery document;
-:class:`OIDCDiscoveryMixin` fetches it (once per hub process, on the hub's event loop) and
+:class:`OIDCDiscovery` fetches it (once per hub process, on the hub's event loop) and
 fills in the authenticator's empty URLs.
 """
 
@@ -107,8 +107,9 @@ class DiscoveringLoginHandler(OAuthLoginHandler):
         return super().get()
 
 
-class OIDCDiscoveryMixin(Configurable):
-    """Adds :attr:`oidc_issuer` to oauthenticator's generic OAuth2 authenticator."""
+class OIDCDiscovery(Configurable):
+    """The OIDC discovery feature: :attr:`oidc_issuer`, a mixin for oauthenticator's generic
+    OAuth2 authenticator (in :class:`~.authenticator.UserlistOAuthenticator`)."""
 
     oidc_issuer = Unicode(
         "",

@@ -20,6 +20,8 @@ from jupyterhub_lab_ext.auth import refusal
 class Provisioner:
     """Ensure account and home of hub users through ``system_users``.
 
+    :param system_users: None when the authenticator manages no system accounts
+        (``create_system_users`` off): then :meth:`ensure` does nothing.
     :param spec_for: ``username -> AccountSpec`` (the authenticator's ``account_spec_for``).
     :param home_template: directory copied into a new home (``""``: nothing is copied).
     :param template_readonly: make the copied files read-only.
@@ -27,7 +29,7 @@ class Provisioner:
 
     def __init__(
         self,
-        system_users: SystemUsers,
+        system_users: SystemUsers | None,
         *,
         spec_for: Callable[[str], AccountSpec],
         home_template: str,
@@ -51,7 +53,7 @@ class Provisioner:
         Refusals raise 403/500 pages with a clear message when ``during_login``; otherwise a
         failed account creation raises :class:`SystemUserError`.
         """
-        if username in self._ensured:
+        if self.system_users is None or username in self._ensured:
             return
         try:
             await self._ensure(username)

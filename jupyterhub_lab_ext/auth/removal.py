@@ -81,6 +81,8 @@ class RemovalActions:
         system_users: SystemUsers | None,
         log: Log,
     ):
+        if archive_dir and mode == "revoke":
+            log.warning("archive_removed_homes needs on_removal 'stop' or 'lock': ignored")
         self.mode = mode
         self.archive_dir = archive_dir
         self.servers = servers

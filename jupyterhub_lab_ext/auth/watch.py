@@ -64,6 +64,10 @@ class UserlistWatch:
         except UserlistLoadError:
             return None
 
+    def listed(self, username: str) -> bool:
+        """True if ``username`` has a line in the current list."""
+        return self.entry(username) is not None
+
     async def refresh(self) -> bool:
         """Re-read a changed file in a worker thread, then act on changes here.
 

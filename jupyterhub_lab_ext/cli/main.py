@@ -33,8 +33,7 @@ from jupyterhub_lab_ext.cli import envs as cli_envs
 from jupyterhub_lab_ext.cli import homes as cli_homes
 
 _AUTH_SECTIONS = (
-    "UserlistAuthConfig",
-    "UserlistAuthenticatorMixin",
+    "UserlistAuthenticator",
     "UserlistOAuthenticator",
     "UserlistGitHubOAuthenticator",
     "UserlistGoogleOAuthenticator",

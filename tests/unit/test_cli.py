@@ -34,7 +34,7 @@ def test_check_says_which_naming_rules_it_used(ul, tmp_path, capsys):
     cfg = tmp_path / "jupyterhub_config.py"
     cfg.write_text(
         "c = get_config()\n"
-        "c.UserlistAuthenticatorMixin.domain_rules = {'example.org': '', 'uni.test': 'u'}\n"
+        "c.UserlistAuthenticator.domain_rules = {'example.org': '', 'uni.test': 'u'}\n"
     )
     rc, out, _ = run(capsys, "userlist", "check", str(ul), "--config", str(cfg))
     assert rc == 0
