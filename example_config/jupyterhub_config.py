@@ -131,6 +131,8 @@ c.UserlistAuthenticator.domain_rules = {site("JUPYTERHUB_EMAIL_DOMAIN", "example
 # What a removed line does: "revoke" (login refused), "stop" (also stop servers),
 # "lock" (also lock the system account). Homes are never deleted.
 c.UserlistAuthenticator.on_removal = "stop"
+# With "stop" or "lock", also archive a removed user's home here (<username>-<UTC time>.tar.gz).
+# c.UserlistAuthenticator.removed_homes_archive_dir = "/srv/jupyterhub/removed-homes"
 
 # ---------------------------------------------------------------------------------------------
 # System users and homes (created asynchronously at first login).

@@ -114,7 +114,7 @@ class UserlistAuthenticator(LoggingConfigurable):
     ).tag(config=True)
 
     on_removal = Enum(["revoke", "stop", "lock"], "revoke", help=opt.ON_REMOVAL).tag(config=True)
-    archive_removed_homes = Unicode("", help=opt.ARCHIVE_REMOVED_HOMES).tag(config=True)
+    removed_homes_archive_dir = Unicode("", help=opt.REMOVED_HOMES_ARCHIVE_DIR).tag(config=True)
 
     # The bound within which a userlist edit reaches every credential (see .access);
     # JupyterHub's refresh costs us one stat(), so a short default is cheap.
@@ -185,7 +185,7 @@ class UserlistAuthenticator(LoggingConfigurable):
         self.servers = ServerStopper(self.parent, is_listed=self.userlist.listed, log=log)
         self.removal = RemovalActions(
             mode=self.on_removal,
-            archive_dir=self.archive_removed_homes,
+            archive_dir=self.removed_homes_archive_dir,
             servers=self.servers,
             system_users=su,
             log=log,
@@ -245,7 +245,7 @@ class UserlistAuthenticator(LoggingConfigurable):
         """Called once when ``username`` leaves the userlist (file edit or admin page delete).
 
         Default: apply :attr:`on_removal` (stop servers, lock the account) and
-        :attr:`archive_removed_homes`. Tokens and cookies are revoked by the hub pass
+        :attr:`removed_homes_archive_dir`. Tokens and cookies are revoked by the hub pass
         (:mod:`.access`) whatever this does.
         """
         await self.removal.apply(username)

@@ -180,10 +180,10 @@ cookie; the login is refused. Then:
 - ``"lock"``: the servers are stopped and the system account is locked (password
   locked, account expired). Re-adding the line unlocks it at the next login.
 
-Homes are never deleted; see :attr:`archive_removed_homes`.
+Homes are never deleted; see :attr:`removed_homes_archive_dir`.
 """
 
-ARCHIVE_REMOVED_HOMES = """
+REMOVED_HOMES_ARCHIVE_DIR = """
 Directory where the home of a removed user is archived as
 ``<username>-<UTC time>.tar.gz`` (mode 0600) after its servers stopped. Only with
 :attr:`on_removal` ``"stop"`` or ``"lock"``. The home itself stays. Empty: no archive.

@@ -82,7 +82,7 @@ class RemovalActions:
         log: Log,
     ):
         if archive_dir and mode == "revoke":
-            log.warning("archive_removed_homes needs on_removal 'stop' or 'lock': ignored")
+            log.warning("removed_homes_archive_dir needs on_removal 'stop' or 'lock': ignored")
         self.mode = mode
         self.archive_dir = archive_dir
         self.servers = servers

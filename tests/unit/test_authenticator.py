@@ -350,7 +350,7 @@ async def test_admin_page_add_reserved_name_fails(make_auth):
 
 
 async def test_admin_page_delete_removes_line_and_locks(make_auth, provider, userlist, fake_su):
-    auth = make_auth(on_removal="lock", archive_removed_homes="/srv/archive")
+    auth = make_auth(on_removal="lock", removed_homes_archive_dir="/srv/archive")
     await login(auth, provider, email="bob@example.org")
     await auth.delete_user(SimpleNamespace(name="bob"))
     await auth.background.wait()
@@ -449,8 +449,8 @@ def test_bad_home_mode_rejected(make_auth, mode):
 
 def test_archive_without_stop_warns(make_auth, caplog):
     caplog.set_level(logging.WARNING)
-    make_auth(archive_removed_homes="/srv/archive")
-    assert "archive_removed_homes needs on_removal" in caplog.text
+    make_auth(removed_homes_archive_dir="/srv/archive")
+    assert "removed_homes_archive_dir needs on_removal" in caplog.text
 
 
 async def test_background_poll_starts_with_the_loop(make_auth, userlist, fake_su):
@@ -525,7 +525,7 @@ def test_one_section_configures_every_login_class(cls, userlist, fake_su):
     cfg.UserlistAuthenticator.userlist_file = str(userlist)
     cfg.UserlistAuthenticator.home_root = "/srv/people"
     cfg.UserlistAuthenticator.on_removal = "lock"
-    cfg.UserlistAuthenticator.archive_removed_homes = "/srv/archive"
+    cfg.UserlistAuthenticator.removed_homes_archive_dir = "/srv/archive"
     auth = by_config(cls, cfg, fake_su)
     auth.background.stop_polling()
     assert auth.userlist_entry("dave").identity == "dave"
