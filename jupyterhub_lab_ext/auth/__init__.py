@@ -2,7 +2,7 @@
 
 The authenticator classes an admin selects and their one config section, ``UserlistAuthenticator``
 (``authenticator``; what each option means and accepts: ``options``), are glue over one object or
-module per job: the userlist format and file (``userlist``), the list in force and its changes
+module per job: the userlist format (``userlist``) and file (``userlist_file``), the list in force and its changes
 (``watch``), identity -> system username (``naming``), provider identities (``identities``), the
 checks of one login (``login``), OIDC discovery (``oidc_discovery``), admin-page edits of the file
 (``admin_page``), the hub-side access pass that revokes removed users' credentials (``access``),

@@ -4,7 +4,7 @@ With ``sync_admin_page_changes``, a user added there gets a line in the file and
 there loses theirs. The line carries the identity the admin typed (``Frank@Example.org``), not
 the username JupyterHub made of it (``frank``); :class:`~.identities.IdentityMemo` remembers
 which is which. Edits are atomic and keep comments and the order of lines
-(:func:`~.userlist.set_entry`, :func:`~.userlist.remove_entry`).
+(:func:`~.userlist_file.set_entry`, :func:`~.userlist_file.remove_entry`).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import asyncio
 import logging
 
 from jupyterhub_lab_ext.auth.identities import IdentityMemo
-from jupyterhub_lab_ext.auth.userlist import remove_entry, set_entry
+from jupyterhub_lab_ext.auth.userlist_file import remove_entry, set_entry
 from jupyterhub_lab_ext.auth.watch import UserlistWatch
 
 

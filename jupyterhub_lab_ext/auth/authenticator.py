@@ -33,12 +33,8 @@ from jupyterhub_lab_ext.auth.identities import IdentityMemo
 from jupyterhub_lab_ext.auth.oidc_discovery import OIDCDiscovery
 from jupyterhub_lab_ext.auth.provisioning import Provisioner
 from jupyterhub_lab_ext.auth.removal import RemovalActions, ServerStopper
-from jupyterhub_lab_ext.auth.userlist import (
-    Userlist,
-    UserlistEntry,
-    UserlistFile,
-    UserlistLoadError,
-)
+from jupyterhub_lab_ext.auth.userlist import Userlist, UserlistEntry
+from jupyterhub_lab_ext.auth.userlist_file import UserlistFile, UserlistLoadError
 from jupyterhub_lab_ext.auth.watch import UserlistWatch
 
 __all__ = [

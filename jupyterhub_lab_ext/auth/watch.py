@@ -1,6 +1,6 @@
 """Which userlist is in force for one authenticator, and what changed since the last look.
 
-:class:`UserlistWatch` wraps a hot-reloaded :class:`~.userlist.UserlistFile`: every look costs
+:class:`UserlistWatch` wraps a hot-reloaded :class:`~.userlist_file.UserlistFile`: every look costs
 one ``stat``; when a new good version appears, ``on_change(old, new)`` is called once, on the
 thread that looked (the hub's event loop, or a worker thread via :meth:`UserlistWatch.refresh`,
 which then reports the change on the loop).
@@ -11,12 +11,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from jupyterhub_lab_ext.auth.userlist import (
-    Userlist,
-    UserlistEntry,
-    UserlistFile,
-    UserlistLoadError,
-)
+from jupyterhub_lab_ext.auth.userlist import Userlist, UserlistEntry
+from jupyterhub_lab_ext.auth.userlist_file import UserlistFile, UserlistLoadError
 
 
 class UserlistWatch:

@@ -28,7 +28,8 @@ from collections.abc import Callable, Sequence
 
 from jupyterhub_lab_ext import __version__
 from jupyterhub_lab_ext.auth import naming
-from jupyterhub_lab_ext.auth.userlist import Userlist, UserlistParseError, load_userlist
+from jupyterhub_lab_ext.auth.userlist import Userlist, UserlistParseError
+from jupyterhub_lab_ext.auth.userlist_file import load_userlist
 from jupyterhub_lab_ext.cli import envs as cli_envs
 from jupyterhub_lab_ext.cli import homes as cli_homes
 
