@@ -12,8 +12,8 @@
   ``allow_existing``, and never one with a uid below ``UID_MIN`` of ``/etc/login.defs``,
   uid 0 or nobody, whatever ``allow_existing`` says (rules in :mod:`.policy`).
 - :meth:`~SystemUsers.populate_home` copies a template directory into the home (see
-  :mod:`.homes` for the symlink and overwrite rules); :meth:`~SystemUsers.lock_account` and
-  :meth:`~SystemUsers.archive_home` deprovision. Homes are never deleted.
+  :mod:`.home_template` for the symlink and overwrite rules); :meth:`~SystemUsers.lock_account`
+  and :meth:`~SystemUsers.archive_home` deprovision. Homes are never deleted.
 
 Commands are argv lists run with :func:`asyncio.create_subprocess_exec` (never a shell) by an
 injectable ``runner`` (``async (argv) -> (rc, stdout, stderr)``); every return code is checked.
@@ -31,6 +31,7 @@ import weakref
 from collections.abc import Awaitable, Callable, Sequence
 
 from jupyterhub_lab_ext.accounts import homes
+from jupyterhub_lab_ext.accounts.archive import archive_home
 from jupyterhub_lab_ext.accounts.commands import (
     ENV,
     build_add_to_groups_argvs,
@@ -40,6 +41,7 @@ from jupyterhub_lab_ext.accounts.commands import (
     detect_flavour,
     run_command,
 )
+from jupyterhub_lab_ext.accounts.home_template import CopyReport, copy_template
 from jupyterhub_lab_ext.accounts.logindefs import DEFAULT_ID_MIN, LOGIN_DEFS, read_login_defs
 from jupyterhub_lab_ext.accounts.nss import GroupEntry, NssLookup, UserEntry
 from jupyterhub_lab_ext.accounts.policy import (
@@ -309,7 +311,7 @@ class SystemUsers:
 
     async def sync_home(
         self, account: Account, template: str, *, readonly: bool = False, dry_run: bool = False
-    ) -> homes.CopyReport:
+    ) -> CopyReport:
         """Copy new template files into the home; never overwrite a file the user changed."""
         async with self._lock_for(account.name):
             pw = await self._owned_account(account.name)
@@ -318,7 +320,7 @@ class SystemUsers:
             manifest = await self._reg("manifest", account.name)
             try:
                 report = await asyncio.to_thread(
-                    homes.copy_template,
+                    copy_template,
                     template,
                     account.home,
                     account.uid,
@@ -383,7 +385,7 @@ class SystemUsers:
 
             def work() -> str:
                 homes.make_parents(archive_dir, 0o700)
-                return homes.archive_home(pw.home, path, pw.uid, unique=True)
+                return archive_home(pw.home, path, pw.uid, unique=True)
 
             try:
                 result = await asyncio.to_thread(work)

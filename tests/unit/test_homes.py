@@ -17,13 +17,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jupyterhub_lab_ext.accounts.homes import (
-    HomeError,
-    archive_home,
-    copy_template,
-    make_home,
-    make_parents,
-)
+from jupyterhub_lab_ext.accounts.archive import archive_home
+from jupyterhub_lab_ext.accounts.home_template import copy_template
+from jupyterhub_lab_ext.accounts.homes import HomeError, make_home, make_parents
 
 
 @pytest.fixture
