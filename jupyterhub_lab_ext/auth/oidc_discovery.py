@@ -119,9 +119,10 @@ class OIDCDiscovery(Configurable):
         (a Keycloak realm; most others look like ``https://login.example.org``). When set, the
         hub reads ``<issuer>/.well-known/openid-configuration`` at the first login and uses its
         ``authorization_endpoint``, ``token_endpoint`` and ``userinfo_endpoint`` for
-        ``authorize_url``, ``token_url`` and ``userdata_url``, unless those are set explicitly. The document must name this issuer (a trailing slash aside);
-        for an https issuer every endpoint must be https. It is read once per hub process; a
-        failed read is logged and retried at the next login, which meanwhile answers 503.
+        ``authorize_url``, ``token_url`` and ``userdata_url``, unless those are set explicitly.
+        The document must name this issuer (a trailing slash aside); for an https issuer every
+        endpoint must be https. It is read once per hub process; a failed read is logged and
+        retried at the next login, which meanwhile answers 503.
         Providers whose document names a different issuer (e.g. multi-tenant endpoints with
         ``{tenantid}``) need the three URLs set explicitly instead.
         """,
