@@ -21,6 +21,7 @@ from jupyterhub_lab_ext.auth.authenticator import (
     UserlistGoogleOAuthenticator,
     UserlistOAuthenticator,
 )
+from jupyterhub_lab_ext.auth.identities import IdentityMemo
 
 USERLIST = """\
 # test userlist
@@ -586,3 +587,23 @@ def test_bad_values_from_a_config_file_are_refused(userlist, fake_su, option, va
     cfg.UserlistAuthenticator[option] = value
     with pytest.raises(TraitError, match=option):
         by_config(UserlistOAuthenticator, cfg, fake_su)
+
+
+# ---- the admin-page identity memo (pure, with a clock) ------------------------------------------
+
+
+def test_identity_memo_remembers_typed_identities_briefly_and_never_provider_ones():
+    now = [0.0]
+    memo = IdentityMemo(size=2, ttl=120.0, clock=lambda: now[0])
+    memo.normalized("Frank@Example.org", "frank")
+    assert memo.identity_for("frank") == "Frank@Example.org"
+    assert memo.identity_for("frank") == "frank"  # used once
+    memo.from_provider("Eve@Example.org")  # a login: oauthenticator normalizes it next
+    memo.normalized("Eve@Example.org", "eve")
+    assert memo.identity_for("eve") == "eve"
+    memo.normalized("Gina@Example.org", "gina")
+    now[0] = 120.0
+    assert memo.identity_for("gina") == "gina"  # too old
+    for n in range(3):  # bounded: the oldest goes first
+        memo.normalized(f"u{n}@x.org", f"u{n}")
+    assert [memo.identity_for(f"u{n}") for n in range(3)] == ["u0", "u1@x.org", "u2@x.org"]
