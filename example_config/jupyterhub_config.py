@@ -122,31 +122,33 @@ else:
 # Who may log in, who is admin, which hub groups (IDENTITY [admin] [group:NAME ...]).
 # Re-read on change; check an edit with:
 #   jupyterhub-lab-ext userlist check --config /etc/jupyterhub/jupyterhub_config.py
-c.UserlistAuthenticatorMixin.userlist_file = os.path.join(CONFIG_DIR, "userlist")
+c.UserlistAuthenticator.userlist_file = os.path.join(CONFIG_DIR, "userlist")
 # Refuse emails the provider has not verified (the default; keep it with an email userlist).
-c.UserlistAuthenticatorMixin.require_verified_email = True
+c.UserlistAuthenticator.require_verified_email = True
 # Your own domain is dropped from system usernames (alice@example.org -> alice); other
 # domains stay encoded (bob@gmail.com -> bob-gmail-com), so they never share an account.
-c.UserlistAuthenticatorMixin.domain_rules = {site("JUPYTERHUB_EMAIL_DOMAIN", "example.org"): ""}
+c.UserlistAuthenticator.domain_rules = {site("JUPYTERHUB_EMAIL_DOMAIN", "example.org"): ""}
 # What a removed line does: "revoke" (login refused), "stop" (also stop servers),
 # "lock" (also lock the system account). Homes are never deleted.
-c.UserlistAuthenticatorMixin.on_removal = "stop"
+c.UserlistAuthenticator.on_removal = "stop"
+# With "stop" or "lock", also archive a removed user's home here (<username>-<UTC time>.tar.gz).
+# c.UserlistAuthenticator.removed_homes_archive_dir = "/srv/jupyterhub/removed-homes"
 
 # ---------------------------------------------------------------------------------------------
 # System users and homes (created asynchronously at first login).
 # ---------------------------------------------------------------------------------------------
-c.UserlistAuthenticatorMixin.create_system_users = True
+c.UserlistAuthenticator.create_system_users = True
 # e.g. an NFS mount; homes are <home_root>/<username>
-c.UserlistAuthenticatorMixin.home_root = site("JUPYTERHUB_HOME_ROOT", "/home")
-c.UserlistAuthenticatorMixin.home_mode = 0o700
+c.UserlistAuthenticator.home_root = site("JUPYTERHUB_HOME_ROOT", "/home")
+c.UserlistAuthenticator.home_mode = 0o700
 # copied into each new home; push later additions with: jupyterhub-lab-ext homes sync-template
-c.UserlistAuthenticatorMixin.home_template = site(
+c.UserlistAuthenticator.home_template = site(
     "JUPYTERHUB_HOME_TEMPLATE", "/srv/jupyterhub/home-template"
 )
 # one group for all hub users makes file sharing and quotas easier
-c.UserlistAuthenticatorMixin.system_group = site("JUPYTERHUB_USERS_GROUP", "jupyterusers")
+c.UserlistAuthenticator.system_group = site("JUPYTERHUB_USERS_GROUP", "jupyterusers")
 # where the hub records which accounts it created (it never touches other accounts)
-c.UserlistAuthenticatorMixin.system_users_state_dir = f"{STATE}-lab-ext"
+c.UserlistAuthenticator.system_users_state_dir = f"{STATE}-lab-ext"
 
 # ---------------------------------------------------------------------------------------------
 # Spawner: each user picks a shared or a personal conda environment on the spawn form.

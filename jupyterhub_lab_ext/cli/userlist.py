@@ -19,7 +19,8 @@ import json
 import sys
 
 from jupyterhub_lab_ext.auth import naming
-from jupyterhub_lab_ext.auth.userlist import Userlist, UserlistParseError, load_userlist
+from jupyterhub_lab_ext.auth.userlist import Userlist, UserlistParseError
+from jupyterhub_lab_ext.auth.userlist_file import load_userlist
 from jupyterhub_lab_ext.cli.hubconfig import HubConfig, HubConfigError
 
 #: what the userlist commands take from the hub's authenticator

@@ -75,8 +75,6 @@ SERVICES_MAY_IMPORT: dict[str, set[str]] = {
 #: still occur (a fixed one fails :func:`test_pending_violations_still_exist` until it is
 #: removed here); after the merge this set is empty.
 PENDING: set[tuple[str, ...]] = {
-    # h/auth: accounts.commands <-> accounts.system_users (TYPE_CHECKING import of AccountSpec)
-    ("cycle", f"{PACKAGE}.accounts.commands", f"{PACKAGE}.accounts.system_users"),
     # h/admission: user_limit.ledger <-> user_limit.store (function-local import in store)
     ("cycle", f"{PACKAGE}.services.user_limit.ledger", f"{PACKAGE}.services.user_limit.store"),
 }

@@ -4,11 +4,6 @@ import pytest
 
 from jupyterhub_lab_ext.accounts.registry import AccountRegistry
 from jupyterhub_lab_ext.auth import naming
-from jupyterhub_lab_ext.auth.authenticator import (
-    UserlistGitHubOAuthenticator,
-    UserlistGoogleOAuthenticator,
-    UserlistOAuthenticator,
-)
 from jupyterhub_lab_ext.cli import main as cli
 
 
@@ -41,7 +36,7 @@ def test_check_says_which_naming_rules_it_used(ul, tmp_path, capsys):
     cfg = tmp_path / "jupyterhub_config.py"
     cfg.write_text(
         "c = get_config()\n"
-        f"c.{feature_section()}.domain_rules = {{'example.org': '', 'uni.test': 'u'}}\n"
+        "c.UserlistAuthenticator.domain_rules = {'example.org': '', 'uni.test': 'u'}\n"
     )
     rc, out, _ = run(capsys, "userlist", "check", str(ul), "--config", str(cfg))
     assert rc == 0
@@ -161,15 +156,6 @@ def test_broken_hub_config_is_reported(ul, tmp_path, capsys):
     assert err == f"{cfg}: cannot load hub config: RuntimeError: needs /var/lib/x\n"
 
 
-def feature_section() -> str:
-    """The section that reaches all three login classes (``c.UserlistAuthenticator``): their
-    nearest common base."""
-    others = (UserlistGitHubOAuthenticator, UserlistGoogleOAuthenticator)
-    return next(
-        k.__name__ for k in UserlistOAuthenticator.__mro__ if all(issubclass(o, k) for o in others)
-    )
-
-
 def test_the_hub_config_is_read_as_the_hub_reads_it(ul, tmp_path, capsys):
     """A subclass of the admin's, given as a class object: its own section and the feature
     section both apply, and the more specific one wins."""
@@ -182,8 +168,8 @@ def test_the_hub_config_is_read_as_the_hub_reads_it(ul, tmp_path, capsys):
         "c.JupyterHub.authenticator_class = CourseAuthenticator\n"
         f"c.CourseAuthenticator.userlist_file = {str(ul)!r}\n"
         "c.CourseAuthenticator.username_prefix = 'lab-'\n"
-        f"c.{feature_section()}.username_prefix = 'not-this-'\n"
-        f"c.{feature_section()}.domain_rules = {{'example.org': ''}}\n"
+        "c.UserlistAuthenticator.username_prefix = 'not-this-'\n"
+        "c.UserlistAuthenticator.domain_rules = {'example.org': ''}\n"
         "c.Authenticator.uid_min = 1000\n"
     )
     rc, out, err = run(
@@ -234,8 +220,8 @@ def test_homes_read_the_hubs_state_dir_and_template(ul, tmp_path, capsys):
     cfg.write_text(
         "c = get_config()\n"
         f"c.UserlistOAuthenticator.userlist_file = {str(ul)!r}\n"
-        f"c.{feature_section()}.system_users_state_dir = {str(state)!r}\n"
-        f"c.{feature_section()}.home_template = {str(template)!r}\n"
+        f"c.UserlistAuthenticator.system_users_state_dir = {str(state)!r}\n"
+        f"c.UserlistAuthenticator.home_template = {str(template)!r}\n"
     )
     rc, out, err = run(capsys, "homes", "list", "--config", str(cfg))
     assert (rc, err) == (0, "")

@@ -698,7 +698,7 @@ def test_compose_files_use_host_network_and_read_only_shared_envs(env, path):
     assert "/var/run/docker.sock" in mounts
     # the hub replaces the userlist by rename: a bind-mounted single file would fail (EBUSY);
     # it is next to the config, in the mounted directory
-    userlist = Path(cfg.UserlistAuthenticatorMixin.userlist_file)
+    userlist = Path(cfg.UserlistAuthenticator.userlist_file)
     assert userlist == HUB_CONFIG.parent / "userlist"
     assert "/etc/jupyterhub" in mounts and "/etc/jupyterhub/userlist" not in mounts
     assert "/etc" in mounts  # the account database outlives the container

@@ -61,6 +61,8 @@ class ServiceApp(Application):
     metrics_namespace = "jhle"
     #: package holding ``openapi.yaml`` (None: none shipped)
     openapi_package: str | None = None
+    #: path (relative to the prefix) of the service's HTML page, where the index sends browsers
+    dashboard_path: str | None = None
 
     base_aliases = {
         "config": "ServiceApp.config_file",

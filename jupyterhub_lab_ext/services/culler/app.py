@@ -26,8 +26,11 @@ from traitlets.config import Config
 
 from jupyterhub_lab_ext.services.common.app import ServiceApp
 from jupyterhub_lab_ext.services.culler import policy as P
+from jupyterhub_lab_ext.services.culler.dashboard import dashboard_handlers
 from jupyterhub_lab_ext.services.culler.engine import Culler, WebhookSender, utcnow
+from jupyterhub_lab_ext.services.culler.history import PassHistory
 from jupyterhub_lab_ext.services.culler.metrics import CullerMetrics
+from jupyterhub_lab_ext.services.culler.overview import ServerOverview
 from jupyterhub_lab_ext.services.culler.store import CullerStore, metadata
 
 
@@ -40,6 +43,7 @@ class LabIdleCuller(ServiceApp):
     config_file_name = "jupyterhub_lab_idle_culler_config.py"
     metrics_namespace = "jhle_culler"
     openapi_package = "jupyterhub_lab_ext.services.culler"
+    dashboard_path = "dashboard"
 
     aliases = {
         **ServiceApp.base_aliases,
@@ -289,6 +293,7 @@ class LabIdleCuller(ServiceApp):
             (r"api/users/([^/]+)", SelfUserHandler),
             ("api/passes", PassesHandler),
             (r"api/exemptions/([^/]+)", ExemptionHandler),
+            *dashboard_handlers(),
         ]
 
     def make_policy(self) -> P.Policy:
@@ -318,6 +323,7 @@ class LabIdleCuller(ServiceApp):
             self.ssl_certfile = os.path.join(loc, "hub-internal", "hub-internal.crt")
             self.ssl_client_ca = self.ssl_client_ca or os.path.join(loc, "hub-ca", "hub-ca.crt")
         await super().setup()
+        self.pass_history = PassHistory(self.store, clock=utcnow)
         self.culler = Culler(
             self.hub,
             self.make_policy(),
@@ -333,7 +339,9 @@ class LabIdleCuller(ServiceApp):
             server_base_url=self.server_base_url,
             report_limit=self.report_limit,
             service_name=self.service_name,
+            on_pass=self.pass_history.record,
         )
+        self.server_overview = ServerOverview(self.culler)
         await self.culler.load()
         self.next_pass_at = None
         self._loop_task = None

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta, timezone
 
 from jupyterhub_lab_ext.services.common.hubapi import HubAPI, HubAPIError
@@ -50,6 +50,7 @@ class Culler(CullerActions):
         server_base_url: str = "",
         report_limit: int = 1000,
         service_name: str = "",
+        on_pass: Callable[[PassReport], Awaitable[None]] | None = None,
     ):
         self.hub = hub
         self.policy = policy
@@ -63,6 +64,8 @@ class Culler(CullerActions):
         self.server_base_url = server_base_url.rstrip("/")
         self.report_limit = report_limit
         self.service_name = service_name
+        #: called with each finished pass's report (the dashboard's pass history)
+        self.on_pass = on_pass
         self.last_report: PassReport | None = None
         self.running: PassReport | None = None
         self.passes = 0
@@ -166,6 +169,11 @@ class Culler(CullerActions):
             report.counts["errors"],
             report.duration,
         )
+        if self.on_pass is not None:
+            try:
+                await self.on_pass(report)
+            except Exception:
+                log.exception("Could not record pass %d in the history", report.pass_id)
         return report
 
     async def _scan(self, report: PassReport, now: datetime, dry_run: bool) -> None:

@@ -26,6 +26,7 @@ from jupyterhub_lab_ext.services.common.app import ServiceApp
 from jupyterhub_lab_ext.services.common.hubapi import HubAPIError
 from jupyterhub_lab_ext.services.user_limit import policy
 from jupyterhub_lab_ext.services.user_limit.background import BackgroundWork
+from jupyterhub_lab_ext.services.user_limit.dashboard import dashboard_handlers, usage_counts
 from jupyterhub_lab_ext.services.user_limit.handlers import (
     AdmissionHandler,
     AdmissionsHandler,
@@ -34,6 +35,7 @@ from jupyterhub_lab_ext.services.user_limit.handlers import (
     QueuePageHandler,
     StatusHandler,
 )
+from jupyterhub_lab_ext.services.user_limit.history import HistorySampler
 from jupyterhub_lab_ext.services.user_limit.ledger import Ledger, Outcome
 from jupyterhub_lab_ext.services.user_limit.metrics import UserLimitMetrics
 from jupyterhub_lab_ext.services.user_limit.self_view import SelfUserHandler
@@ -52,6 +54,7 @@ class UserLimitApp(BackgroundWork, ServiceApp):
     config_file_name = "user_limit_config.py"
     metrics_namespace = "jhle_user_limit"
     openapi_package = "jupyterhub_lab_ext.services.user_limit"
+    dashboard_path = "dashboard"
 
     aliases = {
         **ServiceApp.base_aliases,
@@ -176,6 +179,20 @@ class UserLimitApp(BackgroundWork, ServiceApp):
             "/" + self.public_base_url.strip("/") + "/" if self.public_base_url.strip("/") else "/"
         )
 
+    history_interval = Float(
+        60.0,
+        min=1.0,
+        help="""Seconds between two samples of the usage (active servers, queue length, seats)
+        kept for the dashboard's chart.""",
+    ).tag(config=True)
+
+    history_hours = Float(
+        24.0,
+        min=1.0,
+        max=24.0 * 7,
+        help="Hours of usage samples kept (older ones are deleted); a day of minutes: 1440 rows.",
+    ).tag(config=True)
+
     housekeeping_interval = Float(2.0, help="Seconds between checks for lapsed reservations.").tag(
         config=True
     )
@@ -223,6 +240,7 @@ class UserLimitApp(BackgroundWork, ServiceApp):
             ("api/queue", QueueHandler),
             ("api/limits", LimitsHandler),
             ("queue", QueuePageHandler),
+            *dashboard_handlers(),
         ]
 
     async def setup(self):
@@ -244,6 +262,12 @@ class UserLimitApp(BackgroundWork, ServiceApp):
                 len(self.ledger.seats),
                 self.ledger.limits.to_dict(),
             )
+            self.history = HistorySampler(
+                self.limit_store.store,
+                lambda: usage_counts(self.ledger),
+                interval=self.history_interval,
+                retention=self.history_hours * 3600,
+            )
         if not self.hook_token:
             self.log.warning(
                 "No hook token (set $%s or UserLimitApp.hook_token): every admission request "
@@ -259,6 +283,7 @@ class UserLimitApp(BackgroundWork, ServiceApp):
     async def on_start(self):
         self._tasks.append(asyncio.ensure_future(self._reconcile_loop()))
         self._tasks.append(asyncio.ensure_future(self._housekeeping_loop()))
+        self._tasks.append(asyncio.ensure_future(self.history.run()))
 
     async def on_stop(self):
         for t in self._tasks:
