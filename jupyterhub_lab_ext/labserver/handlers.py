@@ -27,6 +27,11 @@ from jupyterhub_lab_ext.util import lab_status as names
 DEFAULT_REFRESH = 30.0
 #: the shortest refresh a spawner may ask for
 MIN_REFRESH = 5.0
+#: the services' answers are kept this many refresh periods (the countdown is computed here from
+#: the cached cull time, so it stays exact; "Keep my server" asks afresh at once). With the default
+#: refresh, each service sees one request per user per 90 s and the hub, through the services'
+#: token checks, two: both under one per 30 s.
+SERVICE_TTL_PERIODS = 3
 
 
 def utcnow() -> datetime:
@@ -58,7 +63,7 @@ class LabStatus:
         def view(var: str) -> CachedView:
             base = environ.get(var, "") if in_hub else ""
             url = user_path(base, self.user, self.server_name) if base else ""
-            return CachedView(url, self.token, ttl=self.refresh, fetch=fetch)
+            return CachedView(url, self.token, ttl=self.refresh * SERVICE_TTL_PERIODS, fetch=fetch)
 
         self.culler = view(names.ENV_CULLER_URL)
         self.limits = view(names.ENV_USER_LIMIT_URL)

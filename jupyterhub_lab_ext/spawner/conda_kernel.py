@@ -226,9 +226,9 @@ class CondaKernelSpawner(LoggingConfigurable):
         30.0,
         min=5.0,
         help="""
-        Seconds between the status item's refreshes; the user's server also caches the
-        services' answers this long, so each service sees at most one request per server per
-        period. At least 5.
+        Seconds between the status item's refreshes of its own server. The server keeps the
+        services' answers three times as long, so each service sees one request per server per
+        three periods (and the countdown is still computed to the second). At least 5.
         """,
     ).tag(config=True)
 

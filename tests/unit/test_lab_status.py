@@ -209,3 +209,39 @@ def test_spawner_wiring_finds_the_services_in_the_hub_config():
 )
 def test_self_view_only_for_the_users_own_server_token(credential, name, ok):
     assert may_read_self(credential, name) is ok
+
+
+def test_polling_costs_each_service_less_than_one_request_per_user_per_30s():
+    """A tab polling every refresh period (30 s) for 10 minutes: the server asks each service
+    once per three periods, so the services (and the hub behind their token checks) see well
+    under one request per 30 s; "Keep my server" asks the culler afresh at once."""
+    from jupyterhub_lab_ext.labserver.handlers import LabStatus
+
+    sent: list[str] = []
+
+    async def fetch(request):
+        sent.append(request.url)
+        return SimpleNamespace(code=200, body=b"{}")
+
+    environ = {
+        "JUPYTERHUB_USER": "ann",
+        "JUPYTERHUB_API_TOKEN": "tok",
+        "JUPYTERHUB_API_URL": "http://127.0.0.1:1/hub/api",
+        names.ENV_REFRESH: "30",
+        names.ENV_CULLER_URL: "http://127.0.0.1:2/services/idle-culler/",
+        names.ENV_USER_LIMIT_URL: "http://127.0.0.1:3/services/user-limit/",
+    }
+    now = [0.0]
+
+    async def main():
+        lab = LabStatus(environ, fetch=fetch)
+        for view in (lab.culler, lab.limits):
+            view._clock = lambda: now[0]
+        for tick in range(20):  # 20 polls, 30 s apart
+            now[0] = tick * 30.0
+            await lab.status()
+
+    asyncio.run(main())
+    per_service = {url: sent.count(url) for url in set(sent)}
+    assert len(per_service) == 2
+    assert all(n <= 7 for n in per_service.values()), per_service  # 20 polls -> 7 asks each
