@@ -21,12 +21,8 @@ over-admissions (admitted answers and active servers over the cap).
 **Fake hub** (secondary): the service alone, ``--clients`` concurrent ``POST api/admissions``
 per round against a fake Hub API in this process.
 
-Usage::
-
-    python bench/bench_user_limit.py                      # 3 runs per mode, 50 users, cap 10
-    python bench/bench_user_limit.py --runs 5 --skip-fake
-
-Run as root; prints markdown tables, the machine's load, and JSON (bench/results/).
+Usage: ``python bench/bench_user_limit.py [--runs 5] [--skip-fake]`` (3 runs per mode, 50
+users, cap 10 by default). Run as root; prints markdown tables, the load, and JSON.
 """
 
 from __future__ import annotations
@@ -90,7 +86,7 @@ c.JupyterHub.concurrent_spawn_limit = 0
 """
 
 
-class _Answer(http.server.BaseHTTPRequestHandler):
+class _Answer(http.server.BaseHTTPRequestHandler):  # the no-op servers' one HTTP server
     def do_GET(self):  # noqa: N802 - http.server's name
         self.send_response(200)
         self.send_header("Content-Length", "2")

@@ -156,6 +156,25 @@ def service_role(name: str) -> dict:
     }
 
 
+def make_hook(c, options: HookOptions, *, name: str, url: str, managed: bool) -> UserLimitHook:
+    """The hub side for the service ``name`` at ``url`` (prefix after ``c.JupyterHub.base_url``)."""
+    token = options.token
+    if managed and token is None:
+        # read (or created) in the hub when the service starts or the hook first runs, never
+        # while the config loads: admin commands load it too (services/common/hubconfig.py)
+        token = functools.partial(read_or_create_secret, options.token_file)
+    base = str(hubconfig.existing(c.JupyterHub, "base_url", "/")).strip("/")
+    prefix = f"/{base}/services/{name}/" if base else f"/services/{name}/"
+    return UserLimitHook(
+        url.rstrip("/") + prefix,
+        token or "",
+        public_prefix=prefix,
+        fail_open=options.fail_open,
+        timeout=options.timeout,
+        check_seats=options.check_seats,
+    )
+
+
 def _managed_entry(entry: dict, hook: UserLimitHook, settings: dict, environment, options) -> dict:
     env = {"JUPYTERHUB_USER_LIMIT_HOOK_TOKEN": hubconfig.ResolvedAtStart(lambda: hook.token)}
     env["JUPYTERHUB_USER_LIMIT_SETTINGS"] = json.dumps(settings)
@@ -201,21 +220,7 @@ def enable_user_limit(
     """
     hook = hook or HookOptions()
     admin_scope = admin_scope or default_admin_scope("user-limit")
-    token = hook.token
-    if managed and token is None:
-        # read (or created) in the hub when the service starts or the hook first runs, never
-        # while the config loads: admin commands load it too (services/common/hubconfig.py)
-        token = functools.partial(read_or_create_secret, hook.token_file)
-    base = str(hubconfig.existing(c.JupyterHub, "base_url", "/")).strip("/")
-    prefix = f"/{base}/services/{name}/" if base else f"/services/{name}/"
-    limit_hook = UserLimitHook(
-        url.rstrip("/") + prefix,
-        token or "",
-        public_prefix=prefix,
-        fail_open=hook.fail_open,
-        timeout=hook.timeout,
-        check_seats=hook.check_seats,
-    )
+    limit_hook = make_hook(c, hook, name=name, url=url, managed=managed)
     install_hooks(c, limit_hook)
     entry = {"name": name, "url": url, **hubconfig.browser_oauth(name, admin_scope)}
     if managed:

@@ -245,8 +245,29 @@ class Ledger:
         kept even when the snapshot does not show them (their spawn may have started after it).
         """
         ops: list[Op] = []
+        seen, added = self._book_active(active, ops)
+        cutoff = snapshot_started - grace
+        removed = 0
+        for a in list(self.admissions.values()):
+            if a.state == "reserved" or (a.user, a.server_name) in seen or a.created > cutoff:
+                continue
+            self._drop(a.id)
+            ops.append(Op("del_admission", a.id))
+            removed += 1
+        seats_added, seats_removed = self._match_seats(hub_users, cutoff, ops)
+        summary = {
+            "added": added,
+            "removed": removed,
+            "seats_added": seats_added,
+            "seats_removed": seats_removed,
+        }
+        return summary, ops
+
+    def _book_active(self, active, ops: list[Op]) -> tuple[set[tuple[str, str]], int]:
+        """Book the active servers the book does not cover; the (user, server) pairs seen and
+        how many were booked."""
         seen: set[tuple[str, str]] = set()
-        added = removed = 0
+        added = 0
         by_key = {
             (a.user, a.server_name): a for a in self.admissions.values() if a.state != "reserved"
         }
@@ -273,32 +294,24 @@ class Ledger:
                 a = replace(a, groups=frozenset(groups), admin=admin)
                 self._put(a)
                 ops.append(Op("put_admission", a))
-        cutoff = snapshot_started - grace
-        for a in list(self.admissions.values()):
-            if a.state == "reserved" or (a.user, a.server_name) in seen or a.created > cutoff:
-                continue
-            self._drop(a.id)
-            ops.append(Op("del_admission", a.id))
-            removed += 1
-        seats_added = seats_removed = 0
-        if hub_users is not None:
-            users = set(hub_users)
-            for u in users - set(self.seats):
-                self.seats[u] = self.clock()
-                ops.append(Op("put_seat", u, self.seats[u]))
-                seats_added += 1
-            for u, created in list(self.seats.items()):
-                if u not in users and created <= cutoff:
-                    del self.seats[u]
-                    ops.append(Op("del_seat", u))
-                    seats_removed += 1
-        summary = {
-            "added": added,
-            "removed": removed,
-            "seats_added": seats_added,
-            "seats_removed": seats_removed,
-        }
-        return summary, ops
+        return seen, added
+
+    def _match_seats(self, hub_users, cutoff: float, ops: list[Op]) -> tuple[int, int]:
+        """Seats for every user the hub knows; free those of users gone before ``cutoff``."""
+        if hub_users is None:
+            return 0, 0
+        added = removed = 0
+        users = set(hub_users)
+        for u in users - set(self.seats):
+            self.seats[u] = self.clock()
+            ops.append(Op("put_seat", u, self.seats[u]))
+            added += 1
+        for u, created in list(self.seats.items()):
+            if u not in users and created <= cutoff:
+                del self.seats[u]
+                ops.append(Op("del_seat", u))
+                removed += 1
+        return added, removed
 
     # -- seats -----------------------------------------------------------------------------
     def take_seat(self, user: str, admin: bool, existing: bool = False) -> Outcome:
