@@ -388,3 +388,11 @@ def test_turning_seats_on_learns_the_hubs_users_at_once(svc, client):
     assert set(svc.app.ledger.seats) == {"x", "y"}
     # the hub's users hold the seats: a newcomer is refused
     assert admit(client, "z", kind="seat")["outcome"] == "refused"
+
+
+@pytest.mark.parametrize("service_options", [{"hub_prefix": "jh"}])
+def test_queue_page_links_under_the_hubs_prefix(svc, client):
+    # a path prefix, normalised where the trait is declared
+    assert svc.app.hub_prefix == "/jh/"
+    html = client.get("/queue", headers=auth("reader")).text
+    assert '"/jh/hub/spawn-pending/alice"' in html and '"/jh/hub/home"' in html
