@@ -13,16 +13,12 @@ per run, modes in alternating order, ``--runs`` runs each; medians and ratios to
   server's OAuth client, undone by ``User.stop()``): where the admission was before.
 
 Scenarios: ``--cap`` spawns at once against a cap of ``--cap`` (no refusals), and ``--users``
-spawns at once against it (the rest queued: 429). Measured: wall time until every REST answer
-is in, p50 latency of all answers and of the refusals, the hub's latency for others during the
-burst (``GET /hub/api/users?limit=1`` every ``--probe-ms``), the hub's CPU time, and
-over-admissions (admitted answers and active servers over the cap).
+at once (the rest queued: 429). Measured: wall time until every REST answer is in, p50 latency
+of all answers and of the refusals, the hub's latency for others (``GET /hub/api/users?limit=1``
+every ``--probe-ms``), the hub's CPU time, over-admissions (answers or active servers > cap).
 
-**Fake hub** (secondary): the service alone, ``--clients`` concurrent ``POST api/admissions``
-per round against a fake Hub API in this process.
-
-Usage: ``python bench/bench_user_limit.py [--runs 5] [--skip-fake]`` (3 runs per mode, 50
-users, cap 10 by default). Run as root; prints markdown tables, the load, and JSON.
+**Fake hub** (secondary): the service alone, ``--clients`` concurrent ``POST api/admissions``.
+Usage: ``python bench/bench_user_limit.py [--runs 5] [--skip-fake]`` as root.
 """
 
 from __future__ import annotations
@@ -86,7 +82,7 @@ c.JupyterHub.concurrent_spawn_limit = 0
 """
 
 
-class _Answer(http.server.BaseHTTPRequestHandler):  # the no-op servers' one HTTP server
+class _Answer(http.server.BaseHTTPRequestHandler):  # the no-op servers' one server
     def do_GET(self):  # noqa: N802 - http.server's name
         self.send_response(200)
         self.send_header("Content-Length", "2")
@@ -95,6 +91,11 @@ class _Answer(http.server.BaseHTTPRequestHandler):  # the no-op servers' one HTT
 
     def log_message(self, *args):
         pass
+
+
+class _Servers(http.server.ThreadingHTTPServer):
+    request_queue_size = 256  # all spawns check it at once: no refused connection, no backoff
+    daemon_threads = True
 
 
 def hub_config(mode: str, cap: int, server_url: str) -> str:
@@ -239,7 +240,7 @@ def aggregate(runs: list[dict]) -> dict:
 
 def real_hub(args, work: Path) -> dict:
     ensure_installed()  # the hub imports the installed package
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Answer)
+    server = _Servers(("127.0.0.1", 0), _Answer)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     server_url = f"http://127.0.0.1:{server.server_address[1]}"
     out: dict = {}
