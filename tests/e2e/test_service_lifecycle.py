@@ -134,7 +134,7 @@ def test_services_exit_with_a_killed_hub_and_restart_with_new_config(make_hub, t
         hub.process.stop()  # reap the dead hub, close its log
         text = hub.config_path.read_text()
         text = text.replace("--timeout=600", "--timeout=900").replace(
-            "max_active_servers=3", "max_active_servers=5"
+            '"max_active_servers": 3', '"max_active_servers": 5'
         )
         hub.config_path.write_text(text)
         restart_at = len(hub.log_text())
