@@ -38,11 +38,11 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 def hub_config(shared: Path, off_config: Path) -> str:
     return f"""
 from jupyterhub_lab_ext.services.culler.hubconfig import enable_idle_culler
-from jupyterhub_lab_ext.services.user_limit.hook import enable_user_limit
+from jupyterhub_lab_ext.services.user_limit.hubconfig import enable_user_limit
 c.JupyterHub.spawner_class = "conda-kernel"
 c.CondaKernelSpawner.shared_env_dirs = [{str(shared)!r}]
 enable_idle_culler(c, url="http://127.0.0.1:{free_port()}", args=["--timeout=3600"])
-enable_user_limit(c, url="http://127.0.0.1:{free_port()}", max_active_servers=40)
+enable_user_limit(c, {{"max_active_servers": 40}}, url="http://127.0.0.1:{free_port()}")
 
 def _lab_status_per_user(spawner):
     # the anchor: the status extension off (no server extension, front end disabled)

@@ -32,7 +32,7 @@ import sys
 from urllib.parse import urlparse
 
 from jupyterhub_lab_ext.services.culler.hubconfig import enable_idle_culler
-from jupyterhub_lab_ext.services.user_limit.hook import enable_user_limit
+from jupyterhub_lab_ext.services.user_limit.hubconfig import HookOptions, enable_user_limit
 
 c = get_config()  # noqa: F821 (provided by traitlets when JupyterHub loads this file)
 
@@ -200,19 +200,25 @@ if SERVICES == "hub":
         service_options=as_services_user,
     )
     # Caps, seats, group quotas and a waiting queue; the hub asks the service before every
-    # spawn (Spawner.pre_spawn_hook) and login (Authenticator.post_auth_hook).
+    # spawn (Spawner.oauth_client_allowed_scopes, see docs/user-limit.md) and login
+    # (Authenticator.post_auth_hook).
     enable_user_limit(
         c,
+        {
+            "max_active_servers": 40,  # servers running at once on this machine
+            "max_users": 200,  # seats: distinct users who may log in
+            "group_quotas": {"physics-101": 30},  # servers per hub group at once
+            "max_servers_per_user": 2,
+            "db_url": f"sqlite:///{SERVICE_STATE}/user-limit.sqlite",
+        },
         url=USER_LIMIT_URL,
-        # shared secret of hook and service, created 0600 when the hub first starts the service
-        hook_token_file=f"{STATE}/user-limit-hook-token",
-        db_url=f"sqlite:///{SERVICE_STATE}/user-limit.sqlite",
-        # when the service is down: refuse spawns with a clear message (False) or let them through
-        fail_open=False,
-        max_active_servers=40,  # servers running at once on this machine
-        max_users=200,  # seats: distinct users who may log in
-        group_quotas={"physics-101": 30},  # servers per hub group at once
-        max_servers_per_user=2,
+        hook=HookOptions(
+            # shared secret of hook and service, created 0600 when the hub first starts it
+            token_file=f"{STATE}/user-limit-hook-token",
+            # when the service is down: refuse spawns with a clear message (False) or let
+            # them through
+            fail_open=False,
+        ),
         service_options=as_services_user,
     )
 elif SERVICES == "systemd":
@@ -231,8 +237,7 @@ elif SERVICES == "systemd":
         url=USER_LIMIT_URL,
         managed=False,
         api_token=site("USER_LIMIT_API_TOKEN"),
-        hook_token=site("USER_LIMIT_HOOK_TOKEN"),
-        fail_open=False,
+        hook=HookOptions(token=site("USER_LIMIT_HOOK_TOKEN"), fail_open=False),
     )
 else:
     raise ValueError(f"JUPYTERHUB_SERVICES must be hub or systemd, not {SERVICES!r}")

@@ -31,7 +31,7 @@ def dashboards_config(tmp_path) -> str:
     homes.mkdir(exist_ok=True)
     return f"""
 from jupyterhub_lab_ext.services.culler.hubconfig import enable_idle_culler
-from jupyterhub_lab_ext.services.user_limit.hook import enable_user_limit
+from jupyterhub_lab_ext.services.user_limit.hubconfig import enable_user_limit
 
 c.JupyterHub.authenticator_class = "dummy"
 c.Authenticator.allow_all = True
@@ -41,8 +41,8 @@ c.SimpleLocalProcessSpawner.home_dir_template = "{homes}/{{username}}"
 c.Spawner.args = ["--allow-root"]
 enable_idle_culler(c, url="http://127.0.0.1:{free_port()}",
                    args=["--timeout=3600", "--cull-every=3600", "--LabIdleCuller.user_timeouts=bob=5"])
-enable_user_limit(c, url="http://127.0.0.1:{free_port()}", max_active_servers=2,
-                  start_queued_servers=False, history_interval=5)
+enable_user_limit(c, {{"max_active_servers": 2, "start_queued_servers": False,
+                       "history_interval": 5}}, url="http://127.0.0.1:{free_port()}")
 # a plain user who may read the culler's page (the user-limit service is readable by everyone)
 c.JupyterHub.load_roles.append({{"name": "culler-readers", "users": [{PLAIN!r}],
                                  "scopes": ["access:services!service=idle-culler"]}})

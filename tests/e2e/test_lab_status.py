@@ -76,7 +76,7 @@ def setup(oidc, tmp_path_factory):
             username_prefix=prefix,
             config=f"""
             from jupyterhub_lab_ext.services.culler.hubconfig import enable_idle_culler
-            from jupyterhub_lab_ext.services.user_limit.hook import enable_user_limit
+            from jupyterhub_lab_ext.services.user_limit.hubconfig import enable_user_limit
             c.JupyterHub.spawner_class = "conda-kernel"
             c.CondaKernelSpawner.shared_env_dirs = [{str(shared)!r}]
             c.CondaKernelSpawner.default_env = "shared/data"
@@ -85,8 +85,8 @@ def setup(oidc, tmp_path_factory):
             c.Spawner.environment = {{"JUPYTERHUB_ACTIVITY_INTERVAL": "3600"}}
             enable_idle_culler(c, url="http://127.0.0.1:{free_port()}", args=[
                 "--timeout={TIMEOUT}", "--cull-every={CULL_EVERY}", "--warning-period={WARNING}"])
-            enable_user_limit(c, url="http://127.0.0.1:{free_port()}", reconcile_interval=3,
-                              housekeeping_interval=0.5)
+            enable_user_limit(c, {{"reconcile_interval": 3, "housekeeping_interval": 0.5}},
+                              url="http://127.0.0.1:{free_port()}")
             """,
         )
         hub.start()

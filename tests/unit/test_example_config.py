@@ -492,7 +492,7 @@ MISTAKES = {
     "undefined-custom-scope": ('"custom:idle-culler:admin",\n', '"custom:idle-culler:admn",\n'),
     "unknown-culler-flag": ('"--timeout=3600"', '"--timout=3600"'),
     "bad-culler-value": ('"--cull-every=300"', '"--cull-every=often"'),
-    "unknown-limit-setting": ("max_users=200", "max_user=200"),
+    "unknown-limit-setting": ('"max_users": 200', '"max_user": 200'),
     "role-for-missing-service": ('"groups": ["teachers"]', '"services": ["culler"]'),
 }
 

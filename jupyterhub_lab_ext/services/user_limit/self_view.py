@@ -12,7 +12,8 @@ from __future__ import annotations
 from jupyterhub_lab_ext.services.common.self_access import may_read_self
 from jupyterhub_lab_ext.services.user_limit import policy
 from jupyterhub_lab_ext.services.user_limit.handlers import UserHandler
-from jupyterhub_lab_ext.services.user_limit.ledger import Admission, Ledger
+from jupyterhub_lab_ext.services.user_limit.ledger import Ledger
+from jupyterhub_lab_ext.services.user_limit.records import Admission
 
 
 def usage_of_limits(ledger: Ledger, user: str, groups: frozenset[str]) -> list[dict]:
