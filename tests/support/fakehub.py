@@ -4,7 +4,7 @@ A tornado app on 127.0.0.1 (free port) implementing the parts of ``/hub/api`` th
 ``GET /`` (version), ``GET /user`` (token owner), paginated ``GET /users?state=&offset=&limit=``
 (with ``Accept: application/jupyterhub-pagination+json``), ``GET/DELETE /users/{name}``,
 ``DELETE /users/{name}/server`` and ``/servers/{server}`` (configurable latency, 202 slow stops,
-injected failures), ``GET /groups`` and ``/groups/{name}``; plus the single-user
+injected failures, and a load that slows every answer while stops are in flight), ``GET /groups`` and ``/groups/{name}``; plus the single-user
 ``/user/{name}/api/kernels`` through "the proxy" for kernel-aware culling.
 
 It records every request (method + endpoint label) and the peak number of DELETEs in flight.
@@ -110,12 +110,15 @@ class FakeHub:
         token: str = "fake-hub-token",
         *,
         stop_latency: float = 0.0,
+        load_delay: float = 0.0,
         default_page: int = 50,
         max_page: int = 200,
         version: str = "6.1.1",
     ):
         self.token = token
         self.stop_latency = stop_latency
+        #: seconds every request waits per stop in flight (a hub whose CPU the stops take)
+        self.load_delay = load_delay
         self.default_page = default_page
         self.max_page = max_page
         self.version = version
@@ -229,7 +232,7 @@ class _Base(web.RequestHandler):
     def initialize(self, hub: FakeHub):
         self.hub = hub
 
-    def prepare(self):
+    async def prepare(self):
         now = time.monotonic()
         if self.hub.t_first is None:
             self.hub.t_first = now
@@ -240,6 +243,8 @@ class _Base(web.RequestHandler):
             path = path[len("/hub/api") :] or "/"
         self.hub.requests[(self.request.method, endpoint_label(path))] += 1
         self.hub.log.append((self.request.method, self.request.uri))
+        if self.hub.load_delay and self.hub.deletes_in_flight:
+            await asyncio.sleep(self.hub.load_delay * self.hub.deletes_in_flight)
         if self.public:
             return
         auth = self.request.headers.get("Authorization", "")
