@@ -4,20 +4,14 @@ Drop-in for jupyterhub-idle-culler: the same flags with the same meaning (``--ti
 ``--cull-every``, ``--concurrency``, ``--max-age``, ``--cull-users``, ``--remove-named-servers``,
 ``--cull-admin-users``, ``--api-page-size``, ``--url``, ``--cull-default-servers``,
 ``--cull-named-servers``), plus per-group/per-user timeouts, stuck-spawn culling, kernel-aware
-idleness, warnings with a webhook, dry runs and a REST API when the service has a ``url``.
-
-Example ``jupyterhub_config.py``::
-
-    c.JupyterHub.services = [{
-        "name": "idle-culler",
-        "url": "http://127.0.0.1:10101",
-        "command": [sys.executable, "-m", "jupyterhub_lab_ext.services.culler", "--timeout=3600"],
-    }]
+idleness, warnings with a webhook, dry runs, a hub latency budget for its stops, and a REST API
+when the service has a ``url``. ``hubconfig.enable_idle_culler`` adds it to a hub config.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 
 from traitlets import Bool, Dict, Float, Int, List, Unicode, default
@@ -128,6 +122,10 @@ class LabIdleCuller(ServiceApp):
     @catch_config_error  # a bad value in the config file: one error line and exit status 1
     def initialize(self, argv=None):
         super().initialize(argv)
+        # the culler's modules and the hub API client log like the app (format, level)
+        services = logging.getLogger("jupyterhub_lab_ext.services")
+        services.handlers, services.propagate = list(self.log.handlers), False
+        services.setLevel(self.log.level)
         # on_stop runs even when setup failed
         self.culler = self.timer = self.probe_hub = None
 
