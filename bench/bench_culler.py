@@ -91,6 +91,8 @@ def culler_command(kind: str, api_url: str, args, workdir: str) -> list[str]:
     ours = [*common, f"--db-url=sqlite:///{workdir}/culler.sqlite"]
     if kind == "ours-off":
         ours.append("--hub-latency-budget=off")
+    if os.environ.get("BENCH_CULLER_DEBUG"):
+        ours.append("--log-level=DEBUG")
     return [sys.executable, "-m", "jupyterhub_lab_ext.services.culler", *ours]
 
 

@@ -72,8 +72,8 @@ async def test_a_slow_hub_makes_the_culler_back_off(hub, run_pass):
     report, metrics = await run_pass(budget=0.025)
     assert report.counts["culled"] == 150 and report.complete
     seen = report.hub_latency
-    # three probes for the idle median, one per sample, perhaps one cut short by the pass's end
-    assert seen["samples"] > 0 and 0 <= probes(hub) - (seen["samples"] + 3) <= 1
+    # a warm-up and three probes for the idle median, one per sample, perhaps one cut short
+    assert seen["samples"] > 0 and 0 <= probes(hub) - (seen["samples"] + 4) <= 1
     # two stops in flight would add 40 ms: over the 25 ms budget, so it stays well below 10
     assert seen["concurrency_max"] < CEILING
     assert hub.peak_deletes_in_flight <= seen["concurrency_max"]

@@ -156,6 +156,7 @@ class Throttle:
             await self._resize(self.ceiling, first=True)
             return
         try:
+            await self._idle_sample()  # a warm-up: the first request of a client costs more
             idle = idle_median([await self._idle_sample() for _ in range(self.idle_samples)])
         except ProbeUnusable as e:
             self._blind(e)
@@ -204,6 +205,13 @@ class Throttle:
                 await self._resize(self.ceiling)
                 return
             limit = ctl.observe(sample, used=self.gate.take_full())
+            if limit != self.gate.limit:
+                log.debug(
+                    "Hub latency %.1f ms (idle %.1f ms): %d stops in flight",
+                    1000 * ctl.last_median,
+                    1000 * ctl.idle,
+                    limit,
+                )
             await self._resize(limit)
             if len(self._samples) < MAX_SAMPLES:
                 self._samples.append(sample)
