@@ -1,19 +1,26 @@
 """Benchmark: our idle culler vs jupyterhub-idle-culler 2.x, same workload, same run.
 
-A fake Hub API (tornado on 127.0.0.1, free port, in this process) holds N users, each with a
-running default server; a fraction of them idle for two hours, the rest active now. Paginated
-``GET /users`` honours ``state=``; ``DELETE /users/{name}/server`` takes ``--latency`` seconds.
-Each culler runs as a subprocess (so its peak RSS can be read) and does its first pass at start;
-the pass time is from the first request the hub receives to the last response once every idle
-server is gone and the hub has been quiet for a moment. Then the subprocess is stopped.
+**Real hub (the primary table).** For each run a fresh JupyterHub + configurable-http-proxy whose
+spawner runs nothing (tests/support/fakespawner.py: servers start at once, a stop takes 50 ms),
+``--users`` users with a running server each, ``--idle-fraction`` of them idle (the others report
+activity); scenarios 20% idle and all idle. Three cullers, each a subprocess with the same flags
+(``--timeout=5 --cull-every=86400 --concurrency=10``): jupyterhub-idle-culler (the anchor), ours
+with the default hub latency budget (25 ms) and ours with the budget off. Per run: 5 s of the
+idle hub, then the culler starts. Meanwhile another token asks ``GET /hub/api/users?limit=1``
+through the proxy every 200 ms: the hub's latency for everyone else. The pass is timed from the
+culler's first request to the hub until its last stop, both read from the hub's access log.
+The order of the cullers rotates from run to run; medians of ``--runs`` runs.
+
+**Fake hub (secondary).** The older table: a fake Hub API in this process (tornado; ``DELETE``
+takes 50 ms; no CPU cost per stop), which hides that on a real hub the hub is the bottleneck.
 
 Usage::
 
-    python bench/bench_culler.py                     # 1k and 10k users, 20% idle, 50 ms stops
-    python bench/bench_culler.py --users 200 --idle-fraction 1
+    python bench/bench_culler.py                  # real hub: 1000 users, 20% and all idle, 3 runs
+    python bench/bench_culler.py --runs 1 --users 200 --scenarios 0.2 --fake-users 0
 
-Prints a markdown table (with ratios upstream/ours) and the same numbers as JSON, also written
-to ``bench/results/culler.json``.
+Prints markdown tables (with ratios against jupyterhub-idle-culler and the issue's targets) and
+the same numbers as JSON, also written to ``bench/results/culler.json``. Run as root.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import asyncio
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -32,32 +40,46 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "tests" / "e2e"))
-sys.path.insert(0, str(REPO / "tests" / "support"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _common import RESULTS, use_harness  # noqa: E402
+
+use_harness()
 from fakehub import FakeHub  # noqa: E402
+from realhub import (  # noqa: E402
+    HubLog,
+    LatencyProbe,
+    Service,
+    add_users,
+    count_running,
+    fresh_hub,
+    latency_ms,
+    report_activity,
+    start_servers,
+)
 
-TOKEN = "bench-token"
+KINDS = ("upstream", "ours", "ours-off")
+NAMES = {
+    "upstream": "jupyterhub-idle-culler 2.0 (anchor)",
+    "ours": "ours, budget 25 ms (default)",
+    "ours-off": "ours, budget off",
+}
+CULLER_SCOPES = ["list:users", "read:users:activity", "read:servers", "delete:servers"]
+BUDGET_MS = 25.0
 
 
-def tail(path: Path, n: int = 2000) -> str:
-    return path.read_text(errors="replace")[-n:]
+def median(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
 
 
-def peak_rss_mb(pid: int) -> float | None:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        return None
-    return None
+def ratio(a, b):
+    return round(a / b, 2) if a is not None and b else None
 
 
-def culler_command(kind: str, hub: FakeHub, args) -> list[str]:
+def culler_command(kind: str, api_url: str, args, workdir: str) -> list[str]:
     common = [
-        f"--url={hub.api_url}",
+        f"--url={api_url}",
         f"--timeout={args.timeout}",
         "--cull-every=86400",
         f"--concurrency={args.concurrency}",
@@ -66,54 +88,223 @@ def culler_command(kind: str, hub: FakeHub, args) -> list[str]:
         common.append(f"--api-page-size={args.page_size}")
     if kind == "upstream":
         return [sys.executable, "-m", "jupyterhub_idle_culler", *common]
-    return [sys.executable, "-m", "jupyterhub_lab_ext.services.culler", *common]
+    ours = [*common, f"--db-url=sqlite:///{workdir}/culler.sqlite"]
+    if kind == "ours-off":
+        ours.append("--hub-latency-budget=off")
+    if os.environ.get("BENCH_CULLER_DEBUG"):
+        ours.append("--log-level=DEBUG")
+    return [sys.executable, "-m", "jupyterhub_lab_ext.services.culler", *ours]
 
 
-def spawn(cmd: list[str], cwd: str, env: dict, log_path: Path) -> subprocess.Popen:
+def spawn(cmd: list[str], cwd: str, token: str, log_path: Path) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JUPYTERHUB_")}
+    env["JUPYTERHUB_API_TOKEN"] = token
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")
     with open(log_path, "wb") as log:
         return subprocess.Popen(
             cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
 
 
-async def run_one(kind: str, n_users: int, args) -> dict:
-    hub = FakeHub(TOKEN, stop_latency=args.latency)
+def stop(proc: subprocess.Popen | None) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+
+
+def idle_names(names: list[str], fraction: float) -> list[str]:
+    """``fraction`` of ``names``, spread over the listing."""
+    n, k = len(names), int(round(len(names) * fraction))
+    return [x for i, x in enumerate(names) if (i * k) // n != ((i + 1) * k) // n]
+
+
+# ------------------------------------------------------------------------------ real hub
+
+
+async def set_scene(hub, args, fraction: float) -> tuple[list[str], list[str]]:
+    names = [f"u{i:04d}" for i in range(args.users)]
+    idle = idle_names(names, fraction)
+    active = sorted(set(names) - set(idle))
+    await add_users(hub, names)
+    await start_servers(hub, names)
+    await asyncio.sleep(args.timeout + 1)  # every server idle past the timeout
+    await report_activity(hub, active)  # ... but these report activity
+    return idle, active
+
+
+async def watch_pass(log: HubLog, proc, n_idle: int, time_limit: float) -> bool:
+    """Wait until the culler's stops of all idle servers are in the hub's log (bounded)."""
+    deadline = time.monotonic() + time_limit
+    while time.monotonic() < deadline and proc.poll() is None:
+        await asyncio.sleep(0.25)
+        stops = [r for r in log.requests("bench-culler") if r.method == "DELETE" and r.status < 300]
+        if len(stops) >= n_idle:
+            return True
+    return False
+
+
+def pass_line(log_path: Path) -> str:
+    lines = [ln for ln in log_path.read_text(errors="replace").splitlines() if "] Pass 1" in ln]
+    return lines[-1].split("] ", 1)[-1] if lines else ""
+
+
+async def real_run(kind: str, fraction: float, run: int, args) -> dict:
+    workdir = Path(tempfile.mkdtemp(prefix=f"bench-culler-{kind}-"))
+    culler, probe_svc = (
+        Service("bench-culler", CULLER_SCOPES),
+        Service("bench-probe", ["list:users"]),
+    )
+    hub = fresh_hub(workdir / "hub", [culler, probe_svc], stop_seconds=args.latency)
+    proc, probe = None, None
+    result = {"culler": kind, "scenario": fraction, "run": run, "users": args.users, "ok": False}
+    try:
+        idle, active = await set_scene(hub, args, fraction)
+        probe = LatencyProbe(hub, probe_svc.token, max_seconds=args.time_limit + 60)
+        probe.start()
+        t_idle = time.time()
+        await asyncio.sleep(args.idle_seconds)
+        log = HubLog(hub)
+        log.mark()
+        t_culler = time.time()
+        cmd = culler_command(kind, f"http://127.0.0.1:{hub.hub_port}/hub/api", args, str(workdir))
+        proc = spawn(cmd, str(workdir), culler.token, workdir / "culler.log")
+        done = await watch_pass(log, proc, len(idle), args.time_limit)
+        await asyncio.sleep(0.5)
+        stop(proc)
+        await probe.stop()
+        reqs = log.requests("bench-culler")
+        stops = [r for r in reqs if r.method == "DELETE" and r.status < 300]
+        start = min((r.start for r in reqs), default=t_culler)
+        end = max((r.end for r in stops), default=time.time())
+        running = await count_running(hub)
+        result.update(
+            {
+                "ok": done and running == len(active),
+                "idle": len(idle),
+                "pass_seconds": round(end - start, 3),
+                "hub_idle_ms": latency_ms(probe.between(t_idle, t_culler)),
+                "hub_during_ms": latency_ms(probe.between(start, end)),
+                "probe_errors": probe.errors,
+                "gets": sum(r.method == "GET" for r in reqs),
+                "deletes": len(stops),
+                "servers_left": running,
+                "culler_log": pass_line(workdir / "culler.log") if kind != "upstream" else "",
+            }
+        )
+    finally:
+        stop(proc)
+        if probe is not None:
+            await probe.stop()
+        hub.stop()
+    tag = "ok" if result["ok"] else "NOT OK"
+    print(
+        f"# {fraction:.0%} idle, run {run}, {kind}: {result.get('pass_seconds')} s, "
+        f"p50 {result.get('hub_during_ms', {}).get('p50')} ms, {tag}",
+        file=sys.stderr,
+    )
+    return result
+
+
+def aggregate(results: list[dict]) -> dict:
+    """(scenario, kind) -> medians over the runs."""
+    out = {}
+    for r in results:
+        out.setdefault((r["scenario"], r["culler"]), []).append(r)
+    agg = {}
+    for key, runs in out.items():
+        agg[key] = {
+            "runs": len(runs),
+            "ok": sum(r["ok"] for r in runs),
+            "pass_seconds": median([r.get("pass_seconds") for r in runs]),
+            "idle_p50": median([r.get("hub_idle_ms", {}).get("p50") for r in runs]),
+            "p50": median([r.get("hub_during_ms", {}).get("p50") for r in runs]),
+            "p99": median([r.get("hub_during_ms", {}).get("p99") for r in runs]),
+        }
+    return agg
+
+
+def real_table(agg: dict) -> list[str]:
+    lines = [
+        "| idle | culler | pass (s) | hub p50 idle (ms) | hub p50 / p99 during the pass (ms) "
+        "| pass vs anchor | p50 / p99 vs anchor | runs ok |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for (fraction, kind), a in sorted(
+        agg.items(), key=lambda kv: (kv[0][0], KINDS.index(kv[0][1]))
+    ):
+        anchor = agg.get((fraction, "upstream"), {})
+        speed = ratio(anchor.get("pass_seconds"), a["pass_seconds"])
+        lines.append(
+            f"| {fraction:.0%} | {NAMES[kind]} | {a['pass_seconds']} | {a['idle_p50']} "
+            f"| {a['p50']} / {a['p99']} | {speed}x faster "
+            f"| {ratio(a['p50'], anchor.get('p50'))}x / {ratio(a['p99'], anchor.get('p99'))}x "
+            f"| {a['ok']}/{a['runs']} |"
+        )
+    return lines
+
+
+def targets(agg: dict) -> list[str]:
+    """Issue 13's targets, checked on the 20%-idle scenario."""
+    up, ours, off = (agg.get((0.2, k)) for k in KINDS)
+    if not (up and ours and off):
+        return []
+    return [
+        f"- default budget: hub p50 during the pass {ours['p50']} ms <= idle p50 "
+        f"{ours['idle_p50']} + {BUDGET_MS:g} ms: {ours['p50'] <= ours['idle_p50'] + BUDGET_MS}",
+        f"- default budget: hub p99 {ours['p99']} ms <= idle-culler's {up['p99']} ms: "
+        f"{ours['p99'] <= up['p99']}",
+        f"- default budget: pass {ours['pass_seconds']} s faster than idle-culler's "
+        f"{up['pass_seconds']} s: {ours['pass_seconds'] < up['pass_seconds']}",
+        f"- budget off: {ratio(up['pass_seconds'], off['pass_seconds'])}x faster than "
+        f"idle-culler (target >= 3x): {up['pass_seconds'] >= 3 * off['pass_seconds']}",
+    ]
+
+
+async def run_real(args) -> list[dict]:
+    results = []
+    for fraction in args.scenarios:
+        for run in range(args.runs):
+            order = KINDS[run % 3 :] + KINDS[: run % 3]  # rotate: each culler goes first once
+            for kind in order:
+                results.append(await real_run(kind, fraction, run, args))
+    return results
+
+
+# ------------------------------------------------------------------------------ fake hub
+
+
+async def fake_run(kind: str, n_users: int, args) -> dict:
+    hub = FakeHub("bench-token", stop_latency=args.latency)
     now = datetime.now(timezone.utc)
-    n_idle = int(round(n_users * args.idle_fraction))
-    for i in range(n_users):
-        name = f"user-{i:06d}"
+    names = [f"user-{i:06d}" for i in range(n_users)]
+    idle = set(idle_names(names, args.scenarios[0]))
+    for name in names:
+        when = now - timedelta(hours=2) if name in idle else now
         hub.add_user(name, created=now - timedelta(days=30), last_activity=now)
-        # spread the idle users over the listing
-        idle = (i * n_idle) // n_users != ((i + 1) * n_idle) // n_users
-        when = now - timedelta(hours=2) if idle else now
         hub.add_server(name, started=when, last_activity=when)
     await hub.start()
-    workdir = tempfile.mkdtemp(prefix=f"bench-culler-{kind}-")
-    env = {
-        **os.environ,
-        "JUPYTERHUB_API_TOKEN": TOKEN,
-        "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
-    }
-    for var in ("JUPYTERHUB_SERVICE_URL", "JUPYTERHUB_SERVICE_PREFIX", "JUPYTERHUB_CLIENT_ID"):
-        env.pop(var, None)
-    log_path = Path(workdir) / "culler.log"
-    proc = None
-    result = {"culler": kind, "users": n_users, "idle": n_idle, "ok": False}
+    workdir = tempfile.mkdtemp(prefix=f"bench-culler-fake-{kind}-")
+    fake_args = argparse.Namespace(**{**vars(args), "timeout": 3600})
+    proc = spawn(
+        culler_command(kind, hub.api_url, fake_args, workdir),
+        workdir,
+        "bench-token",
+        Path(workdir) / "culler.log",
+    )
+    result = {"culler": kind, "users": n_users, "idle": len(idle), "ok": False}
     try:
-        proc = spawn(culler_command(kind, hub, args), workdir, env, log_path)
-        deadline = time.monotonic() + args.time_limit
-        quiet_since = None
-        rss = None
-        while time.monotonic() < deadline:
+        deadline, quiet_since = time.monotonic() + args.time_limit, None
+        while time.monotonic() < deadline and proc.poll() is None:
             await asyncio.sleep(0.05)
-            rss = peak_rss_mb(proc.pid) or rss
-            if proc.poll() is not None:
-                break
-            remaining = sum(1 for u in hub.users.values() if u.servers) - (n_users - n_idle)
-            if remaining <= 0 and hub.in_flight == 0 and hub.t_last is not None:
-                if quiet_since is None:
-                    quiet_since = time.monotonic()
-                elif time.monotonic() - quiet_since >= args.quiet:
+            left = sum(1 for n in idle if hub.users[n].servers)
+            if left == 0 and hub.in_flight == 0:
+                quiet_since = quiet_since or time.monotonic()
+                if time.monotonic() - quiet_since >= 1.0:
                     result["ok"] = True
                     break
             else:
@@ -121,269 +312,95 @@ async def run_one(kind: str, n_users: int, args) -> dict:
         result.update(
             {
                 "pass_seconds": round((hub.t_last or 0) - (hub.t_first or 0), 3),
-                "api_calls": hub.total_requests,
                 "gets": sum(v for (m, _), v in hub.requests.items() if m == "GET"),
                 "deletes": sum(v for (m, _), v in hub.requests.items() if m == "DELETE"),
                 "peak_deletes_in_flight": hub.peak_deletes_in_flight,
-                "peak_rss_mb": round(rss, 1) if rss else None,
-                "servers_left_idle": max(
-                    0, sum(1 for u in hub.users.values() if u.servers) - (n_users - n_idle)
-                ),
-                "active_culled": (n_users - n_idle)
-                - sum(
-                    1
-                    for u in hub.users.values()
-                    if u.servers and u.servers[""].last_activity >= now - timedelta(minutes=1)
-                ),
             }
         )
-        if not result["ok"]:
-            result["log_tail"] = tail(log_path)
     finally:
-        if proc is not None and proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(10)
+        stop(proc)
         await hub.stop()
+    print(f"# fake hub n={n_users} {kind}: {result.get('pass_seconds')} s", file=sys.stderr)
     return result
 
 
-# ------------------------------------------------------------------ against a real JupyterHub
-
-REAL_HUB_CONFIG = """
-import asyncio
-from jupyterhub.spawner import Spawner
-
-class BenchSpawner(Spawner):
-    \"\"\"No process: 'starts' at once, pointing at the hub itself; stops after STOP_LATENCY.\"\"\"
-    running = False
-
-    async def start(self):
-        self.running = True
-        return ("127.0.0.1", {hub_port})
-
-    async def stop(self, now=False):
-        await asyncio.sleep({latency})
-        self.running = False
-
-    async def poll(self):
-        return None if self.running else 0
-
-c.JupyterHub.authenticator_class = "dummy"
-c.JupyterHub.spawner_class = BenchSpawner
-c.JupyterHub.concurrent_spawn_limit = 0
-c.JupyterHub.last_activity_interval = 3600
-c.JupyterHub.services.append({{"name": "bench-ours", "api_token": {ours_token!r}}})
-c.JupyterHub.services.append({{"name": "bench-upstream", "api_token": {up_token!r}}})
-c.JupyterHub.load_roles.append({{
-    "name": "bench-cullers",
-    "services": ["bench-ours", "bench-upstream"],
-    "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
-}})
-"""
-
-
-async def _start_servers(hub, names: list[str], concurrency: int = 20) -> None:
-    import httpx
-
-    sem = asyncio.Semaphore(concurrency)
-    headers = {"Authorization": f"token {hub.admin_token}"}
-    async with httpx.AsyncClient(base_url=f"{hub.url}/hub/api/", headers=headers, timeout=60) as c:
-
-        async def one(name):
-            async with sem:
-                r = await c.post(f"users/{name}/server", json={})
-                if r.status_code not in (201, 202):
-                    raise RuntimeError(f"spawn {name}: {r.status_code} {r.text[:200]}")
-
-        await asyncio.gather(*(one(n) for n in names))
-
-
-async def _ready_count(hub) -> int:
-    import httpx
-
-    headers = {"Authorization": f"token {hub.admin_token}"}
-    async with httpx.AsyncClient(timeout=30) as c:
-        r = await c.get(
-            f"{hub.url}/hub/api/users",
-            params={"state": "active", "limit": 1},
-            headers={**headers, "Accept": "application/jupyterhub-pagination+json"},
-        )
-        r.raise_for_status()
-        return r.json()["_pagination"]["total"]
-
-
-async def run_real_hub(args) -> list[dict]:
-    """200 idle servers on a real JupyterHub (+CHP) with a process-less spawner."""
-    import secrets
-
-    from harness import Hub
-
-    n = args.real_hub
-    workdir = Path(tempfile.mkdtemp(prefix="bench-culler-realhub-"))
-    tokens = {"ours": secrets.token_hex(16), "upstream": secrets.token_hex(16)}
-    hub = Hub(workdir / "hub", provider=None, authenticator=None)
-    hub.append_config(
-        REAL_HUB_CONFIG.format(
-            hub_port=hub.hub_port,
-            latency=args.latency,
-            ours_token=tokens["ours"],
-            up_token=tokens["upstream"],
-        )
-    )
-    results = []
-    try:
-        hub.start()
-        names = [f"bench-{i:04d}" for i in range(n)]
-        for name in names:
-            hub.api("POST", f"users/{name}")
-        for kind in ("ours", "upstream"):
-            await _start_servers(hub, names)
-            await asyncio.sleep(args.real_timeout + 1.5)  # every server is now idle
-            log_before = len(hub.log_text().splitlines())
-            env = {
-                **os.environ,
-                "JUPYTERHUB_API_TOKEN": tokens[kind],
-                "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
-            }
-            for var in (
-                "JUPYTERHUB_SERVICE_URL",
-                "JUPYTERHUB_SERVICE_PREFIX",
-                "JUPYTERHUB_CLIENT_ID",
-            ):
-                env.pop(var, None)
-            sub_args = argparse.Namespace(**{**vars(args), "timeout": args.real_timeout})
-
-            class _Url:
-                api_url = f"{hub.url}/hub/api"
-
-            cwd = tempfile.mkdtemp(prefix=f"bench-culler-realhub-{kind}-")
-            t0 = time.monotonic()
-            proc = spawn(culler_command(kind, _Url, sub_args), cwd, env, Path(cwd) / "culler.log")
-            rss, left, done = None, n, False
-            try:
-                deadline = t0 + args.time_limit
-                while time.monotonic() < deadline and proc.poll() is None:
-                    await asyncio.sleep(0.2)
-                    rss = peak_rss_mb(proc.pid) or rss
-                    left = await _ready_count(hub)
-                    if left == 0:
-                        done = True
-                        break
-                elapsed = time.monotonic() - t0
-            finally:
-                if proc.poll() is None:
-                    os.killpg(proc.pid, signal.SIGTERM)
-                    try:
-                        proc.wait(10)
-                    except subprocess.TimeoutExpired:
-                        os.killpg(proc.pid, signal.SIGKILL)
-                        proc.wait(10)
-            lines = hub.log_text().splitlines()[log_before:]
-            mine = [ln for ln in lines if f"(bench-{kind}@" in ln]
-            results.append(
-                {
-                    "culler": kind,
-                    "users": n,
-                    "idle": n,
-                    "ok": done,
-                    "pass_seconds": round(elapsed, 3),
-                    "api_calls": len(mine),
-                    "gets": sum(" GET " in ln for ln in mine),
-                    "deletes": sum(" DELETE " in ln for ln in mine),
-                    "peak_deletes_in_flight": None,
-                    "peak_rss_mb": round(rss, 1) if rss else None,
-                    "servers_left_idle": left,
-                    "hub": "real",
-                }
-            )
-            print(f"# real hub {kind}: {elapsed:.2f} s, ok={done}", file=sys.stderr)
-    finally:
-        hub.stop()
-    return results
-
-
-def table(results: list[dict]) -> str:
+def fake_table(results: list[dict]) -> list[str]:
     lines = [
         "| users | idle | culler | pass (s) | API calls (GET/DELETE) | peak DELETEs in flight "
-        "| peak RSS (MB) | all idle culled |",
-        "|---:|---:|---|---:|---:|---:|---:|---|",
+        "| pass vs anchor |",
+        "|---:|---:|---|---:|---:|---:|---:|",
     ]
+    anchor = {r["users"]: r for r in results if r["culler"] == "upstream"}
     for r in results:
-        hub = " (real hub)" if r.get("hub") == "real" else ""
+        a = anchor.get(r["users"], {})
         lines.append(
-            f"| {r['users']}{hub} | {r['idle']} | {r['culler']} | {r['pass_seconds']:.2f} "
-            f"| {r['api_calls']} ({r['gets']}/{r['deletes']}) | {r['peak_deletes_in_flight']} "
-            f"| {r['peak_rss_mb']} | {'yes' if r['ok'] else 'NO'} |"
+            f"| {r['users']} | {r['idle']} | {NAMES[r['culler']]} | {r['pass_seconds']} "
+            f"| {r['gets'] + r['deletes']} ({r['gets']}/{r['deletes']}) "
+            f"| {r['peak_deletes_in_flight']} | {ratio(a.get('pass_seconds'), r['pass_seconds'])}x |"
         )
-    lines += [
-        "",
-        "| users | speed-up (upstream/ours) | API calls ratio (ours/upstream) | RSS ratio (ours/upstream) |",
-        "|---:|---:|---:|---:|",
-    ]
-    by = {}
-    for r in results:
-        key = f"{r['users']} (real hub)" if r.get("hub") == "real" else r["users"]
-        by.setdefault(key, {})[r["culler"]] = r
-    for n, pair in by.items():
-        if "ours" in pair and "upstream" in pair:
-            o, u = pair["ours"], pair["upstream"]
-            speed = u["pass_seconds"] / o["pass_seconds"] if o["pass_seconds"] else float("nan")
-            calls = o["api_calls"] / u["api_calls"] if u["api_calls"] else float("nan")
-            rss = (
-                o["peak_rss_mb"] / u["peak_rss_mb"]
-                if o["peak_rss_mb"] and u["peak_rss_mb"]
-                else float("nan")
-            )
-            lines.append(f"| {n} | {speed:.1f}x | {calls:.2f} | {rss:.2f} |")
-    return "\n".join(lines)
+    return lines
 
 
-async def run_all(args) -> list[dict]:
+async def run_fake(args) -> list[dict]:
     results = []
-    if args.real_hub:
-        results += await run_real_hub(args)
-    for n in [int(x) for x in args.users.split(",") if x.strip()]:
-        for kind in ("ours", "upstream"):
-            r = await run_one(kind, n, args)
-            print(f"# {kind} n={n}: {r.get('pass_seconds')} s, ok={r['ok']}", file=sys.stderr)
-            results.append(r)
+    for n in args.fake_users:
+        for kind in KINDS:
+            results.append(await fake_run(kind, n, args))
     return results
+
+
+# ------------------------------------------------------------------------------ main
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--users", default="1000,10000", help="comma-separated user counts")
-    ap.add_argument("--idle-fraction", type=float, default=0.2)
-    ap.add_argument("--latency", type=float, default=0.05, help="seconds per DELETE")
+    ap.add_argument("--users", type=int, default=1000, help="users on the real hub")
+    ap.add_argument(
+        "--scenarios",
+        type=lambda s: [float(x) for x in s.split(",")],
+        default=[0.2, 1.0],
+        help="idle fractions, comma-separated (default 0.2,1)",
+    )
+    ap.add_argument("--runs", type=int, default=3, help="runs per culler and scenario")
+    ap.add_argument("--latency", type=float, default=0.05, help="seconds per stop")
     ap.add_argument("--concurrency", type=int, default=10)
     ap.add_argument("--page-size", type=int, default=0, help="--api-page-size (0: hub default)")
-    ap.add_argument("--timeout", type=int, default=3600, help="culler idle timeout")
-    ap.add_argument("--time-limit", type=float, default=900, help="max seconds per culler run")
-    ap.add_argument("--quiet", type=float, default=1.0, help="quiet seconds that end a pass")
-    ap.add_argument("--json", help="JSON results file (default: bench/results/culler.json)")
+    ap.add_argument("--timeout", type=int, default=5, help="culler idle timeout on the real hub")
+    ap.add_argument("--idle-seconds", type=float, default=5, help="idle hub probed before a run")
+    ap.add_argument("--time-limit", type=float, default=600, help="max seconds per culler run")
     ap.add_argument(
-        "--real-hub",
-        type=int,
-        default=200,
-        help="idle servers on a real JupyterHub (process-less spawner; 0 to skip)",
+        "--fake-users",
+        type=lambda s: [int(x) for x in s.split(",") if x.strip() and int(x)],
+        default=[1000],
+        help="users on the fake hub, comma-separated (0: skip the fake-hub table)",
     )
-    ap.add_argument("--real-timeout", type=int, default=5, help="culler timeout on the real hub")
     args = ap.parse_args(argv)
-
-    results = asyncio.run(run_all(args))
-    print(table(results))
-    print()
-    data = {"bench": "culler", "params": vars(args), "results": results}
-    print(json.dumps(data, indent=1))
-    out = Path(args.json) if args.json else REPO / "bench" / "results" / "culler.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(data, indent=1))
-    print(f"\n(JSON: {out})")
-    return 0 if all(r["ok"] for r in results) else 1
+    load = os.getloadavg()
+    real = asyncio.run(run_real(args)) if args.runs else []
+    fake = asyncio.run(run_fake(args)) if args.fake_users else []
+    agg = aggregate(real)
+    print(f"\nload average before the run: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    if real:
+        print(f"\n### Real JupyterHub + CHP, {args.users} users, median of {args.runs} runs\n")
+        print("\n".join(real_table(agg)))
+        print("\n" + "\n".join(targets(agg)))
+    if fake:
+        print("\n### Secondary: fake Hub API (no hub CPU per stop), one run\n")
+        print("\n".join(fake_table(fake)))
+    data = {
+        "bench": "culler",
+        "params": vars(args),
+        "load_before": load,
+        "real_hub": {
+            "runs": real,
+            "medians": [{"scenario": f, "culler": k, **v} for (f, k), v in agg.items()],
+        },
+        "fake_hub": fake,
+    }
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "culler.json").write_text(json.dumps(data, indent=1))
+    print("\n(JSON: bench/results/culler.json)")
+    return 0 if all(r["ok"] for r in real + fake) else 1
 
 
 if __name__ == "__main__":

@@ -25,6 +25,17 @@ from fakehub import FakeHub
 from harness import VENV_BIN, child_env, free_port, run_in_kernel, wait_until
 
 SERVICE = "idle-culler"
+SUPPORT = Path(__file__).resolve().parents[1] / "support"
+
+#: hub config: servers that run nothing and stop in 50 ms (tests/support/fakespawner.py)
+FAKE_SPAWNER = f"""
+import sys
+sys.path.insert(0, {str(SUPPORT)!r})
+from fakespawner import FakeSpawner
+c.JupyterHub.spawner_class = FakeSpawner
+c.FakeSpawner.stop_seconds = 0.05
+c.JupyterHub.last_activity_interval = 3600
+"""
 
 
 def culler_config(
@@ -497,6 +508,52 @@ def test_internal_ssl(make_hub, tmp_path, user_prefix):
     report = culler.run_pass()
     assert [e["user"] for e in report["culled"] + report["stopping"]] == [dave]
     assert report["counts"]["errors"] == 0
+
+
+def test_latency_budget_still_culls_what_it_should(make_hub, tmp_path, user_prefix):
+    """With a hub latency budget the culler times the real hub and adapts its stops in flight;
+    it still stops exactly the idle servers."""
+    names = [f"{user_prefix}b{i:02d}" for i in range(40)]
+    idle, active = names[:30], names[30:]
+    hub, culler, _ = make_culler_hub(
+        make_hub,
+        tmp_path,
+        dict.fromkeys(names, []),
+        "--timeout=5",
+        "--cull-every=3600",
+        "--concurrency=10",
+        "--hub-latency-budget=25",
+        extra=FAKE_SPAWNER,
+    )
+    for name in names:
+        r = hub.api("POST", f"users/{name}/server", json={})
+        assert r.status_code in (201, 202), r.text
+    wait_until(
+        lambda: all(servers(hub, n).get("", {}).get("ready") for n in names),
+        timeout=60,
+        what="fake servers ready",
+    )
+    time.sleep(6)  # every server idle past the timeout
+    soon = (datetime.now(timezone.utc) + timedelta(minutes=30)).isoformat()
+    for name in active:  # activity reported by the server (in the future: stays fresh)
+        r = hub.api(
+            "POST", f"users/{name}/activity", json={"servers": {"": {"last_activity": soon}}}
+        )
+        assert r.status_code == 200, r.text
+
+    report = culler.run_pass()
+    stopped = sorted(e["user"] for e in report["culled"] + report["stopping"])
+    assert stopped == idle and report["counts"]["errors"] == 0
+    seen = report["hub_latency"]
+    assert seen["budget_ms"] == 25 and seen["idle_ms"] is not None and seen["samples"] > 0
+    assert 1 <= seen["concurrency_min"] <= seen["concurrency_max"] <= 10
+    wait_until(lambda: not any(servers(hub, n).get("") for n in idle), timeout=60, what="idle gone")
+    assert all(servers(hub, n)[""]["ready"] for n in active)
+    metrics = culler.call("GET", "metrics").text
+    assert "jhle_culler_concurrency " in metrics and "jhle_culler_hub_latency_seconds " in metrics
+    status = culler.call("GET", "api/status").json()
+    assert status["config"]["hub_latency_budget"] == 25
+    assert status["last_pass"]["hub_latency"]["samples"] == seen["samples"]
 
 
 async def test_runs_a_pass_and_stops_cleanly_on_sigterm(tmp_path):

@@ -4,9 +4,10 @@ A tornado app on 127.0.0.1 (free port) implementing the parts of ``/hub/api`` th
 ``GET /`` (version), ``GET /user`` (token owner), paginated ``GET /users?state=&offset=&limit=``
 (with ``Accept: application/jupyterhub-pagination+json``), ``GET/DELETE /users/{name}``,
 ``DELETE /users/{name}/server`` and ``/servers/{server}`` (configurable latency, 202 slow stops,
-injected failures), ``POST`` to the same two paths (a start: recorded in ``starts``, answered 202),
-``GET /groups`` and ``/groups/{name}``; plus the single-user ``/user/{name}/api/kernels`` through
-"the proxy" for kernel-aware culling.
+injected failures, and a load that slows every answer while stops are in flight), ``POST`` to the
+same two paths (a start: recorded in ``starts``, answered 202), ``GET /groups`` and
+``/groups/{name}``; plus the single-user ``/user/{name}/api/kernels`` through "the proxy" for
+kernel-aware culling.
 
 It records every request (method + endpoint label) and the peak number of DELETEs in flight;
 the handlers are in :mod:`fakehub_api`.
@@ -117,6 +118,7 @@ class FakeHub:
         token: str = "fake-hub-token",
         *,
         stop_latency: float = 0.0,
+        load_delay: float = 0.0,
         default_page: int = 50,
         max_page: int = 200,
         version: str = "6.1.1",
@@ -124,6 +126,8 @@ class FakeHub:
     ):
         self.token = token
         self.stop_latency = stop_latency
+        #: seconds every request waits per stop in flight (a hub whose CPU the stops take)
+        self.load_delay = load_delay
         self.default_page = default_page
         self.max_page = max_page
         self.version = version

@@ -23,7 +23,7 @@ class _Base(web.RequestHandler):
     def initialize(self, hub):
         self.hub = hub
 
-    def prepare(self):
+    async def prepare(self):
         now = time.monotonic()
         if self.hub.t_first is None:
             self.hub.t_first = now
@@ -34,6 +34,9 @@ class _Base(web.RequestHandler):
             path = path[len("/hub/api") :] or "/"
         self.hub.requests[(self.request.method, endpoint_label(path))] += 1
         self.hub.log.append((self.request.method, self.request.uri))
+        if self.hub.load_delay and self.hub.deletes_in_flight:
+            # a hub busy with stops answers everyone more slowly (the culler's latency budget)
+            await asyncio.sleep(self.hub.load_delay * self.hub.deletes_in_flight)
         if self.public:
             return
         auth = self.request.headers.get("Authorization", "")

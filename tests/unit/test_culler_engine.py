@@ -194,7 +194,7 @@ async def test_dry_run_changes_nothing(hub, make_culler, store):
     assert running(hub) == before
     assert hub.count("DELETE", "/users/{}/server") == 0
     assert {e["user"] for e in report.lists["warned"]} == {"idle", "warnme", "warned-before"}
-    assert c.warned == {}
+    assert c.memory.warned == {}
     assert await store.load_warnings() == {}
     assert report.dry_run
 
@@ -310,7 +310,7 @@ async def test_warning_then_cull_with_webhook(hub, make_culler, clock, store):
         assert report.lists["warned"][0]["webhook_status"] == 204
         # the warning survives a restart of the service (new Culler, same store)
         c2 = await make_culler(P.Policy(timeout=600, warning_period=200), webhook=webhook)
-        assert c2.warned == {("alice", ""): NOW}
+        assert c2.memory.warned == {("alice", ""): NOW}
         clock.advance(100)
         await c2.run_pass()
         assert running(hub) == {("alice", ""), ("bob", "")} and len(received) == 1
@@ -353,7 +353,7 @@ async def test_kernel_aware(hub, make_culler):
         "/user/busy/api/kernels?no_track_activity=1",
         "/user/quiet/api/kernels?no_track_activity=1",
     ]
-    assert c.busy_since == {("busy", ""): NOW - timedelta(seconds=2 * H)}
+    assert c.memory.busy_since == {("busy", ""): NOW - timedelta(seconds=2 * H)}
     assert report.counts["errors"] == 0
 
 

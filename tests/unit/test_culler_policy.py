@@ -331,7 +331,7 @@ def user_model(name="bob", idle=None, created=None, admin=False, servers=None):
         ),
         (P.Policy(cull_users=True), user_model(idle=10 * H, admin=True), {}, P.CULL, P.IDLE),
         (
-            P.Policy(cull_users=True, user_timeout=90 * 24 * H),
+            P.Policy(cull_users=True, user_delete_timeout=90 * 24 * H),
             user_model(idle=10 * H),
             {},
             P.KEEP,
@@ -354,7 +354,7 @@ def user_model(name="bob", idle=None, created=None, admin=False, servers=None):
         "has-running-server",
         "admin-kept",
         "admin-culled-by-default",
-        "separate-user-timeout",
+        "separate-user-delete-timeout",
         "max-age",
     ],
 )

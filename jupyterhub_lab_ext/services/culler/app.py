@@ -4,34 +4,45 @@ Drop-in for jupyterhub-idle-culler: the same flags with the same meaning (``--ti
 ``--cull-every``, ``--concurrency``, ``--max-age``, ``--cull-users``, ``--remove-named-servers``,
 ``--cull-admin-users``, ``--api-page-size``, ``--url``, ``--cull-default-servers``,
 ``--cull-named-servers``), plus per-group/per-user timeouts, stuck-spawn culling, kernel-aware
-idleness, warnings with a webhook, dry runs and a REST API when the service has a ``url``.
-
-Example ``jupyterhub_config.py``::
-
-    c.JupyterHub.services = [{
-        "name": "idle-culler",
-        "url": "http://127.0.0.1:10101",
-        "command": [sys.executable, "-m", "jupyterhub_lab_ext.services.culler", "--timeout=3600"],
-    }]
+idleness, warnings with a webhook, dry runs, a hub latency budget for its stops, and a REST API
+when the service has a ``url``. ``hubconfig.enable_idle_culler`` adds it to a hub config.
 """
 
 from __future__ import annotations
 
-import asyncio
+import dataclasses
+import logging
 import os
-from datetime import timedelta
 
-from traitlets import Bool, Dict, Float, Int, List, Unicode, default, validate
-from traitlets.config import Config
+from traitlets import Bool, Dict, Float, Int, List, Unicode, default
+from traitlets.config import Config, catch_config_error
 
 from jupyterhub_lab_ext.services.common.app import ServiceApp
+from jupyterhub_lab_ext.services.common.hubapi import HubAPI
 from jupyterhub_lab_ext.services.culler import policy as P
 from jupyterhub_lab_ext.services.culler.dashboard import dashboard_handlers
-from jupyterhub_lab_ext.services.culler.engine import Culler, WebhookSender, utcnow
+from jupyterhub_lab_ext.services.culler.engine import Culler, utcnow
+from jupyterhub_lab_ext.services.culler.handlers import (
+    ExemptionHandler,
+    PassesHandler,
+    StatusHandler,
+    status,
+)
 from jupyterhub_lab_ext.services.culler.history import PassHistory
 from jupyterhub_lab_ext.services.culler.metrics import CullerMetrics
+from jupyterhub_lab_ext.services.culler.options import LatencyBudget, upstream_options
 from jupyterhub_lab_ext.services.culler.overview import ServerOverview
+from jupyterhub_lab_ext.services.culler.schedule import PassTimer
+from jupyterhub_lab_ext.services.culler.self_view import SelfUserHandler
 from jupyterhub_lab_ext.services.culler.store import CullerStore, metadata
+from jupyterhub_lab_ext.services.culler.throttle import LatencyProbe, Throttle
+from jupyterhub_lab_ext.services.culler.webhook import WebhookSender
+
+#: the options ``GET api/status`` shows (plus whether a webhook is set, not its URL)
+STATUS_OPTIONS = """timeout cull_every concurrency hub_latency_budget max_age cull_users
+user_delete_timeout cull_admin_users remove_named_servers cull_default_servers cull_named_servers
+api_page_size group_timeouts user_timeouts exempt_groups exempt_users pending_timeout kernel_aware
+kernel_busy_ceiling warning_period dry_run""".split()
 
 
 class LabIdleCuller(ServiceApp):
@@ -50,6 +61,7 @@ class LabIdleCuller(ServiceApp):
         "timeout": "LabIdleCuller.timeout",
         "cull-every": "LabIdleCuller.cull_every",
         "concurrency": "LabIdleCuller.concurrency",
+        "hub-latency-budget": "LabIdleCuller.hub_latency_budget",
         "max-age": "LabIdleCuller.max_age",
         "cull-users": "LabIdleCuller.cull_users",
         "remove-named-servers": "LabIdleCuller.remove_named_servers",
@@ -58,7 +70,7 @@ class LabIdleCuller(ServiceApp):
         "cull-named-servers": "LabIdleCuller.cull_named_servers",
         "api-page-size": "LabIdleCuller.api_page_size",
         "pending-timeout": "LabIdleCuller.pending_timeout",
-        "user-timeout": "LabIdleCuller.user_timeout",
+        "user-delete-timeout": "LabIdleCuller.user_delete_timeout",
         "warning-period": "LabIdleCuller.warning_period",
         "webhook-url": "LabIdleCuller.webhook_url",
         "kernel-aware": "LabIdleCuller.kernel_aware",
@@ -76,6 +88,7 @@ class LabIdleCuller(ServiceApp):
 
     timeout = Int(
         600,
+        min=1,
         help="""Idle seconds before a server is stopped (and, with ``cull_users``, a user deleted).
 
         Same as jupyterhub-idle-culler's ``--timeout``. Keep it above the hub's
@@ -84,6 +97,7 @@ class LabIdleCuller(ServiceApp):
     ).tag(config=True)
 
     cull_every = Int(
+        min=1,
         help="""Seconds between passes. Default: ``timeout // 2`` (jupyterhub-idle-culler's too).
         Passes never overlap: a long pass delays the next one.""",
     ).tag(config=True)
@@ -92,63 +106,59 @@ class LabIdleCuller(ServiceApp):
     def _default_cull_every(self):
         return max(1, self.timeout // 2)
 
-    @validate("cull_every")
-    def _positive_every(self, proposal):
-        if proposal.value <= 0:
-            raise ValueError("LabIdleCuller.cull_every must be > 0")
-        return proposal.value
-
     def load_config_file(self, filename, path=None):
         super().load_config_file(filename, path)
         self._adopt_upstream_config()
 
     def _adopt_upstream_config(self):
         """Accept a jupyterhub-idle-culler config file (``c.IdleCuller.<option>``) as it is."""
-        legacy = self.config.get("IdleCuller")
-        if not legacy:
+        upstream = self.config.get("IdleCuller")
+        if not upstream:
             return
         ours = self.config.get("LabIdleCuller", {})
-        known = self.class_traits(config=True)
-        adopted = {}
-        for key, value in legacy.items():
-            if key in ("config_file", "generate_config"):
-                continue
-            if key not in known:
-                self.log.warning("Ignoring c.IdleCuller.%s: no such option here", key)
-            elif key not in ours:
-                adopted[key] = value
+        adopted, unknown = upstream_options(upstream, ours, self.class_traits(config=True))
+        for key in unknown:
+            self.log.warning("Ignoring c.IdleCuller.%s: no such option here", key)
         if adopted:
             self.log.info("Using c.IdleCuller.%s as c.LabIdleCuller options", ", ".join(adopted))
             self.update_config(Config({"LabIdleCuller": adopted}))
 
+    @catch_config_error  # a bad value in the config file: one error line and exit status 1
     def initialize(self, argv=None):
         super().initialize(argv)
-        # traitlets may skip @validate for values loaded from config: check again here
-        problems = [
-            f"LabIdleCuller.{name} must be > 0, not {getattr(self, name)}"
-            for name in ("cull_every", "concurrency", "timeout")
-            if getattr(self, name) <= 0
-        ]
-        problems += [
-            f"LabIdleCuller.{name} must be >= 0, not {getattr(self, name)}"
-            for name in ("max_age", "api_page_size", "pending_timeout", "warning_period")
-            if getattr(self, name) < 0
-        ]
-        if problems:
-            for p in problems:
-                self.log.critical(p)
-            self.exit(1)
-        self.culler = None
-        self._loop_task = None  # on_stop runs even when setup failed
+        # the culler's modules and the hub API client log like the app (format, level)
+        services = logging.getLogger("jupyterhub_lab_ext.services")
+        services.handlers, services.propagate = list(self.log.handlers), False
+        services.setLevel(self.log.level)
+        # on_stop runs even when setup failed
+        self.culler = self.timer = self.probe_hub = None
 
     concurrency = Int(
         10,
-        help="""Hub API requests in flight at most (stops, listings, kernel checks). Unlike
+        min=1,
+        help="""Hub API requests in flight at most (stops, listings, kernel checks), and the
+        most stops and user deletions in flight (see ``hub_latency_budget``). Unlike
         jupyterhub-idle-culler, stops of different users really run in parallel.""",
+    ).tag(config=True)
+
+    hub_latency_budget = LatencyBudget(
+        25.0,
+        min=0.0,
+        help="""How much slower (milliseconds, median) the hub may answer others while a pass
+        stops servers; ``0`` or ``off``: no budget, always ``concurrency`` stops in flight.
+
+        Every stop costs the hub CPU time, so a pass's speed and the hub's responsiveness
+        trade against each other. With a budget, the culler times a cheap request to the hub
+        (``GET /users?limit=1``, its own token and client) a few times before a pass for the
+        idle median and every 0.2 s during it, and keeps the median's increase within the
+        budget: it starts with one stop in flight, doubles while within the budget, then adds
+        one stop per window within it and halves on each window over it, never above
+        ``concurrency``. Metrics ``concurrency`` and ``hub_latency_seconds`` show what it does.""",
     ).tag(config=True)
 
     max_age = Int(
         0,
+        min=0,
         help="""Stop servers older than this many seconds even if active (0: off). For users
         (``cull_users``): their age since creation.""",
     ).tag(config=True)
@@ -156,14 +166,16 @@ class LabIdleCuller(ServiceApp):
     cull_users = Bool(
         False,
         help="""Also delete hub users that have no running server and have been inactive for
-        ``user_timeout`` (default ``timeout``). Needs the ``delete:users`` scope.""",
+        ``user_delete_timeout`` (default ``timeout``). Needs the ``delete:users`` scope.""",
     ).tag(config=True)
 
-    user_timeout = Int(
+    user_delete_timeout = Int(
         0,
+        min=0,
         help="""Idle seconds before a user without servers is deleted (``cull_users``). 0: the
         server timeout that applies to the user. Lets one culler keep servers short and
-        accounts long (e.g. servers 1 h, users 90 days).""",
+        accounts long (e.g. servers 1 h, users 90 days). Not to be confused with
+        ``user_timeouts``, the per-user idle timeouts of servers.""",
     ).tag(config=True)
 
     cull_admin_users = Bool(
@@ -179,7 +191,9 @@ class LabIdleCuller(ServiceApp):
     cull_named_servers = Bool(True, help="Cull named servers.").tag(config=True)
 
     api_page_size = Int(
-        0, help="Users per ``GET /users`` page (0: the hub's default, 50; the hub caps it at 200)."
+        0,
+        min=0,
+        help="Users per ``GET /users`` page (0: the hub's default, 50; the hub caps it at 200).",
     ).tag(config=True)
 
     group_timeouts = Dict(
@@ -191,7 +205,10 @@ class LabIdleCuller(ServiceApp):
     ).tag(config=True)
 
     user_timeouts = Dict(
-        value_trait=Float(), help="Idle timeout per user name, seconds (0 exempts); beats groups."
+        value_trait=Float(),
+        help="""Idle timeout of servers per user name, seconds (0 exempts); beats groups.
+
+        Example: ``{"alice": 24 * 3600}``. (Deleting idle users is ``user_delete_timeout``.)""",
     ).tag(config=True)
 
     exempt_groups = List(Unicode(), help="Hub groups whose servers are never culled.").tag(
@@ -203,6 +220,7 @@ class LabIdleCuller(ServiceApp):
 
     pending_timeout = Int(
         0,
+        min=0,
         help="""Stop spawns pending for longer than this many seconds (0: off), and report stops
         pending that long as stuck (``GET api/status``, metric ``stuck_servers``). When on, the
         culler lists ``state=active`` users instead of ``state=ready``.""",
@@ -230,6 +248,7 @@ class LabIdleCuller(ServiceApp):
 
     warning_period = Int(
         0,
+        min=0,
         help="""Warn this many seconds before a cull (0: off). The time left shows in
         ``GET api/users/{name}``; with ``webhook_url`` a JSON POST is sent. A server is culled no
         earlier than this long after its warning. Keep it above ``cull_every``.""",
@@ -281,13 +300,6 @@ class LabIdleCuller(ServiceApp):
         return metadata
 
     def make_handlers(self):
-        from jupyterhub_lab_ext.services.culler.handlers import (
-            ExemptionHandler,
-            PassesHandler,
-            StatusHandler,
-        )
-        from jupyterhub_lab_ext.services.culler.self_view import SelfUserHandler
-
         return [
             ("api/status", StatusHandler),
             (r"api/users/([^/]+)", SelfUserHandler),
@@ -297,23 +309,14 @@ class LabIdleCuller(ServiceApp):
         ]
 
     def make_policy(self) -> P.Policy:
-        return P.Policy(
-            timeout=self.timeout,
-            max_age=self.max_age,
-            cull_default_servers=self.cull_default_servers,
-            cull_named_servers=self.cull_named_servers,
-            cull_users=self.cull_users,
-            user_timeout=self.user_timeout or None,
-            cull_admin_users=self.cull_admin_users,
-            pending_timeout=self.pending_timeout,
-            group_timeouts=dict(self.group_timeouts),
-            user_timeouts=dict(self.user_timeouts),
-            exempt_groups=frozenset(self.exempt_groups),
-            exempt_users=frozenset(self.exempt_users),
-            kernel_aware=self.kernel_aware,
-            kernel_busy_ceiling=self.kernel_busy_ceiling,
-            warning_period=self.warning_period,
-        )
+        # every field of the policy is the option of the same name
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(P.Policy)}
+        values["user_delete_timeout"] = self.user_delete_timeout or None  # 0: the server's
+        values["group_timeouts"] = dict(self.group_timeouts)
+        values["user_timeouts"] = dict(self.user_timeouts)
+        values["exempt_groups"] = frozenset(self.exempt_groups)
+        values["exempt_users"] = frozenset(self.exempt_users)
+        return P.Policy(**values)
 
     async def setup(self):
         self.hub_concurrency = self.concurrency
@@ -324,14 +327,16 @@ class LabIdleCuller(ServiceApp):
             self.ssl_client_ca = self.ssl_client_ca or os.path.join(loc, "hub-ca", "hub-ca.crt")
         await super().setup()
         self.pass_history = PassHistory(self.store, clock=utcnow)
+        metrics = CullerMetrics(self.registry, self.metrics_namespace)
         self.culler = Culler(
             self.hub,
             self.make_policy(),
             store=CullerStore(self.store),
-            metrics=CullerMetrics(self.registry, self.metrics_namespace),
+            metrics=metrics,
             webhook=WebhookSender(self.webhook_url, dict(self.webhook_headers))
             if self.webhook_url
             else None,
+            throttle=self.make_throttle(metrics),
             clock=utcnow,
             concurrency=self.concurrency,
             page_size=self.api_page_size,
@@ -343,48 +348,43 @@ class LabIdleCuller(ServiceApp):
         )
         self.server_overview = ServerOverview(self.culler)
         await self.culler.load()
-        self.next_pass_at = None
-        self._loop_task = None
+
+    def make_throttle(self, metrics: CullerMetrics) -> Throttle:
+        """The stops-in-flight limit; with a budget, its probe gets a Hub API client of its own."""
+        budget = self.hub_latency_budget / 1000
+        if budget <= 0:
+            return Throttle(self.concurrency, metrics=metrics)
+        self.probe_hub = HubAPI(
+            self.url or None,
+            self.api_token,
+            concurrency=1,
+            request_timeout=min(10.0, self.hub_request_timeout),
+            retries=0,
+            on_call=self.hub_metrics.observe,
+            ssl_options=self.ssl_context(),
+        )
+        probe = LatencyProbe(self.probe_hub)
+        return Throttle(self.concurrency, budget=budget, probe=probe, metrics=metrics)
 
     async def on_start(self):
         self.log.info(
-            "Culling servers idle > %ss every %ss (concurrency %s%s)",
+            "Culling servers idle > %ss every %ss (concurrency %s, hub latency budget %s%s)",
             self.timeout,
             self.cull_every,
             self.concurrency,
+            f"{self.hub_latency_budget:g} ms" if self.hub_latency_budget else "off",
             ", DRY RUN" if self.dry_run else "",
         )
-        self._loop_task = asyncio.ensure_future(self._loop())
-
-    async def _loop(self):
-        loop = asyncio.get_running_loop()
-        while True:
-            started = loop.time()
-            try:
-                await self.culler.run_pass(dry_run=self.dry_run, trigger="timer")
-            except Exception:
-                self.log.exception("Culling pass crashed")
-            delay = max(0.0, self.cull_every - (loop.time() - started))
-            self.next_pass_at = utcnow() + timedelta(seconds=delay)
-            await asyncio.sleep(delay)
+        self.timer = PassTimer(self.culler, self.cull_every, dry_run=self.dry_run)
+        self.timer.start()
 
     async def on_stop(self):
-        if self._loop_task is not None:
-            if self.culler.busy:
-                self.log.info("Waiting for the running pass to finish")
-                try:
-                    # let the running pass finish, then stop the loop between passes
-                    await asyncio.wait_for(self.culler._lock.acquire(), self.shutdown_timeout * 0.8)
-                    self.culler._lock.release()
-                except asyncio.TimeoutError:
-                    pass
-            self._loop_task.cancel()
-            try:
-                await self._loop_task
-            except (asyncio.CancelledError, Exception):
-                pass
+        if self.timer is not None:
+            await self.timer.stop(self.shutdown_timeout * 0.8)
         if self.culler is not None and self.culler.webhook is not None:
             self.culler.webhook.close()
+        if self.probe_hub is not None:
+            await self.probe_hub.aclose()
 
     async def health(self):
         report = await super().health()
@@ -393,40 +393,8 @@ class LabIdleCuller(ServiceApp):
         return report
 
     def status(self) -> dict:
-        last = self.culler.last_report
-        running = self.culler.running
-        return {
-            "service": self.service_name,
-            "version": self.version,
-            "config": {
-                "timeout": self.timeout,
-                "cull_every": self.cull_every,
-                "concurrency": self.concurrency,
-                "max_age": self.max_age,
-                "cull_users": self.cull_users,
-                "user_timeout": self.user_timeout,
-                "cull_admin_users": self.cull_admin_users,
-                "remove_named_servers": self.remove_named_servers,
-                "cull_default_servers": self.cull_default_servers,
-                "cull_named_servers": self.cull_named_servers,
-                "api_page_size": self.api_page_size,
-                "group_timeouts": dict(self.group_timeouts),
-                "user_timeouts": dict(self.user_timeouts),
-                "exempt_groups": list(self.exempt_groups),
-                "exempt_users": list(self.exempt_users),
-                "pending_timeout": self.pending_timeout,
-                "kernel_aware": self.kernel_aware,
-                "kernel_busy_ceiling": self.kernel_busy_ceiling,
-                "warning_period": self.warning_period,
-                "webhook": bool(self.webhook_url),
-                "dry_run": self.dry_run,
-            },
-            "last_pass": None
-            if last is None
-            else {**last.summary(), "errors": last.lists["errors"], "stuck": last.lists["stuck"]},
-            "pass_running": running is not None,
-            "next_pass": self.next_pass_at.isoformat() if self.next_pass_at else None,
-        }
+        """``GET api/status``: the options, the last pass, whether one runs, when the next."""
+        return status(self, self.culler, self.timer, STATUS_OPTIONS)
 
 
 #: the name the configuration reference uses

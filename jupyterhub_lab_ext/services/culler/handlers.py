@@ -26,6 +26,24 @@ def _check_name(name: str) -> str:
     return name
 
 
+def status(app, culler, timer, options) -> dict:
+    """``GET api/status`` of the culler ``app``: its ``options``, the last pass, the next."""
+    last = culler.last_report
+    config = {name: getattr(app, name) for name in options}
+    config = {k: list(v) if isinstance(v, (list, tuple)) else v for k, v in config.items()}
+    next_pass = timer.next_pass_at if timer else None
+    return {
+        "service": app.service_name,
+        "version": app.version,
+        "config": {**config, "webhook": bool(app.webhook_url)},
+        "last_pass": None
+        if last is None
+        else {**last.summary(), "errors": last.lists["errors"], "stuck": last.lists["stuck"]},
+        "pass_running": culler.running is not None,
+        "next_pass": next_pass.isoformat() if next_pass else None,
+    }
+
+
 class StatusHandler(ServiceHandler):
     async def get(self):
         self.require_read()

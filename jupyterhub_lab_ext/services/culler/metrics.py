@@ -33,3 +33,19 @@ class CullerMetrics:
             "last_pass_timestamp_seconds", "Unix time the last pass finished.", **kw
         )
         self.exemptions = Gauge("exemptions", "Active exemptions set over REST.", **kw)
+        self.concurrency = Gauge(
+            "concurrency",
+            "Stops and user deletions the culler lets be in flight now (with a hub latency"
+            " budget, the adaptive limit; without one, --concurrency).",
+            **kw,
+        )
+        self.hub_latency = Gauge(
+            "hub_latency_seconds",
+            "Median Hub API answer time the culler measured over its last probe window.",
+            **kw,
+        )
+        self.hub_idle_latency = Gauge(
+            "hub_idle_latency_seconds",
+            "Median Hub API answer time measured before the last pass started (the idle hub).",
+            **kw,
+        )

@@ -13,6 +13,8 @@ import time
 from datetime import datetime
 
 from jupyterhub_lab_ext.services.culler import policy as P
+from jupyterhub_lab_ext.services.culler.cullpass import timeout_with
+from jupyterhub_lab_ext.services.culler.groups import GroupLookup
 
 #: seconds a listing of the hub's servers is reused
 MAX_AGE = 4.0
@@ -70,10 +72,8 @@ class ServerOverview:
     async def _list(self) -> list[dict]:
         c = self.culler
         users = [u async for u in c.hub.iter_users(state="active", page_size=c.page_size)]
-        if c.uses_groups and any("groups" not in u for u in users):
-            members = await c.group_map()
-            users = [{**u, "groups": u.get("groups", members.get(u["name"], []))} for u in users]
-        return users
+        lookup = GroupLookup(c.hub, c.uses_groups)
+        return [{**u, "groups": await lookup.of(u)} for u in users]
 
     async def get(self) -> dict:
         """``{"now": ..., "servers": [...]}``, soonest cull first."""
@@ -85,7 +85,7 @@ class ServerOverview:
         for user in users:
             name = user["name"]
             groups = list(user.get("groups") or []) if c.uses_groups else []
-            timeout = c.timeout_for(user, groups, exemptions, now)
+            timeout = timeout_with(c.policy, name, groups, exemptions, now)
             for sname, server in sorted((user.get("servers") or {}).items()):
                 key = (name, sname)
                 dec = P.decide_server(
@@ -95,10 +95,12 @@ class ServerOverview:
                     server,
                     timeout,
                     now,
-                    warned_at=c.warned.get(key),
-                    pending_since=c.pending_seen.get(key),
-                    busy_since=c.busy_since.get(key),
+                    warned_at=c.memory.warned.get(key),
+                    pending_since=c.memory.pending_seen.get(key),
+                    busy_since=c.memory.busy_since.get(key),
                 )
-                rows.append(server_row(name, sname, server, timeout, dec, now, c.warned.get(key)))
+                rows.append(
+                    server_row(name, sname, server, timeout, dec, now, c.memory.warned.get(key))
+                )
         rows.sort(key=lambda r: (r["cull_at"] is None, r["cull_at"] or "", r["user"], r["server"]))
         return {"now": now.isoformat(), "servers": rows}

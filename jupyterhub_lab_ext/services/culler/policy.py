@@ -71,7 +71,7 @@ class Policy:
     cull_default_servers: bool = True
     cull_named_servers: bool = True
     cull_users: bool = False
-    user_timeout: float | None = None  # None: same as the server timeout
+    user_delete_timeout: float | None = None  # None: same as the server timeout
     cull_admin_users: bool = True
     pending_timeout: float = 0
     group_timeouts: Mapping[str, float] = field(default_factory=dict)
@@ -178,27 +178,10 @@ def decide_server(
         )
 
     enabled = policy.cull_named_servers if server_name else policy.cull_default_servers
-    pending = server.get("pending")
     started = parse_date(server.get("started"))
-    if pending == "stop":
-        since = pending_since or now
-        age = (now - since).total_seconds()
-        if policy.pending_timeout and age >= policy.pending_timeout:
-            return d(SKIP, STUCK_STOP, age)
-        return d(SKIP, STOPPING, age)
-    if pending:
-        # a spawn (or rename) in progress: stop it only when stuck for too long
-        age = (now - started).total_seconds() if started else None
-        if (
-            pending == "spawn"
-            and enabled
-            and policy.pending_timeout
-            and age is not None
-            and age >= policy.pending_timeout
-            and timeout.seconds is not None
-        ):
-            return d(CULL, STUCK_SPAWN, age)
-        return d(SKIP, PENDING, age)
+    if server.get("pending"):
+        pending = server["pending"]
+        return _decide_pending(policy, d, pending, started, enabled, timeout, now, pending_since)
     if not server.get("ready"):
         return d(SKIP, NOT_READY)
     if not enabled:
@@ -213,29 +196,57 @@ def decide_server(
         return d(KEEP, ACTIVE)
     cull_at = last + timedelta(seconds=timeout.seconds)
     if policy.warning_period > 0:
+        period = timedelta(seconds=policy.warning_period)
         if warned_at is not None and last is not None and warned_at < last:
             warned_at = None  # activity since the warning: it no longer applies
-        warn_at = cull_at - timedelta(seconds=policy.warning_period)
         if warned_at is not None:
-            cull_at = max(cull_at, warned_at + timedelta(seconds=policy.warning_period))
-        elif now >= warn_at:
+            cull_at = max(cull_at, warned_at + period)
+        elif now >= cull_at - period:
             # warn now; cull no earlier than a full warning period from now
-            return d(
-                WARN, IDLE, inactive, max(cull_at, now + timedelta(seconds=policy.warning_period))
-            )
+            return d(WARN, IDLE, inactive, max(cull_at, now + period))
     if now < cull_at:
         return d(KEEP, WARNED if warned_at is not None else ACTIVE, inactive, cull_at)
     if policy.kernel_aware:
-        # the ceiling counts from when the server first looked idle-but-busy: the kernel check
-        # itself goes through the proxy and may refresh last_activity
-        ceiling = policy.kernel_busy_ceiling
-        origin = min(last, busy_since) if busy_since else last
-        over = bool(ceiling) and (now - origin).total_seconds() >= ceiling
-        if not over and kernels_busy is None:
-            return d(CULL, IDLE, inactive, cull_at, check_kernels=True)
-        if not over and kernels_busy:
-            later = origin + timedelta(seconds=ceiling) if ceiling else None
-            return d(KEEP, KERNEL_BUSY, inactive, later)
+        return _decide_busy(policy, d, last, inactive, cull_at, now, kernels_busy, busy_since)
+    return d(CULL, IDLE, inactive, cull_at)
+
+
+def _decide_pending(policy, d, pending, started, enabled, timeout, now, pending_since) -> Decision:
+    """A server with a stop, a spawn (or a rename) in progress."""
+    if pending == "stop":
+        since = pending_since or now
+        age = (now - since).total_seconds()
+        if policy.pending_timeout and age >= policy.pending_timeout:
+            return d(SKIP, STUCK_STOP, age)
+        return d(SKIP, STOPPING, age)
+    # a spawn (or rename) in progress: stop it only when stuck for too long
+    age = (now - started).total_seconds() if started else None
+    if (
+        pending == "spawn"
+        and enabled
+        and policy.pending_timeout
+        and age is not None
+        and age >= policy.pending_timeout
+        and timeout.seconds is not None
+    ):
+        return d(CULL, STUCK_SPAWN, age)
+    return d(SKIP, PENDING, age)
+
+
+def _decide_busy(policy, d, last, inactive, cull_at, now, kernels_busy, busy_since) -> Decision:
+    """An idle server under kernel-aware idleness: ask for its kernels, keep it while busy.
+
+    The ceiling counts from when the server first looked idle-but-busy: the kernel check
+    itself goes through the proxy and may refresh last_activity.
+    """
+    ceiling = policy.kernel_busy_ceiling
+    origin = min(last, busy_since) if busy_since else last
+    over = bool(ceiling) and (now - origin).total_seconds() >= ceiling
+    if not over and kernels_busy is None:
+        return d(CULL, IDLE, inactive, cull_at, check_kernels=True)
+    if not over and kernels_busy:
+        later = origin + timedelta(seconds=ceiling) if ceiling else None
+        return d(KEEP, KERNEL_BUSY, inactive, later)
     return d(CULL, IDLE, inactive, cull_at)
 
 
@@ -260,7 +271,9 @@ def decide_user(
     active = [s for s in (user.get("servers") or {}).values() if not s.get("stopped")]
     if servers_alive or active:
         return d(KEEP, HAS_SERVERS)
-    limit = policy.user_timeout if policy.user_timeout is not None else timeout.seconds
+    limit = (
+        policy.user_delete_timeout if policy.user_delete_timeout is not None else timeout.seconds
+    )
     if timeout.seconds is None:
         return d(KEEP, EXEMPT)
     created = parse_date(user.get("created"))

@@ -22,6 +22,8 @@ class PassReport:
         self.servers_scanned = 0
         self.inactive_users_scanned = 0
         self.complete = True
+        #: what the throttle saw of the hub's latency (None: no latency budget, or a dry run)
+        self.hub_latency: dict | None = None
         self.lists: dict[str, list] = {k: [] for k in self.LISTS}
         self.counts: dict[str, int] = dict.fromkeys(self.LISTS, 0)
 
@@ -46,7 +48,25 @@ class PassReport:
             "servers_scanned": self.servers_scanned,
             "inactive_users_scanned": self.inactive_users_scanned,
             "counts": dict(self.counts),
+            "hub_latency": self.hub_latency,
         }
+
+    def log_line(self) -> str:
+        c = self.counts
+        line = (
+            f"Pass {self.pass_id}{' (dry run)' if self.dry_run else ''}: {self.users_scanned}"
+            f" users, {self.servers_scanned} servers, culled {c['culled']}, stopping"
+            f" {c['stopping']}, warned {c['warned']}, users deleted {c['users_deleted']},"
+            f" stuck {c['stuck']}, errors {c['errors']} in {self.duration:.2f}s"
+        )
+        lat = self.hub_latency
+        if lat:
+            line += (
+                f"; hub latency p50 {lat['p50_ms']} ms (idle {lat['idle_ms']} ms, budget"
+                f" {lat['budget_ms']} ms), stops in flight {lat['concurrency_min']}"
+                f"-{lat['concurrency_max']}"
+            )
+        return line
 
     def as_dict(self) -> dict:
         out = self.summary()

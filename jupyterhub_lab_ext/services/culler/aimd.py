@@ -1,0 +1,100 @@
+"""How many stops the culler keeps in flight: additive increase, multiplicative decrease.
+
+Pure: :class:`AIMD` is fed the hub's answer times (seconds, one probe request each) and answers
+with a concurrency limit. The I/O (timing the probes, enforcing the limit) is in :mod:`.throttle`.
+
+The rule, once per ``window`` samples (the median of the window against the hub's idle median):
+
+- added latency above ``budget``: halve the limit (``decrease``), never below ``floor``;
+- within the budget and the limit was used (stops were waiting for a place): raise it, by
+  doubling until the first time the budget is exceeded (slow start, so a pass reaches a
+  sensible level within a few windows), then by ``increase``; never above ``ceiling``.
+
+A limit that was not used is not raised: otherwise a listing with nothing to stop would grow it
+to the ceiling and the first stops would arrive as a burst.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from statistics import median
+
+
+class AIMD:
+    """The controller: ``observe()`` each latency sample, read ``limit``.
+
+    :param budget: seconds the median answer time may exceed the idle median (> 0).
+    :param ceiling: the highest limit (``--concurrency``).
+    :param idle: the hub's idle median in seconds; None: the first window's median is taken.
+    """
+
+    def __init__(
+        self,
+        budget: float,
+        ceiling: int,
+        *,
+        idle: float | None = None,
+        floor: int = 1,
+        window: int = 3,
+        increase: int = 1,
+        decrease: float = 0.5,
+    ):
+        if budget <= 0:
+            raise ValueError("budget must be > 0")
+        if not 1 <= floor <= ceiling:
+            raise ValueError("need 1 <= floor <= ceiling")
+        if window < 1 or increase < 1 or not 0 < decrease < 1:
+            raise ValueError("need window >= 1, increase >= 1 and 0 < decrease < 1")
+        self.budget = budget
+        self.ceiling = ceiling
+        self.floor = floor
+        self.window = window
+        self.increase = increase
+        self.decrease = decrease
+        self.idle = idle
+        self.limit = floor
+        self.slow_start = True
+        #: median of the last complete window (None before the first)
+        self.last_median: float | None = None
+        self._samples: list[float] = []
+        self._used = False
+
+    @property
+    def added(self) -> float | None:
+        """Seconds the last window's median was above the idle median."""
+        if self.last_median is None or self.idle is None:
+            return None
+        return self.last_median - self.idle
+
+    def observe(self, sample: float, used: bool = True) -> int:
+        """Add one answer time; ``used``: the limit was reached since the last sample."""
+        self._samples.append(sample)
+        self._used = self._used or used
+        if len(self._samples) < self.window:
+            return self.limit
+        self.last_median = median(self._samples)
+        used, self._samples, self._used = self._used, [], False
+        if self.idle is None:
+            self.idle = self.last_median
+        elif self.last_median - self.idle > self.budget:
+            self.limit = max(self.floor, int(self.limit * self.decrease))
+            self.slow_start = False
+        elif used:
+            grown = self.limit * 2 if self.slow_start else self.limit + self.increase
+            self.limit = min(self.ceiling, grown)
+        return self.limit
+
+
+def idle_median(samples: Iterable[float]) -> float | None:
+    """The hub's idle answer time from samples taken before a pass (None: no samples)."""
+    values = list(samples)
+    return median(values) if values else None
+
+
+def percentile(values: Iterable[float], q: float) -> float | None:
+    """Nearest-rank percentile (``q`` in 0..100) of ``values``; None for no values."""
+    ordered = sorted(values)
+    if not ordered:
+        return None
+    k = max(0, min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1))))
+    return ordered[k]

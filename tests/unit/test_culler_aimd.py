@@ -1,0 +1,94 @@
+"""The adaptive-concurrency controller: latency samples in, a stops-in-flight limit out (pure)."""
+
+import pytest
+
+from jupyterhub_lab_ext.services.culler.aimd import AIMD, idle_median, percentile
+
+MS = 0.001
+
+
+def feed(ctl, samples, used=True):
+    return [ctl.observe(s, used=used) for s in samples]
+
+
+def test_slow_start_doubles_up_to_the_ceiling_while_within_budget():
+    ctl = AIMD(25 * MS, 10, idle=5 * MS, window=1)
+    assert ctl.limit == 1
+    assert feed(ctl, [10 * MS] * 6) == [2, 4, 8, 10, 10, 10]
+
+
+def test_over_budget_halves_then_adds_one_per_window():
+    ctl = AIMD(25 * MS, 10, idle=5 * MS, window=1)
+    feed(ctl, [10 * MS] * 3)  # 2, 4, 8
+    assert ctl.observe(40 * MS) == 4  # 35 ms added > 25: halve, slow start over
+    assert feed(ctl, [10 * MS] * 3) == [5, 6, 7]
+    assert ctl.observe(31 * MS) == 3  # int(7 * 0.5)
+    assert ctl.observe(29 * MS) == 4  # 24 ms added: within the budget
+
+
+@pytest.mark.parametrize(
+    "samples, limit",
+    [
+        ([100 * MS] * 5, 1),  # never below the floor
+        ([10 * MS, 10 * MS, 200 * MS], 2),  # one slow sample out of three: the median is fine
+        ([200 * MS, 200 * MS, 10 * MS], 1),  # two of three slow: over budget
+    ],
+    ids=["floor", "one-outlier-ignored", "median-over-budget"],
+)
+def test_the_window_median_decides(samples, limit):
+    ctl = AIMD(25 * MS, 10, idle=5 * MS, window=3)
+    feed(ctl, samples)
+    assert ctl.limit == limit
+
+
+def test_no_decision_before_a_full_window():
+    ctl = AIMD(25 * MS, 10, idle=5 * MS, window=3)
+    assert feed(ctl, [1.0, 1.0]) == [1, 1]
+    assert ctl.last_median is None
+    assert ctl.observe(1.0) == 1 and ctl.last_median == 1.0
+    assert ctl.added == pytest.approx(0.995)
+
+
+def test_an_unused_limit_is_not_raised():
+    """A listing with nothing to stop must not grow the limit into a burst of stops later."""
+    ctl = AIMD(25 * MS, 10, idle=5 * MS, window=1)
+    assert feed(ctl, [6 * MS] * 5, used=False) == [1] * 5
+    assert feed(ctl, [6 * MS] * 2, used=True) == [2, 4]
+
+
+def test_used_once_in_a_window_counts():
+    ctl = AIMD(25 * MS, 10, idle=5 * MS, window=3)
+    ctl.observe(6 * MS, used=True)
+    ctl.observe(6 * MS, used=False)
+    assert ctl.observe(6 * MS, used=False) == 2
+
+
+def test_without_an_idle_median_the_first_window_is_taken():
+    ctl = AIMD(25 * MS, 10, window=2)
+    assert feed(ctl, [40 * MS, 40 * MS]) == [1, 1]
+    assert ctl.idle == 40 * MS
+    assert feed(ctl, [60 * MS, 60 * MS]) == [1, 2]
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"budget": 0, "ceiling": 10},
+        {"budget": 0.01, "ceiling": 0},
+        {"budget": 0.01, "ceiling": 5, "floor": 6},
+        {"budget": 0.01, "ceiling": 5, "window": 0},
+        {"budget": 0.01, "ceiling": 5, "decrease": 1.0},
+    ],
+    ids=["no-budget", "no-ceiling", "floor-above-ceiling", "empty-window", "no-decrease"],
+)
+def test_bad_parameters(kw):
+    with pytest.raises(ValueError):
+        AIMD(**kw)
+
+
+def test_helpers():
+    assert idle_median([]) is None
+    assert idle_median([3.0, 1.0, 2.0]) == 2.0
+    assert percentile([], 50) is None
+    assert percentile(list(range(101)), 99) == 99
+    assert percentile([5.0], 99) == 5.0
