@@ -18,6 +18,8 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from jupyterhub_lab_ext.util.sizes import size_text
+
 EVERYONE = "*"
 GROUP = "group:"
 ENV = "env:"
@@ -156,14 +158,6 @@ def constraints_for(
             if constraint not in out:
                 out.append(constraint)
     return out
-
-
-def size_text(size: int) -> str:
-    """268435456 -> ``256 MB``; 1.5 GiB -> ``1.5 GB`` (powers of 1024, as the config's units)."""
-    for unit, factor in (("TB", 1024**4), ("GB", 1024**3), ("MB", 1024**2), ("KB", 1024)):
-        if size >= factor:
-            return f"{size / factor:.1f}".removesuffix(".0") + f" {unit}"
-    return f"{size} bytes"
 
 
 def cpus_text(cpus: float) -> str:
