@@ -93,9 +93,9 @@ class CondaKernelContainerSpawner(CondaKernelSpawner):
                 "env:shared/cuda": {"mem_limit": "16G", "cpu_limit": 8, "mem_guarantee": "8G"},
             }
 
-        Docker applies the limits to the container (a guarantee is a memory reservation and
-        a CPU weight, ``cpu_shares`` = 1024 per core); Swarm to the service's resources (a
-        guarantee is a reservation the scheduler honours).
+        Docker applies the limits to the container (the memory limit covers swap too; a
+        guarantee is a memory reservation and a CPU weight, ``cpu_shares`` = 1024 per core);
+        Swarm to the service's resources (a guarantee is a reservation the scheduler honours).
         """,
     ).tag(config=True)
 
@@ -225,10 +225,10 @@ class CondaKernelDockerSpawner(CondaKernelContainerSpawner, DockerSpawner):
         return (*super().per_spawn_traits(), "extra_host_config")
 
     def apply_resources(self) -> None:
-        # DockerSpawner maps mem_limit and cpu_limit itself, not the guarantees
+        # DockerSpawner maps mem_limit and cpu_limit itself; swap and the guarantees are ours
         super().apply_resources()
         host_config = dict(self._configured["extra_host_config"] or {})
-        host_config.update(resources.docker_guarantees(self._resolved.values))
+        host_config.update(resources.docker_host_settings(self._resolved.values))
         self.extra_host_config = host_config
 
 

@@ -169,12 +169,16 @@ async def test_docker_applies_the_limits_of_the_env_and_groups_per_spawn(shared)
     )
     await _spawn(s, "shared/py")
     assert (s.mem_limit, s.cpu_limit) == (256 * M, 1.0)
-    assert s.extra_host_config == {"pids_limit": 100}
+    assert s.extra_host_config == {"pids_limit": 100, "memswap_limit": 256 * M}
     assert s.get_env()[names.ENV_MEM_LIMIT_FROM] == "group:students"
     # the next spawn, same spawner object, another env: nothing left over from the first
     await _spawn(s, "shared/cuda")
     assert (s.mem_limit, s.cpu_limit) == (16 * G, 1.0)
-    assert s.extra_host_config == {"pids_limit": 100, "mem_reservation": 8 * G}
+    assert s.extra_host_config == {
+        "pids_limit": 100,
+        "memswap_limit": 16 * G,
+        "mem_reservation": 8 * G,
+    }
     assert s.get_env()[names.ENV_MEM_LIMIT_FROM] == "env:shared/cuda"
 
 
