@@ -23,12 +23,12 @@ dockerd, image, shared_envs = single.dockerd, single.image, single.shared_envs
 
 M = 1024**2
 LIMITS = """
-c.CondaKernelContainerSpawner.resource_limits = {
-    "*": {"mem_limit": "1G", "cpu_limit": 2},
-    "group:students": {"mem_limit": "256M", "cpu_limit": 1},
-}
-c.CondaKernelSpawner.lab_status_refresh = 5
-"""
+    c.CondaKernelContainerSpawner.resource_limits = {
+        "*": {"mem_limit": "1G", "cpu_limit": 2},
+        "group:students": {"mem_limit": "256M", "cpu_limit": 1},
+    }
+    c.CondaKernelSpawner.lab_status_refresh = 5
+    """
 #: about 1.2 GB in 32 MB pieces, each written (a 256 MB limit stops it long before the end)
 HOG = """
 chunks = []
