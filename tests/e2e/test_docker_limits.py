@@ -40,12 +40,10 @@ DOCS_SHOTS = Path(__file__).resolve().parents[2] / "docs" / "_static" / "lab-sta
 
 
 def _container_of(client, name: str) -> dict:
-    (found,) = [
-        c
-        for c in client.containers(filters={"status": "running"})
-        if any(n.lstrip("/").endswith(name) for n in c["Names"])
-    ]
-    return client.inspect_container(found["Id"])
+    """The running container of ``name``'s server (dockerspawner escapes names: match the env)."""
+    boxes = [client.inspect_container(c["Id"]) for c in client.containers()]
+    (found,) = [b for b in boxes if f"JUPYTERHUB_USER={name}" in b["Config"]["Env"]]
+    return found
 
 
 def _memory_cgroup(container: dict) -> Path:

@@ -228,3 +228,19 @@ async def test_form_shows_the_limits_next_to_each_env_escaped(shared):
     assert "Limits: 16 GB · 1 CPU" in cuda[: cuda.index("</label>")]
     plain = _spawner("CondaKernelDockerSpawner", shared)
     assert "Limits:" not in await plain.get_options_form()
+
+
+async def test_docker_keeps_a_callable_extra_host_config(shared):
+    def per_user(spawner):
+        return {"pids_limit": 50, "memswap_limit": 1}
+
+    s = _spawner("CondaKernelDockerSpawner", shared, groups=["students"], resource_limits=LIMITS,
+                 extra_host_config=per_user)  # fmt: skip
+    await _spawn(s, "shared/py")
+    assert await s.extra_host_config(s) == {"pids_limit": 50, "memswap_limit": 256 * M}
+    await _spawn(s, "shared/cuda")
+    assert await s.extra_host_config(s) == {
+        "pids_limit": 50,
+        "memswap_limit": 16 * G,
+        "mem_reservation": 8 * G,
+    }
