@@ -5,7 +5,9 @@ hub (with CHP, the user-limit service and the idle culler) runs on the host with
 database, its API on the bridge address so that servers on the nodes reach it; servers run in
 swarm services with host networking of their node, so the hub and the proxy must reach each at
 its node's address. Homes and the shared envs are host directories, the same paths on every node
-(the shared mount namespace stands in for NFS).
+(the shared mount namespace stands in for NFS). Users' groups in the userlist place them
+(``placement_constraints``) and limit them (``resource_limits``): ``site1`` on node 1, ``site2`` on
+node 2 with 256 MB, where a memory hog is stopped by that node's engine.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import pytest
 from envs import make_conda_env, trusted_dir
 from harness import free_port, run_in_kernel, wait_until
 from swarm_env import MultiNodeSwarm
+from test_docker_limits import HOG, M, _memory_cgroup, _oom_kills
 
 pytestmark = pytest.mark.docker
 
@@ -56,10 +59,11 @@ def shared_env():
         shutil.rmtree(root, ignore_errors=True)
 
 
-def hub_config(swarm: MultiNodeSwarm, shared: Path, db_url: str, placement: dict) -> str:
+def hub_config(swarm: MultiNodeSwarm, shared: Path, db_url: str) -> str:
     """What an admin of a multi-node swarm writes: the spawner, the hub's API on an address the
-    nodes reach, PostgreSQL, servers kept across hub restarts, the user limit (cap 2)."""
-    nodes = {user: swarm.constraint(swarm.node(node)) for user, node in placement.items()}
+    nodes reach, PostgreSQL, servers kept across hub restarts, placement and limits per group
+    (group ``site1`` on node 1; ``site2`` on node 2 with 256 MB), the user limit (cap 2)."""
+    n1, n2 = (swarm.constraint(node) for node in swarm.nodes)
     return f"""
     c.JupyterHub.spawner_class = 'conda-kernel-swarm'
     c.JupyterHub.hub_ip = {swarm.bridge_address!r}
@@ -71,14 +75,13 @@ def hub_config(swarm: MultiNodeSwarm, shared: Path, db_url: str, placement: dict
     c.CondaKernelSwarmSpawner.default_env = 'shared/py'
     c.CondaKernelSwarmSpawner.cmd = None  # the image's jupyterhub-singleuser
     c.CondaKernelSwarmSpawner.start_timeout = 180
-    PLACEMENT = {nodes!r}
-
-    def place(spawner):  # force the two users onto different nodes
-        constraint = PLACEMENT.get(spawner.user.name)
-        if constraint:
-            spawner.extra_placement_spec = {{'constraints': [constraint]}}
-
-    c.Spawner.pre_spawn_hook = place
+    c.CondaKernelSwarmSpawner.placement_constraints = {{
+        'group:site1': [{n1!r}],
+        'group:site2': [{n2!r}],
+    }}
+    c.CondaKernelSwarmSpawner.resource_limits = {{
+        'group:site2': {{'mem_limit': '256M', 'cpu_limit': 1}},
+    }}
     from jupyterhub_lab_ext.services.user_limit.hubconfig import enable_user_limit
     enable_user_limit(c, {{'max_active_servers': 2, 'start_queued_servers': False,
                           'reconcile_interval': 3}}, url='http://127.0.0.1:{free_port()}')
@@ -107,6 +110,14 @@ def _task_of(swarm: MultiNodeSwarm, name: str) -> dict:
     (service,) = _services_of(swarm, name)
     (task,) = [t for t in swarm.running_tasks() if t["ServiceID"] == service["ID"]]
     return task
+
+
+def _container_of(node, name: str) -> dict:
+    """The running container of ``name``'s server on ``node`` (found by its environment)."""
+    api = node.engine.client.api
+    boxes = [api.inspect_container(c["Id"]) for c in api.containers()]
+    (found,) = [b for b in boxes if f"JUPYTERHUB_USER={name}" in b["Config"]["Env"]]
+    return found
 
 
 def _routes(hub) -> dict[str, str]:
@@ -149,8 +160,8 @@ def test_two_nodes_limit_hub_restart_culler(
         oidc.set_identity(ident, email=f"{ident}@example.org", email_verified=True)
     manager, worker = swarm.nodes
     hub = make_hub(
-        hub_config(swarm, shared_env, postgres.url(), {a: "n1", b: "n2"}),
-        userlist="ana\nben\ncid\n",
+        hub_config(swarm, shared_env, postgres.url()),
+        userlist="ana group:site1\nben group:site2\ncid\n",
         env=swarm.env(),
     )
     api = manager.engine.client.api
@@ -175,6 +186,30 @@ def test_two_nodes_limit_hub_restart_culler(
     # kernels in the shared env, as each user's uid; files land in the homes on the host
     _write_from_kernel(hub, a, shared_env / "py")
     _write_from_kernel(hub, b, shared_env / "py")
+
+    # a memory hog in ben's 256 MB group is stopped by the worker's engine; the servers live on
+    box = _container_of(worker, b)
+    assert box["HostConfig"]["Memory"] == 256 * M
+    cgroup = _memory_cgroup(box)
+    kernel = hub.server_api(b, "POST", "kernels", json={})
+    assert kernel.status_code == 201, kernel.text
+    try:
+        out = run_in_kernel(hub, b, kernel.json()["id"], HOG, timeout=60)
+    except (TimeoutError, ConnectionError) as e:  # the kernel died mid-request
+        out = {"stdout": "", "error": repr(e)}
+    assert "survived" not in out["stdout"], out
+    wait_until(lambda: _oom_kills(cgroup) >= 1, timeout=60, what="the worker's OOM kill")
+    # 256 MB hold the server (~130 MB) and the kernel: the OOM killer stops the bigger one, which
+    # may be the server; swarm then restarts the task, at the same node and port
+    wait_until(
+        lambda: hub.server_api(b, "GET", "status").status_code == 200,
+        timeout=120,
+        interval=1,
+        what="ben's server answering after the OOM kill",
+    )
+    assert _container_of(manager, a)["HostConfig"]["Memory"] == 0  # no limit for site1
+    kernel = hub.server_api(a, "POST", "kernels", json={})
+    assert run_in_kernel(hub, a, kernel.json()["id"], "print(6 * 7)")["stdout"].strip() == "42"
 
     # the user limit counts servers on both nodes: a third user is queued, nothing is spawned
     client, resp = hub.login("cid")
