@@ -10,7 +10,12 @@ from __future__ import annotations
 
 import ipaddress
 
-__all__ = ["current_task", "listen_ip", "node_address"]
+__all__ = ["current_task", "listen_ip", "node_address", "task_alive"]
+
+#: the states of a task on its way to running, and running itself
+ALIVE_STATES = frozenset(
+    {"new", "pending", "assigned", "accepted", "preparing", "ready", "starting", "running"}
+)
 
 
 def _version(task: dict) -> tuple[int, str]:
@@ -29,6 +34,13 @@ def current_task(tasks: list[dict]) -> dict | None:
     wanted = [t for t in tasks if t.get("DesiredState") == "running"]
     running = [t for t in wanted if t.get("Status", {}).get("State") == "running"]
     return max(running or wanted or tasks, key=_version)
+
+
+def task_alive(task: dict) -> bool:
+    """Whether the server of this (current) task runs or is about to: swarm means it to run and
+    it has not ended (a rescheduled task passes through ``assigned`` ... ``starting``)."""
+    state = task.get("Status", {}).get("State")
+    return task.get("DesiredState") == "running" and state in ALIVE_STATES
 
 
 def _is_unspecified(address: str) -> bool:

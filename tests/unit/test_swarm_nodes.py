@@ -4,7 +4,7 @@ API returns them (recorded from the multi-node test swarm of tests/e2e/swarm_env
 
 from __future__ import annotations
 
-from jupyterhub_lab_ext.spawner.swarm_nodes import current_task, listen_ip, node_address
+from jupyterhub_lab_ext.spawner.swarm_nodes import current_task, listen_ip, node_address, task_alive
 
 
 def _task(task_id, node, desired, state, index, updated="2026-12-03T19:20:00.0Z"):
@@ -108,3 +108,15 @@ def test_a_swarm_with_nodes_off_loopback_listens_on_the_node():
 def test_a_routable_listen_address_is_kept():
     assert listen_ip("0.0.0.0", [MANAGER, WORKER]) == "0.0.0.0"
     assert listen_ip("10.232.96.3", [MANAGER, WORKER]) == "10.232.96.3"
+
+
+def test_a_task_on_its_way_to_running_is_alive():
+    for state in ("new", "pending", "assigned", "accepted", "preparing", "ready", "starting"):
+        assert task_alive(_task("t2", "wa5j2h", "running", state, 41)), state
+    assert task_alive(_task("t2", "wa5j2h", "running", "running", 42))
+
+
+def test_a_task_that_ended_or_is_meant_to_stop_is_not_alive():
+    for state in ("complete", "failed", "rejected", "shutdown", "orphaned", "remove"):
+        assert not task_alive(_task("t1", "wa5j2h", "running", state, 41)), state
+    assert not task_alive(_task("t1", "wa5j2h", "shutdown", "running", 43))
