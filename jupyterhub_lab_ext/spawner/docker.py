@@ -28,9 +28,12 @@ the swarm service; the server learns where its memory limit came from
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 import pwd
+import time
+from datetime import datetime, timezone
 from pprint import pformat
 
 from jupyterhub.utils import fmt_ip_url, random_port
@@ -42,6 +45,7 @@ from jupyterhub_lab_ext.spawner import resources
 from jupyterhub_lab_ext.spawner.conda_kernel import CondaKernelSpawner
 from jupyterhub_lab_ext.spawner.swarm_nodes import (
     current_task,
+    ended_within,
     listen_ip,
     node_address,
     task_alive,
@@ -55,6 +59,14 @@ except ImportError as e:  # pragma: no cover - depends on the install
         "conda-kernel-docker and conda-kernel-swarm need dockerspawner: "
         "pip install 'jupyterhub-lab-ext[docker]'"
     ) from e
+
+#: seconds a swarm task that just ended is looked at again before its server counts as stopped
+RESTART_GRACE = 8
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
 
 __all__ = ["CondaKernelContainerSpawner", "CondaKernelDockerSpawner", "CondaKernelSwarmSpawner"]
 
@@ -309,6 +321,10 @@ class CondaKernelSwarmSpawner(CondaKernelContainerSpawner, SwarmSpawner):
         moved to another node moves the server's address with it (the hub's next route check
         points the proxy there)."""
         task = await self.get_task()
+        deadline = time.monotonic() + RESTART_GRACE
+        while task and ended_within(task, RESTART_GRACE, _now()) and time.monotonic() < deadline:
+            await asyncio.sleep(1)  # a task that just ended: swarm may be replacing it
+            task = await self.get_task()
         if task is None:
             self.log.warning("Service %s not found", self.service_name)
             return 0

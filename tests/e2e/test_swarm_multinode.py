@@ -231,10 +231,10 @@ def _culled_on_worker(hub, swarm: MultiNodeSwarm, names: list[str]) -> None:
     """The hub restarted with the culler (short timeout): the idle servers on the worker stop,
     their services and containers go."""
     api = swarm.manager.engine.client.api
+    _servers_found(hub, names)
     hub.stop()
     hub.append_config(culler_config(timeout=8))
-    hub.start()
-    _servers_found(hub, names)
+    hub.start()  # they have been idle for a while: the culler's first pass may stop them
     wait_until(
         lambda: not any((hub.user_model(n) or {}).get("servers") for n in names),
         timeout=120,
@@ -247,7 +247,8 @@ def _culled_on_worker(hub, swarm: MultiNodeSwarm, names: list[str]) -> None:
         timeout=60,
         what="the culled servers' containers removed from the worker",
     )
-    for name in names:
+    for name in names:  # stopped by the culler (not found dead by the hub)
+        assert f"DELETE /hub/api/users/{name}/server (idle-culler@" in hub.log_text()
         assert httpx.get(f"{hub.url}/user/{name}/api/status", timeout=10).status_code != 200
 
 
