@@ -8,6 +8,11 @@ its node's address. Homes and the shared envs are host directories, the same pat
 (the shared mount namespace stands in for NFS). Users' groups in the userlist place them
 (``placement_constraints``) and limit them (``resource_limits``): ``site1`` on node 1, ``site2`` on
 node 2 with 256 MB, where a memory hog is stopped by that node's engine.
+
+One flow, in phases: two users on two nodes (routes to the node addresses, kernels writing the
+homes as the users), the memory hog, the user limit's cap across nodes, a hub restart on the same
+PostgreSQL database, stop, a third user's server that follows its task when its node is drained,
+and the culler stopping the idle servers on the worker.
 """
 
 from __future__ import annotations
