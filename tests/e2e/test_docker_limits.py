@@ -149,6 +149,7 @@ def test_group_limit_stops_a_memory_hog_and_jupyterlab_says_why(
         news = page.locator(".Toastify__toast", has_text="official Jupyter news")
         if news.count():  # JupyterLab's own question, not ours: out of the screenshot
             news.get_by_role("button", name="No", exact=True).click()
+            news.wait_for(state="detached")
         _shot(page, "oom-kill")
         page.locator(".jp-jhle-status").click()
         details = page.locator(".jp-jhle-details")
