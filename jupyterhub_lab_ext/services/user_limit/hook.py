@@ -267,9 +267,10 @@ class UserLimitHook:
         if not self._fallback_warned:
             self._fallback_warned = True
             _log_of(spawner).warning(
-                "user-limit: the admission point (Spawner.oauth_client_allowed_scopes) did not "
-                "run before pre_spawn_hook; deciding in pre_spawn_hook instead, which costs the "
-                "hub an OAuth client per refused spawn (see docs/user-limit.md)"
+                "user-limit: the admission points (Spawner.server_token_scopes and "
+                "oauth_client_allowed_scopes) did not run before pre_spawn_hook; deciding in "
+                "pre_spawn_hook instead, which costs the hub an API token and an OAuth client "
+                "per refused spawn (see docs/user-limit.md)"
             )
         await self.decide(spawner, FALLBACK)
 
