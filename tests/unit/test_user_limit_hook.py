@@ -435,3 +435,51 @@ async def test_hook_warns_once_when_the_hub_answers_before_admission(svc, hook, 
             pass  # b is queued (cap 1)
     warned = [r for r in caplog.records if "before the user-limit service" in r.getMessage()]
     assert len(warned) == (0 if setting else 1)
+
+
+async def test_a_rollback_while_the_early_point_waits_leaves_no_orphan_server_row(svc, monkeypatch):
+    """JupyterHub links the spawn's committed server row to the spawner without a commit just
+    before the early point; another request finishing meanwhile rolls that link back
+    (``BaseHandler.finish``). The hook links it again, so that the spawn goes on with its row
+    and a refusal deletes it (seen on a real hub under load: an orphan row per refusal)."""
+    from jupyterhub import orm
+    from jupyterhub.objects import Server
+    from jupyterhub.spawner import LocalProcessSpawner
+
+    db = orm.new_session_factory("sqlite://")()
+    spawners = []
+    for name in ("a", "b"):  # cap 1: a is admitted, b is queued
+        user = orm.User(name=name)
+        orm_spawner = orm.Spawner(user=user, name="")
+        row = orm.Server(base_url=f"/user/{name}/")
+        db.add_all([user, orm_spawner, row])
+        db.commit()
+        hub_user = SimpleNamespace(name=name, admin=False, groups=[])
+        spawners.append(LocalProcessSpawner(user=hub_user, orm_spawner=orm_spawner, db=db))
+    rows = dict(zip(spawners, db.query(orm.Server).order_by(orm.Server.id), strict=True))
+
+    def link(spawner):  # what User.spawn() does just before the early point, without a commit
+        spawner.server = Server(orm_server=rows[spawner])
+        return spawner
+
+    h = UserLimitHook(svc.url + "/", HOOK, timeout=5)
+    ask = h._ask
+
+    async def ask_while_another_request_rolls_back(spawner, **kw):
+        doc = await ask(spawner, **kw)
+        db.rollback()  # another request's handler finished with uncommitted changes
+        return doc
+
+    monkeypatch.setattr(h, "_ask", ask_while_another_request_rolls_back)
+    a, b = spawners
+    try:
+        await h.decide_early(link(a))
+        assert getattr(a, ATTR) and a.orm_spawner.server is rows[a]
+        db.commit()  # the hub goes on to new_api_token, which commits
+        with pytest.raises(SpawnException):
+            await h.decide_early(link(b))
+    finally:
+        await h._client.aclose()
+    db.commit()
+    assert [r.base_url for r in db.query(orm.Server)] == ["/user/a/"]
+    assert a.server.orm_server is a.orm_spawner.server

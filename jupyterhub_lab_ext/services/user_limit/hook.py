@@ -34,6 +34,7 @@ from jupyterhub_lab_ext.services.user_limit.points import (
     EARLY,
     FALLBACK,
     LATE,
+    keep_server_row,
     undo_server_row,
     undo_spawn,
 )
@@ -196,6 +197,7 @@ class UserLimitHook:
             return
         setattr(spawner, ATTR, None)
         self._check_answer_waits(spawner)
+        row, server = _server_row(spawner), getattr(spawner, "server", None)
         try:
             doc = await self._ask(spawner, options_known=stage != EARLY)
         except ServiceUnavailable as e:
@@ -208,7 +210,10 @@ class UserLimitHook:
                 setattr(spawner, ATTR, doc.get("id"))
             else:
                 refusal = self._refusal_of(doc, spawner.name or "")
-        setattr(spawner, DECIDED, (_server_row(spawner), stage))
+        finally:
+            # another request of the hub may have rolled back the row's link while we waited
+            keep_server_row(spawner, row, server)
+        setattr(spawner, DECIDED, (row, stage))
         if refusal is None:
             return  # admitted, or let through (fail open)
         undo = {EARLY: self.undo_early, LATE: self.undo}.get(stage)

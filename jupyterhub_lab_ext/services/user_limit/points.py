@@ -28,6 +28,19 @@ LATE = "oauth_client_allowed_scopes"
 FALLBACK = "pre_spawn_hook"
 
 
+def keep_server_row(spawner, row, server) -> None:
+    """Link the spawn's server ``row`` to the spawner again if a rollback unlinked it.
+
+    ``User.spawn()`` commits the row, then links it (``spawner.server = ...``) without a commit
+    just before the early point; while the hook waits for the service there, another request of
+    the hub may finish with uncommitted changes in the shared session, and JupyterHub's
+    ``BaseHandler.finish`` rolls them back: the link is gone, the row stays. ``server`` is the
+    spawner's ``Server`` as the early point found it."""
+    orm_spawner = getattr(spawner, "orm_spawner", None)
+    if row is not None and orm_spawner is not None and orm_spawner.server is not row:
+        spawner.server = server
+
+
 def undo_server_row(spawner) -> None:
     """Undo what ``User.spawn()`` made before the early point: the server row (one commit)."""
     spawner.server = None  # deletes the server row
@@ -67,10 +80,14 @@ class EarlyPoint:
         return self
 
     async def __call__(self, spawner) -> list:
-        await self.decide(spawner)
+        row = getattr(getattr(spawner, "orm_spawner", None), "server", None)
+        server = getattr(spawner, "server", None)
+        await self.decide(spawner)  # links the row again itself before it undoes a refusal
+        scopes = list(self.scopes)
         if self.theirs is not None:
-            return list(await maybe_future(self.theirs(spawner)))
-        return list(self.scopes)
+            scopes = list(await maybe_future(self.theirs(spawner)))
+        keep_server_row(spawner, row, server)
+        return scopes
 
 
 class AdmissionPoint(list):
