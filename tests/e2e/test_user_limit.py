@@ -347,6 +347,51 @@ def test_refusal_at_the_admission_point_costs_no_oauth_client(limits_hub, tmp_pa
     assert lim.queue() == [c]
 
 
+# records every user for whom the hub makes an API token (orm.User.new_api_token, which
+# User.spawn() calls for the server's token): the hub's own step, whichever hook runs around it
+TOKENS_MADE = """
+from jupyterhub.orm import User as _User
+
+_new_api_token = _User.new_api_token
+
+def _recording_new_api_token(self, *args, **kwargs):
+    with open({path!r}, "a") as f:
+        f.write(self.name + "\\n")
+    return _new_api_token(self, *args, **kwargs)
+
+_User.new_api_token = _recording_new_api_token
+"""
+
+
+def test_refusal_decided_before_the_hub_makes_the_servers_token(limits_hub, tmp_path):
+    """What docs/user-limit.md ("Where the hub asks") relies on for the early point: JupyterHub
+    calls ``Spawner.server_token_scopes`` before it makes the server's API token. Spawns whose
+    answer the options cannot change (a place in line when the service starts no queued servers,
+    a per-user cap) are refused there: the hub makes no token for them and leaves no row. Fails
+    when a JupyterHub calls the trait after ``new_api_token`` (or not at all: the admission point
+    then decides, at the cost of a token made and deleted per refusal)."""
+    made = tmp_path / "tokens-made"
+    lim = limits_hub(
+        {"max_active_servers": 1, "max_servers_per_user": 1, "start_queued_servers": False},
+        extra=TOKENS_MADE.format(path=str(made)),
+    )
+    a, b, c, d = lim.create_users("a", "b", "c", "d")
+    assert lim.spawn(a).status_code in (201, 202)
+    lim.wait_ready(a)
+    db = lim.hub.workdir / "jupyterhub.sqlite"
+    before = hub_rows(db)
+    with concurrent.futures.ThreadPoolExecutor(3) as pool:
+        codes = [r.status_code for r in pool.map(lim.spawn, [b, c, d])]
+    assert codes == [429, 429, 429]
+    resp = lim.hub.api("POST", f"users/{b}/server", json={"profile": "x"}, timeout=120)
+    assert resp.status_code == 429 and resp.headers["X-JupyterHub-Queue-Position"] in "123"
+    assert lim.spawn(a, "two").status_code == 403  # max_servers_per_user
+    assert made.read_text().split() == [a], "a token was made for a refused spawn"
+    assert hub_rows(db) == before
+    assert sorted(lim.queue()) == sorted([b, c, d])
+    assert "did not run before pre_spawn_hook" not in lim.hub.log_text()
+
+
 def test_group_quota_named_servers_and_per_user_cap(limits_hub):
     lim = limits_hub(
         {"max_active_servers": 10, "group_quotas": {"students": 1}, "max_servers_per_user": 2}

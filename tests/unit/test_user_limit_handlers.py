@@ -101,6 +101,7 @@ BAD_ADMISSIONS = [
     ("group-not-string", b'{"user": "a", "groups": [1]}', "'groups'"),
     ("admin-not-bool", b'{"user": "a", "admin": "yes"}', "'admin'"),
     ("options-not-object", b'{"user": "a", "user_options": [1]}', "'user_options'"),
+    ("options-known-not-bool", b'{"user": "a", "options_known": 0}', "'options_known'"),
     ("bad-kind", b'{"user": "a", "kind": "vip"}', "'kind'"),
     ("seat-existing-not-bool", b'{"user": "a", "kind": "seat", "existing": 1}', "'existing'"),
 ]
@@ -115,6 +116,32 @@ def test_bad_admission_bodies_are_400(client, body, message):
     )
     assert r.status_code == 400
     assert message in r.json()["message"]
+
+
+@pytest.mark.parametrize("service_options", [{"start_queued_servers": True}])
+def test_without_the_options_a_spawn_it_would_queue_is_undecided(svc, client):
+    """The hook's early point asks before the hub knows the spawn's options: a spawn the service
+    would queue (and later start with those options) is answered undecided and not booked."""
+    assert admit(client, "a", options_known=False)["outcome"] == "admitted"
+    assert admit(client, "b", options_known=False)["outcome"] == "admitted"
+    doc = admit(client, "c", options_known=False)
+    assert doc["outcome"] == "undecided" and doc["id"] is None and not doc["admitted"]
+    assert svc.app.ledger.queue == {} and svc.app.ledger.usage().total == 2
+    assert admit(client, "c", user_options={"env": "py311"})["outcome"] == "queued"
+    assert svc.app.ledger.queue["c"].options == {"env": "py311"}
+    # a per-user cap needs no options: decided at once
+    svc.call(svc.app.set_limits({"max_active_servers": 10, "max_servers_per_user": 1}))
+    assert admit(client, "a", server_name="two", options_known=False)["outcome"] == "refused"
+
+
+def test_without_the_options_a_place_in_line_is_booked_when_none_are_needed(svc, client):
+    """``start_queued_servers=False``: the service never starts a queued server, so the options
+    cannot change the answer and the place in line is booked at once."""
+    admit(client, "a", options_known=False)
+    admit(client, "b", options_known=False)
+    doc = admit(client, "c", options_known=False)
+    assert doc["outcome"] == "queued" and doc["position"] == 1
+    assert list(svc.app.ledger.queue) == ["c"]
 
 
 def test_cap_queue_release_and_reservation(svc, client):

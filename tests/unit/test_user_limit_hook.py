@@ -18,13 +18,16 @@ from tornado import web
 from traitlets.config import Config
 
 from jupyterhub_lab_ext.services.user_limit.client import ServiceClient, ServiceUnavailable
-from jupyterhub_lab_ext.services.user_limit.hook import ATTR, AdmissionPoint, UserLimitHook
+from jupyterhub_lab_ext.services.user_limit.hook import ATTR, UserLimitHook, decided_at
 from jupyterhub_lab_ext.services.user_limit.hubconfig import HookOptions, enable_user_limit
+from jupyterhub_lab_ext.services.user_limit.points import AdmissionPoint, EarlyPoint
 
 
 def spawner(user, server="", groups=(), admin=False, options=None):
+    """A spawner in ``User.spawn()``: its server row (``orm_spawner.server``) is this spawn's."""
     u = SimpleNamespace(name=user, admin=admin, groups=[SimpleNamespace(name=g) for g in groups])
-    return SimpleNamespace(user=u, name=server, user_options=options or {})
+    row = SimpleNamespace(server=object())
+    return SimpleNamespace(user=u, name=server, user_options=options or {}, orm_spawner=row)
 
 
 @pytest.fixture
@@ -46,7 +49,12 @@ def undone():
 @pytest.fixture
 async def hook(svc, undone):
     h = UserLimitHook(
-        svc.url + "/", HOOK, public_prefix="/services/user-limit/", timeout=5, undo=undone.append
+        svc.url + "/",
+        HOOK,
+        public_prefix="/services/user-limit/",
+        timeout=5,
+        undo=undone.append,
+        undo_early=undone.append,
     )
     try:
         yield h
@@ -62,11 +70,11 @@ def status(svc):
 
 async def test_admit_queue_release(svc, hook, undone):
     a = spawner("a", options={"profile": "py"})
-    await hook.admit(a)
+    await hook.decide_late(a)
     assert getattr(a, ATTR) and undone == []
     b = spawner("b", server="gpu", groups=["staff"])
     with pytest.raises(SpawnException) as info:
-        await hook.admit(b)
+        await hook.decide_late(b)
     assert undone == [b], "a queued spawn is undone before the refusal"
     exc = info.value
     assert exc.status_code == 429 and exc.reason == "capacity"
@@ -93,10 +101,10 @@ async def test_admit_queue_release(svc, hook, undone):
 
 async def test_per_user_cap_is_a_403(svc, hook, undone):
     svc.call(svc.app.set_limits({"max_active_servers": 5}))
-    await hook.admit(spawner("a"))
+    await hook.decide_late(spawner("a"))
     two = spawner("a", server="two")
     with pytest.raises(SpawnException) as info:
-        await hook.admit(two)
+        await hook.decide_late(two)
     assert info.value.status_code == 403 and "maximum of 1 server" in info.value.message
     assert undone == [two]
 
@@ -105,7 +113,7 @@ async def test_pre_spawn_hook_decides_only_when_the_admission_point_did_not_run(
     svc, hook, undone, caplog
 ):
     a = spawner("a")
-    await hook.admit(a)
+    await hook.decide_late(a)
     await hook.pre_spawn_hook(a)  # decided already: nothing more
     assert svc.app.ledger.usage().total == 1
     caplog.set_level(logging.WARNING)
@@ -119,23 +127,87 @@ async def test_pre_spawn_hook_decides_only_when_the_admission_point_did_not_run(
 
 
 async def test_admission_point_is_the_admins_scopes_and_asks_first(svc, hook):
-    point = AdmissionPoint(hook, ["read:users:name!user"])
+    point = AdmissionPoint(hook.decide_late, ["read:users:name!user"])
     # JupyterHub writes the trait into the server's environment as JSON, and calls it only
     # when it is true; traitlets deep-copies config per spawner
     assert json.dumps(point) == '["read:users:name!user"]'
-    assert bool(AdmissionPoint(hook)) and copy.deepcopy(point) is point
+    assert bool(AdmissionPoint(hook.decide_late)) and copy.deepcopy(point) is point
     a = spawner("a")
     assert await point(a) == ["read:users:name!user"] and getattr(a, ATTR)
-    theirs = AdmissionPoint(hook, [], theirs=lambda s: [f"custom:{s.user.name}"])
+    theirs = AdmissionPoint(hook.decide_late, [], theirs=lambda s: [f"custom:{s.user.name}"])
     with pytest.raises(SpawnException):
         await theirs(spawner("b"))  # full (cap 1): theirs is never asked
     svc.call(svc.app.set_limits({"max_active_servers": 5}))
     assert await theirs(spawner("c")) == ["custom:c"]
 
 
+def early_hook(svc):
+    """A hook whose two undos are told apart: ``(hook, undone early, undone late)``."""
+    early, late = [], []
+    h = UserLimitHook(svc.url + "/", HOOK, timeout=5, undo=late.append, undo_early=early.append)
+    return h, early, late
+
+
+async def test_early_point_decides_what_the_options_cannot_change(svc):
+    # start_queued_servers=False: a place in line needs no options, so all is decided early
+    h, early, late = early_hook(svc)
+    try:
+        a = spawner("a")
+        await h.decide_early(a)
+        assert getattr(a, ATTR) and decided_at(a) == "server_token_scopes"
+        await h.decide_late(a)  # the admission point does not ask again
+        await h.pre_spawn_hook(a)
+        assert svc.app.ledger.usage().total == 1 and len(svc.app.ledger.admissions) == 1
+        b = spawner("b")
+        with pytest.raises(SpawnException) as info:
+            await h.decide_early(b)
+        assert info.value.status_code == 429 and list(svc.app.ledger.queue) == ["b"]
+        assert early == [b] and late == [], "only the server row exists before the token"
+        two = spawner("a", server="two")
+        with pytest.raises(SpawnException) as info:
+            await h.decide_early(two)
+        assert info.value.status_code == 403 and early == [b, two]
+        # the next spawn of the same spawner is a new server row: decided anew
+        b.orm_spawner.server = object()
+        assert decided_at(b) is None
+    finally:
+        await h._client.aclose()
+
+
+async def test_early_point_leaves_a_queued_spawn_with_options_to_the_admission_point(tmp_path):
+    s = Service(tmp_path, max_active_servers=1, start_queued_servers=True)
+    s.start()
+    h, early, late = early_hook(s)
+    try:
+        await h.decide_early(spawner("a"))
+        b = spawner("b", options={"profile": "gpu"})
+        await h.decide_early(b)  # would queue: undecided, nothing booked, no refusal yet
+        assert decided_at(b) is None and early == [] and list(s.app.ledger.queue) == []
+        with pytest.raises(SpawnException) as info:
+            await h.decide_late(b)
+        assert info.value.status_code == 429 and late == [b]
+        assert decided_at(b) == "oauth_client_allowed_scopes"
+        assert s.app.ledger.queue["b"].options == {"profile": "gpu"}
+    finally:
+        await h._client.aclose()
+        s.stop()
+
+
+async def test_early_point_is_the_admins_token_scopes(svc, hook):
+    point = EarlyPoint(hook.decide_early, ["users:activity!user"])
+    assert copy.deepcopy(point) is point
+    assert await point(spawner("a")) == ["users:activity!user"]
+    theirs = EarlyPoint(hook.decide_early, theirs=lambda s: [f"read:users!user={s.user.name}"])
+    with pytest.raises(SpawnException):
+        await theirs(spawner("b"))  # full (cap 1): theirs is never asked
+    svc.call(svc.app.set_limits({"max_active_servers": 5}))
+    assert await theirs(spawner("c")) == ["read:users!user=c"]
+    assert await EarlyPoint(hook.decide_early)(spawner("d")) == []  # the hub's server role
+
+
 async def test_release_after_hub_restart_finds_the_place(svc, hook):
     a = spawner("a")
-    await hook.admit(a)
+    await hook.decide_late(a)
     fresh = spawner("a")  # a new Spawner object: the hub restarted since the spawn
     await hook.post_stop_hook(fresh)
     assert status(svc) == (0, [])
@@ -167,12 +239,12 @@ async def test_unreachable_service(fail_open, caplog):
     s = spawner("a")
     caplog.set_level(logging.ERROR)
     if fail_open:
-        await h.admit(s)
+        await h.decide_late(s)
         assert getattr(s, ATTR) is None and undone == []
         assert await h.post_auth_hook(None, SimpleNamespace(), {"name": "a"}) == {"name": "a"}
     else:
         with pytest.raises(SpawnException) as info:
-            await h.admit(s)
+            await h.decide_late(s)
         assert info.value.status_code == 503 and "cannot be reached" in info.value.message
         assert undone == [s]
         with pytest.raises(web.HTTPError) as info:
@@ -184,7 +256,7 @@ async def test_unreachable_service(fail_open, caplog):
 async def test_wrong_hook_token_is_treated_as_unreachable(svc):
     h = UserLimitHook(svc.url + "/", "not-the-secret", undo=lambda s: None)
     with pytest.raises(SpawnException) as info:
-        await h.admit(spawner("a"))
+        await h.decide_late(spawner("a"))
     assert info.value.status_code == 503
     assert svc.app.ledger.usage().total == 0
     await h._client.aclose()
@@ -251,7 +323,11 @@ def test_enable_user_limit_wires_one_line(tmp_path, monkeypatch):
     assert "access:services!service=user-limit" in c.JupyterHub.extra_user_scopes
     # the admission point; the existing pre_spawn_hook still runs (after ours)
     point = c.Spawner.oauth_client_allowed_scopes
-    assert isinstance(point, AdmissionPoint) and point.hook is hook and list(point) == []
+    assert (
+        isinstance(point, AdmissionPoint) and point.decide == hook.decide_late and list(point) == []
+    )
+    early = c.Spawner.server_token_scopes
+    assert isinstance(early, EarlyPoint) and early.decide == hook.decide_early
     assert c.Spawner.pre_spawn_hook is not theirs
     assert c.Authenticator.post_auth_hook == hook.post_auth_hook
     # traitlets deep-copies config per spawner: the hook must stay one shared object
@@ -260,7 +336,7 @@ def test_enable_user_limit_wires_one_line(tmp_path, monkeypatch):
     again = enable_user_limit(c, url="http://127.0.0.1:10101")
     assert again.token == hook.token
     assert [s["name"] for s in c.JupyterHub.services].count("user-limit") == 1
-    assert c.Spawner.oauth_client_allowed_scopes.hook is again
+    assert c.Spawner.oauth_client_allowed_scopes.decide.__self__ is again
 
 
 async def test_admins_hooks_and_scopes_are_kept(svc, tmp_path, monkeypatch):
@@ -269,8 +345,11 @@ async def test_admins_hooks_and_scopes_are_kept(svc, tmp_path, monkeypatch):
     seen = []
     c.Spawner.pre_spawn_hook = lambda s: seen.append(s.user.name)
     c.Spawner.oauth_client_allowed_scopes = ["read:users:name"]
+    c.Spawner.server_token_scopes = ["users:activity!user", "read:users:name!user"]
     hook = enable_user_limit(c, url=svc.url.rsplit("/services", 1)[0], hook=HookOptions(token=HOOK))
     s = spawner("a")
+    scopes = await c.Spawner.server_token_scopes(s)
+    assert scopes == ["users:activity!user", "read:users:name!user"]
     assert await c.Spawner.oauth_client_allowed_scopes(s) == ["read:users:name"]
     assert getattr(s, ATTR)
     await c.Spawner.pre_spawn_hook(s)
@@ -351,8 +430,56 @@ async def test_hook_warns_once_when_the_hub_answers_before_admission(svc, hook, 
         s = spawner(name)
         s.handler = SimpleNamespace(settings=setting)
         try:
-            await hook.admit(s)
+            await hook.decide_late(s)
         except SpawnException:
             pass  # b is queued (cap 1)
     warned = [r for r in caplog.records if "before the user-limit service" in r.getMessage()]
     assert len(warned) == (0 if setting else 1)
+
+
+async def test_a_rollback_while_the_early_point_waits_leaves_no_orphan_server_row(svc, monkeypatch):
+    """JupyterHub links the spawn's committed server row to the spawner without a commit just
+    before the early point; another request finishing meanwhile rolls that link back
+    (``BaseHandler.finish``). The hook links it again, so that the spawn goes on with its row
+    and a refusal deletes it (seen on a real hub under load: an orphan row per refusal)."""
+    from jupyterhub import orm
+    from jupyterhub.objects import Server
+    from jupyterhub.spawner import LocalProcessSpawner
+
+    db = orm.new_session_factory("sqlite://")()
+    spawners = []
+    for name in ("a", "b"):  # cap 1: a is admitted, b is queued
+        user = orm.User(name=name)
+        orm_spawner = orm.Spawner(user=user, name="")
+        row = orm.Server(base_url=f"/user/{name}/")
+        db.add_all([user, orm_spawner, row])
+        db.commit()
+        hub_user = SimpleNamespace(name=name, admin=False, groups=[])
+        spawners.append(LocalProcessSpawner(user=hub_user, orm_spawner=orm_spawner, db=db))
+    rows = dict(zip(spawners, db.query(orm.Server).order_by(orm.Server.id), strict=True))
+
+    def link(spawner):  # what User.spawn() does just before the early point, without a commit
+        spawner.server = Server(orm_server=rows[spawner])
+        return spawner
+
+    h = UserLimitHook(svc.url + "/", HOOK, timeout=5)
+    ask = h._ask
+
+    async def ask_while_another_request_rolls_back(spawner, **kw):
+        doc = await ask(spawner, **kw)
+        db.rollback()  # another request's handler finished with uncommitted changes
+        return doc
+
+    monkeypatch.setattr(h, "_ask", ask_while_another_request_rolls_back)
+    a, b = spawners
+    try:
+        await h.decide_early(link(a))
+        assert getattr(a, ATTR) and a.orm_spawner.server is rows[a]
+        db.commit()  # the hub goes on to new_api_token, which commits
+        with pytest.raises(SpawnException):
+            await h.decide_early(link(b))
+    finally:
+        await h._client.aclose()
+    db.commit()
+    assert [r.base_url for r in db.query(orm.Server)] == ["/user/a/"]
+    assert a.server.orm_server is a.orm_spawner.server

@@ -339,8 +339,16 @@ class UserLimitApp(ServiceApp):
             self.log.error("Could not store %d change(s): %s", len(ops), e)
             raise web.HTTPError(503, "The user-limit service's database is unavailable") from None
 
-    async def admit(self, req: policy.Request, options: dict | None) -> Outcome:
+    async def admit(
+        self, req: policy.Request, options: dict | None, *, options_known: bool = True
+    ) -> Outcome | None:
+        """Decide and book a spawn request. ``options_known=False`` (the hook asks before the hub
+        knows the spawn's options): None instead of a place in line when the queued server would
+        be started with those options (``start_queued_servers``); nothing is booked then."""
         started = time.perf_counter()
+        if not options_known and self.start_queued_servers:
+            if self.ledger.decide(req).outcome == policy.QUEUE:
+                return None
         out = self.ledger.admit(req, options)  # atomic: no await before the book is updated
         self.metrics.decision(out.decision, time.perf_counter() - started)
         if out.decision.outcome == policy.ADMIT:

@@ -209,8 +209,24 @@ class AdmissionsHandler(LimitHandler):
             options = {}
         if not isinstance(options, dict):
             raise web.HTTPError(400, "'user_options' must be an object")
+        options_known = body.get("options_known", True)
+        if not isinstance(options_known, bool):
+            raise web.HTTPError(400, "'options_known' must be true or false")
         req = policy.Request(user, server_name, frozenset(groups), admin)
-        out = await self.app.admit(req, options)
+        out = await self.app.admit(req, options, options_known=options_known)
+        if out is None:
+            # it would queue, and the service needs the options to start it later: ask again
+            self.write_json(
+                {
+                    "outcome": "undecided",
+                    "admitted": False,
+                    "reason": "options-needed",
+                    "message": "Ask again with the spawn's options.",
+                    "kind": "server",
+                    "id": None,
+                }
+            )
+            return
         doc = _decision_doc(self.app, out.decision)
         doc.update(id=out.admission.id if out.admission else None, kind="server")
         self.write_json(doc)

@@ -1,14 +1,12 @@
 """The hub side of the user-limit service: what the hub runs for each spawn, stop and login.
 
-:func:`~jupyterhub_lab_ext.services.user_limit.hubconfig.enable_user_limit` installs it. The
-admission of a spawn is asked at the earliest point of JupyterHub's ``User.spawn()`` that knows
-the spawn's options: the hub calls ``Spawner.oauth_client_allowed_scopes`` after it has created
-the server's API token and before it creates the server's OAuth client and enters the part of the
-spawn that a failure must undo with ``User.stop()`` (authenticator ``pre_spawn_start``,
-``auth_state_hook``, ``pre_spawn_hook``, ``Spawner.start``). A refused or queued spawn is undone
-right there (its API token and server row deleted, one commit) and costs the hub little more than
-JupyterHub's own ``active_server_limit`` refusal; see ``docs/user-limit.md`` for what this relies
-on in JupyterHub.
+:func:`~jupyterhub_lab_ext.services.user_limit.hubconfig.enable_user_limit` installs it. A spawn
+is decided at the earliest point of JupyterHub's ``User.spawn()`` where its answer is known
+(:mod:`.points`): before the server's API token (``Spawner.server_token_scopes``) when the
+spawn's options cannot change the answer, else after the token and the options and before the
+server's OAuth client (``Spawner.oauth_client_allowed_scopes``). A refused or queued spawn is
+undone right there (its server row, and its API token at the second point; one commit); see
+``docs/user-limit.md`` for what this relies on in JupyterHub.
 
 - queued (the hub is full): JupyterHub's ``SpawnException`` with status 429, ``Retry-After`` and
   the place in line; the page sends the person to the live queue page, and the service starts
@@ -29,17 +27,25 @@ import logging
 from collections.abc import Callable
 from urllib.parse import quote
 
-from jupyterhub import orm
-from jupyterhub.utils import maybe_future
 from tornado import web
 
 from jupyterhub_lab_ext.services.user_limit.client import ServiceClient, ServiceUnavailable
+from jupyterhub_lab_ext.services.user_limit.points import (
+    EARLY,
+    FALLBACK,
+    LATE,
+    keep_server_row,
+    undo_server_row,
+    undo_spawn,
+)
 
 log = logging.getLogger("jupyterhub_lab_ext.user_limit.hook")
 
 #: the spawner attribute holding the spawn's admission id (None: refused, queued or let through
 #: unchecked; missing: the admission point was not reached)
 ATTR = "_jhle_user_limit_admission"
+#: the spawner attribute holding ``(server row, stage)`` of the spawn last decided
+DECIDED = "_jhle_user_limit_decided"
 _MISSING = object()
 
 #: JupyterHub's setting (in ``c.JupyterHub.tornado_settings``, default 10 s) after which its REST
@@ -82,16 +88,16 @@ def _json_safe(value) -> dict:
         return {}
 
 
-def undo_spawn(spawner) -> None:
-    """Undo what ``User.spawn()`` made before the admission point, as ``User.stop()`` would: the
-    server's API token and its server row (no OAuth client exists yet, nothing was started)."""
-    db = spawner.db
-    token = orm.APIToken.find(db, spawner.api_token) if spawner.api_token else None
-    if token is not None:
-        db.delete(token)
-    spawner.server = None  # deletes the server row
-    spawner.handler = None  # User.spawn() clears it only on its own error path
-    db.commit()
+def decided_at(spawner) -> str | None:
+    """The stage at which the current spawn of ``spawner`` was decided (None: not yet). A spawn
+    is its server row: ``User.spawn()`` makes a new one before either point."""
+    row = _server_row(spawner)
+    row_decided, stage = getattr(spawner, DECIDED, (None, None))
+    return stage if row is not None and row is row_decided else None
+
+
+def _server_row(spawner):
+    return getattr(getattr(spawner, "orm_spawner", None), "server", None)
 
 
 class UserLimitHook:
@@ -103,7 +109,8 @@ class UserLimitHook:
     :param public_prefix: the service's prefix as browsers see it (for the queue page link).
     :param fail_open: let spawns and logins through when the service cannot be reached.
     :param timeout: seconds per request; ``retries``: extra attempts on connection errors and 5xx.
-    :param undo: undoes a spawn refused at the admission point (:func:`undo_spawn`).
+    :param undo: undoes a spawn refused at the admission point (:func:`.points.undo_spawn`);
+        ``undo_early``: at the early point (:func:`.points.undo_server_row`).
     """
 
     def __init__(
@@ -117,6 +124,7 @@ class UserLimitHook:
         retries: int = 2,
         check_seats: bool = True,
         undo: Callable[[object], None] = undo_spawn,
+        undo_early: Callable[[object], None] = undo_server_row,
     ):
         self.service_url = service_url.rstrip("/") + "/"
         self._token = token
@@ -126,6 +134,7 @@ class UserLimitHook:
         self.retries = retries
         self.check_seats = check_seats
         self.undo = undo
+        self.undo_early = undo_early
         self._client: ServiceClient | None = None
         self._answer_checked = False
         self._fallback_warned = False
@@ -168,38 +177,62 @@ class UserLimitHook:
         return url
 
     # -- spawns ----------------------------------------------------------------------------
-    async def admit(self, spawner, *, undo: bool = True) -> None:
+    async def decide_early(self, spawner) -> None:
+        """At ``Spawner.server_token_scopes`` (before the API token, options unknown): decide
+        unless the service would queue the spawn and needs its options to start it later."""
+        await self.decide(spawner, EARLY)
+
+    async def decide_late(self, spawner) -> None:
+        """At ``Spawner.oauth_client_allowed_scopes`` (options known, before the OAuth client)."""
+        await self.decide(spawner, LATE)
+
+    async def decide(self, spawner, stage: str) -> None:
         """Ask the service whether this spawn may go ahead; raise to refuse or queue it.
 
-        ``undo``: undo the spawn before raising (at the admission point; the hub itself undoes
-        a spawn that fails later, in ``pre_spawn_hook``).
+        A spawn already decided at an earlier stage is not asked again. At :data:`EARLY` and
+        :data:`LATE` the spawn is undone before raising; at :data:`FALLBACK` (``pre_spawn_hook``)
+        the hub undoes it itself.
         """
+        if decided_at(spawner) is not None:
+            return
         setattr(spawner, ATTR, None)
         self._check_answer_waits(spawner)
+        row, server = _server_row(spawner), getattr(spawner, "server", None)
         try:
-            doc = await self._ask(spawner)
+            doc = await self._ask(spawner, options_known=stage != EARLY)
         except ServiceUnavailable as e:
             refusal = self._unreachable("spawn", spawner.user.name, e, _log_of(spawner))
-            if refusal is None:
-                return  # fail open
         else:
+            if doc.get("outcome") == "undecided" and stage == EARLY:
+                return  # queued with its options: the admission point decides
+            refusal = None
             if doc.get("outcome") == "admitted":
                 setattr(spawner, ATTR, doc.get("id"))
-                return
-            refusal = self._refusal_of(doc, spawner.name or "")
-        if undo:
-            self.undo(spawner)
+            else:
+                refusal = self._refusal_of(doc, spawner.name or "")
+        finally:
+            # another request of the hub may have rolled back the row's link while we waited
+            keep_server_row(spawner, row, server)
+        setattr(spawner, DECIDED, (row, stage))
+        if refusal is None:
+            return  # admitted, or let through (fail open)
+        undo = {EARLY: self.undo_early, LATE: self.undo}.get(stage)
+        if undo is not None:
+            undo(spawner)
         raise refusal
 
-    async def _ask(self, spawner) -> dict:
+    async def _ask(self, spawner, *, options_known: bool) -> dict:
         user = spawner.user
         body = {
             "user": user.name,
             "server_name": spawner.name or "",
             "groups": sorted(g.name for g in (user.groups or [])),
             "admin": bool(user.admin),
-            "user_options": _json_safe(spawner.user_options),
         }
+        if options_known:
+            body["user_options"] = _json_safe(spawner.user_options)
+        else:
+            body["options_known"] = False
         _, doc = await self._call("POST", "admissions", json=body)
         if not isinstance(doc, dict):
             raise ServiceUnavailable("POST admissions: no JSON body")
@@ -232,27 +265,30 @@ class UserLimitHook:
 
     async def pre_spawn_hook(self, spawner) -> None:
         """A safety net: decide here (after the OAuth client, like any ``pre_spawn_hook``) when
-        the admission point did not run, so that limits hold on a JupyterHub that no longer
-        calls ``oauth_client_allowed_scopes`` where this package expects it."""
-        if hasattr(spawner, ATTR):
+        neither point decided the spawn, so that limits hold on a JupyterHub that no longer calls
+        the two traits where this package expects them."""
+        if decided_at(spawner) is not None:
             return
         if not self._fallback_warned:
             self._fallback_warned = True
             _log_of(spawner).warning(
-                "user-limit: the admission point (Spawner.oauth_client_allowed_scopes) did not "
-                "run before pre_spawn_hook; deciding in pre_spawn_hook instead, which costs the "
-                "hub an OAuth client per refused spawn (see docs/user-limit.md)"
+                "user-limit: the admission points (Spawner.server_token_scopes and "
+                "oauth_client_allowed_scopes) did not run before pre_spawn_hook; deciding in "
+                "pre_spawn_hook instead, which costs the hub an API token and an OAuth client "
+                "per refused spawn (see docs/user-limit.md)"
             )
-        await self.admit(spawner, undo=False)
+        await self.decide(spawner, FALLBACK)
 
     def _check_answer_waits(self, spawner) -> None:
         """Warn once if the hub may answer REST spawns before their admission is decided."""
         if self._answer_checked:
             return
-        handler = getattr(spawner, "handler", None)
-        settings = getattr(handler, "settings", None)
+        # the hub's tornado settings: the handler's (spawns of hub requests) are the user's
+        settings = getattr(getattr(spawner, "handler", None), "settings", None)
         if not isinstance(settings, dict):
-            return  # not spawned through a hub request handler
+            settings = getattr(spawner.user, "settings", None)
+        if not isinstance(settings, dict):
+            return  # not spawned by a hub (tests)
         self._answer_checked = True
         limit = settings.get(SLOW_SPAWN_TIMEOUT, 10)
         if limit is not None:
@@ -355,35 +391,3 @@ class UserLimitHook:
             exc.jupyterhub_message = doc.get("message") or "This hub is full."
             raise exc
         return auth_model
-
-
-class AdmissionPoint(list):
-    """The value of ``c.Spawner.oauth_client_allowed_scopes`` that decides each spawn.
-
-    JupyterHub calls the trait's value (when callable) with the spawner just before it creates the
-    server's OAuth client; this one first asks the service (:meth:`UserLimitHook.admit`), then
-    returns the scopes the admin configured (``scopes``, or the result of their own callable
-    ``theirs``). It is a list of those scopes too, because JupyterHub also writes the trait's
-    value into the server's environment as JSON (``$JUPYTERHUB_OAUTH_CLIENT_ALLOWED_SCOPES``),
-    and it is always true, because JupyterHub calls it only when it is.
-    """
-
-    def __init__(self, hook: UserLimitHook, scopes=(), theirs: Callable | None = None):
-        super().__init__(scopes)
-        self.hook = hook
-        self.theirs = theirs
-
-    def __bool__(self) -> bool:
-        return True
-
-    def __deepcopy__(self, memo):
-        return self
-
-    def __copy__(self):
-        return self
-
-    async def __call__(self, spawner) -> list:
-        await self.hook.admit(spawner)
-        if self.theirs is not None:
-            return list(await maybe_future(self.theirs(spawner)))
-        return list(self)

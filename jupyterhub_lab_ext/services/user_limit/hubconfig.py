@@ -10,7 +10,7 @@ adds the managed service ``user-limit`` (the hub starts it, restarts it and give
 mapping holds its ``c.UserLimitApp`` options), a role with the hub scopes it needs, the admin
 scope ``custom:user-limit:admin`` (hub admins hold it through ``admin:servers``), read access to
 the service for every user (the queue page), browser logins without a consent page, and the hub
-side (``hook.py``): the admission of every spawn, the release of its place when the server stops,
+side (``hook.py``, ``points.py``): the admission of every spawn, the release of its place when the server stops,
 and the seat check at login. It works with any spawner; hooks set before the call are kept.
 
 It also makes the hub's REST answer to a spawn wait for the spawn's outcome
@@ -32,11 +32,8 @@ from jupyterhub.utils import maybe_future
 
 from jupyterhub_lab_ext.services.common import hubconfig
 from jupyterhub_lab_ext.services.common.scopes import admin_scope as default_admin_scope
-from jupyterhub_lab_ext.services.user_limit.hook import (
-    SLOW_SPAWN_TIMEOUT,
-    AdmissionPoint,
-    UserLimitHook,
-)
+from jupyterhub_lab_ext.services.user_limit.hook import SLOW_SPAWN_TIMEOUT, UserLimitHook
+from jupyterhub_lab_ext.services.user_limit.points import AdmissionPoint, EarlyPoint
 from jupyterhub_lab_ext.util.secretfile import read_or_create_secret
 
 DEFAULT_URL = "http://127.0.0.1:10102"
@@ -103,14 +100,21 @@ def _answer_after_admission(c) -> None:
     c.JupyterHub.tornado_settings = settings
 
 
+def _admins_scopes(c, trait: str, ours: type) -> tuple[list, object]:
+    """``(scopes, their callable or None)`` the admin set for the ``Spawner`` scopes ``trait``
+    (a second ``enable_user_limit`` call replaces the first one's point)."""
+    value = hubconfig.existing(c.Spawner, trait, [])
+    if isinstance(value, ours):
+        return list(value.scopes if ours is EarlyPoint else value), value.theirs
+    return ([], value) if callable(value) else (list(value), None)
+
+
 def install_hooks(c, hook: UserLimitHook) -> None:
     """Put the hub side into ``c``, keeping what the admin configured."""
-    scopes = hubconfig.existing(c.Spawner, "oauth_client_allowed_scopes", [])
-    if isinstance(scopes, AdmissionPoint):  # a second call replaces the first one's
-        scopes, theirs = list(scopes), scopes.theirs
-    else:
-        scopes, theirs = ([], scopes) if callable(scopes) else (list(scopes), None)
-    c.Spawner.oauth_client_allowed_scopes = AdmissionPoint(hook, scopes, theirs)
+    scopes, theirs = _admins_scopes(c, "server_token_scopes", EarlyPoint)
+    c.Spawner.server_token_scopes = EarlyPoint(hook.decide_early, scopes, theirs)
+    scopes, theirs = _admins_scopes(c, "oauth_client_allowed_scopes", AdmissionPoint)
+    c.Spawner.oauth_client_allowed_scopes = AdmissionPoint(hook.decide_late, scopes, theirs)
     c.Spawner.pre_spawn_hook = _then(
         hook.pre_spawn_hook, hubconfig.existing(c.Spawner, "pre_spawn_hook")
     )
