@@ -4,8 +4,9 @@ The conda-kernel spawners enable it (``--ServerApp.jpserver_extensions``, see
 ``CondaKernelSpawner.lab_status``); the prebuilt JupyterLab extension shipped under
 ``share/jupyter/labextensions/jupyterhub-lab-ext`` talks to it. It reports the environment the
 server was started with and what the idle culler and the user-limit service know about this
-server's user, fetched server-side with the server's own ``$JUPYTERHUB_API_TOKEN``, and sends
-"Keep my server" to the hub as activity. See ``docs/lab-status.md``.
+server's user, fetched server-side with the server's own ``$JUPYTERHUB_API_TOKEN``, sends
+"Keep my server" to the hub as activity, and reports the server's memory limit and the kernels
+the engine stopped for exceeding it (from the cgroup, :mod:`.memory`). See ``docs/lab-status.md``.
 
 Loaded inside every single-user server: imports only ``util``, the standard library, tornado and
 jupyter_server, never jupyterhub (the server's env need not have it) and no other folder.

@@ -20,6 +20,7 @@ from jupyter_server.base.handlers import APIHandler
 from tornado import web
 
 from jupyterhub_lab_ext.labserver.client import CachedView, default_fetch, post_activity, user_path
+from jupyterhub_lab_ext.labserver.memory import memory_status, read_memory
 from jupyterhub_lab_ext.labserver.status import compose
 from jupyterhub_lab_ext.util import lab_status as names
 
@@ -49,7 +50,9 @@ def refresh_seconds(environ: Mapping[str, str]) -> float:
 class LabStatus:
     """This server's user, its env, and the cached views of the two services."""
 
-    def __init__(self, environ: Mapping[str, str], *, fetch=default_fetch, clock=utcnow):
+    def __init__(
+        self, environ: Mapping[str, str], *, fetch=default_fetch, clock=utcnow, memory=read_memory
+    ):
         self.env = environ.get(names.ENV_NAME) or None
         self.user = environ.get("JUPYTERHUB_USER", "")
         self.server_name = environ.get("JUPYTERHUB_SERVER_NAME", "")
@@ -67,6 +70,11 @@ class LabStatus:
 
         self.culler = view(names.ENV_CULLER_URL)
         self.limits = view(names.ENV_USER_LIMIT_URL)
+        # the memory limit's origin (from the spawner) and the OOM kills before this server
+        self.read_memory = memory
+        self.memory_origin = environ.get(names.ENV_MEM_LIMIT_FROM) or None
+        self.oom_baseline = memory().oom_kills or 0
+        self.started = clock().isoformat()
 
     @classmethod
     def from_environ(cls) -> LabStatus:
@@ -77,6 +85,10 @@ class LabStatus:
         doc = compose(self.env, culler, limits, server_name=self.server_name, now=self.clock())
         doc["refresh_seconds"] = self.refresh
         doc["can_keep"] = self.can_keep
+        memory = memory_status(self.read_memory(), self.memory_origin, self.oom_baseline)
+        doc["memory"] = {**memory, "since": self.started}
+        if memory.get("detail"):
+            doc["details"].append(memory["detail"])
         return doc
 
     @property

@@ -167,7 +167,8 @@ class CondaKernelSpawner(LoggingConfigurable):
         Path of a Jinja template for the spawn form, to replace the one this package ships
         (``share/jupyterhub-lab-ext/templates/spawn_form.html``). It gets ``shared_envs``,
         ``user_envs`` (lists of environment records), ``selected`` (a name) and ``field``
-        (the input name to use, ``profile``).
+        (the input name to use, ``profile``) and ``limits`` (the limits text per env name,
+        ``256 MB · 1 CPU``, with ``resource_limits``).
         """,
     ).tag(config=True)
 
@@ -294,6 +295,11 @@ class CondaKernelSpawner(LoggingConfigurable):
         env = jinja2.Environment(loader=loader, autoescape=True)
         return env.get_template(name)
 
+    def conda_env_limits(self, envs: list[CondaEnv]) -> dict[str, str]:
+        """The resource limits the form shows per env name (none here; the container spawners
+        have ``resource_limits``)."""
+        return {}
+
     async def render_conda_options_form(self) -> str:
         """The spawn form: shared envs and the user's envs in two groups, last choice selected."""
         envs = await self.list_conda_envs()
@@ -308,6 +314,7 @@ class CondaKernelSpawner(LoggingConfigurable):
             user_envs=[e for e in envs if e.group != SHARED],
             selected=last,
             field=OPTION,
+            limits=self.conda_env_limits(envs),
         )
         if notice:
             alert = '<div class="alert alert-warning jhle-env-notice" role="alert">{}</div>\n'

@@ -18,6 +18,12 @@ The defaults here make that the case for a one-machine deployment where users ar
 
 Set any of those traits to change it. The image must contain this package (the server loads
 the kernelspec manager from it) and a Jupyter stack matching the hub.
+
+Limits per group and per env (``resource_limits``) and swarm placement per group and per env
+(``placement_constraints``) are resolved at each spawn from the chosen env and the user's hub
+groups (the policy: :mod:`jupyterhub_lab_ext.spawner.resources`) and applied to the container or
+the swarm service; the server learns where its memory limit came from
+(``JUPYTERHUB_LAB_EXT_MEM_LIMIT_FROM``) to explain an out-of-memory kill in JupyterLab.
 """
 
 from __future__ import annotations
@@ -26,10 +32,13 @@ import functools
 import pwd
 
 from jupyterhub.utils import random_port
-from traitlets import Bool, default
+from traitlets import Bool, Dict, TraitError, default, validate
 
 from jupyterhub_lab_ext.kernels.conda_envs import UserContext
+from jupyterhub_lab_ext.kernels.env_prefix import CondaEnv
+from jupyterhub_lab_ext.spawner import resources
 from jupyterhub_lab_ext.spawner.conda_kernel import CondaKernelSpawner
+from jupyterhub_lab_ext.util import lab_status as names
 
 try:
     from dockerspawner import DockerSpawner, SwarmSpawner
@@ -62,6 +71,41 @@ class CondaKernelContainerSpawner(CondaKernelSpawner):
         Set to False for images that switch users themselves (docker-stacks' ``NB_UID``).
         """,
     ).tag(config=True)
+
+    resource_limits = Dict(
+        help="""
+        Memory and CPU limits of the user's server, per group and per environment. Keys say
+        whom an entry is for: ``"*"`` (everyone), ``"group:NAME"`` (members of hub group NAME:
+        the userlist's ``group:NAME``) and ``"env:ENV"`` (servers started with the environment
+        the spawn form calls ENV, e.g. ``env:shared/cuda``). Each entry sets any of
+        ``mem_limit`` and ``mem_guarantee`` (bytes, or a number with K, M, G or T: ``"256M"``)
+        and ``cpu_limit`` and ``cpu_guarantee`` (cores: ``0.5``, ``2``).
+
+        For each of the four, the env's entry wins; else the most generous value among the
+        user's groups; else ``"*"``; else the spawner's own ``mem_limit`` (etc.) as configured.
+        The spawn form shows the limits next to each env, and when the engine stops a kernel
+        for exceeding the memory limit, JupyterLab tells the user which limit it was. Example::
+
+            c.CondaKernelContainerSpawner.resource_limits = {
+                "*": {"mem_limit": "1G", "cpu_limit": 1},
+                "group:students": {"mem_limit": "256M"},
+                "group:staff": {"mem_limit": "4G", "cpu_limit": 4},
+                "env:shared/cuda": {"mem_limit": "16G", "cpu_limit": 8, "mem_guarantee": "8G"},
+            }
+
+        Docker applies the limits to the container (a guarantee is a memory reservation and
+        a CPU weight, ``cpu_shares`` = 1024 per core); Swarm to the service's resources (a
+        guarantee is a reservation the scheduler honours).
+        """,
+    ).tag(config=True)
+
+    @validate("resource_limits")
+    def _check_resource_limits(self, proposal):
+        try:
+            resources.check_limits(proposal.value)
+        except ValueError as e:
+            raise TraitError(f"CondaKernelContainerSpawner.{e}") from None
+        return proposal.value
 
     @functools.cached_property
     def _account(self) -> UserContext | None:
@@ -106,9 +150,44 @@ class CondaKernelContainerSpawner(CondaKernelSpawner):
         gid = pwd.getpwnam(account.name).pw_gid
         return {"user": f"{account.uid}:{gid}", "workdir": account.home}
 
+    @functools.cached_property
+    def _configured(self) -> dict:
+        """The engine settings as configured, before any spawn changed them (read once)."""
+        return {name: getattr(self, name) for name in self.per_spawn_traits()}
+
+    def per_spawn_traits(self) -> tuple[str, ...]:
+        """The traits :meth:`apply_resources` sets at each spawn (from their configured value)."""
+        return resources.RESOURCE_KEYS
+
+    def _user_groups(self) -> list[str]:
+        return [g.name for g in getattr(self.user, "groups", None) or ()]
+
+    def resolve_resources(self, env: str | None) -> resources.Resolved:
+        """The limits a server with ``env`` would get for this user (see ``resource_limits``)."""
+        limits = resources.check_limits(self.resource_limits)
+        return resources.resolve(limits, env, self._user_groups())
+
+    def apply_resources(self) -> None:
+        """Set this spawn's limits from the chosen env and the user's groups."""
+        configured = self._configured
+        env = self.conda_env.name if self.conda_env else None
+        self._resolved = self.resolve_resources(env)
+        for name in resources.RESOURCE_KEYS:
+            setattr(self, name, self._resolved.values.get(name, configured[name]))
+        if self._resolved.values:
+            self.log.info("user=%s limits %s", self.user.name, self._resolved.values)
+
+    _resolved = resources.Resolved()
+
+    def conda_env_limits(self, envs: list[CondaEnv]) -> dict[str, str]:
+        if not self.resource_limits:
+            return {}
+        return {e.name: resources.limits_text(self.resolve_resources(e.name).values) for e in envs}
+
     def run_pre_spawn_hook(self):
         if self._host_network and self.random_host_port:
             self.port = random_port()
+        self.apply_resources()
         return super().run_pre_spawn_hook()
 
     async def get_ip_and_port(self):
@@ -126,6 +205,9 @@ class CondaKernelContainerSpawner(CondaKernelSpawner):
         if account is not None:
             env.setdefault("HOME", account.home)
             env.setdefault("USER", account.name)
+        origin = self._resolved.origins.get("mem_limit")
+        if origin:
+            env[names.ENV_MEM_LIMIT_FROM] = origin
         return env
 
 
@@ -139,10 +221,56 @@ class CondaKernelDockerSpawner(CondaKernelContainerSpawner, DockerSpawner):
             return {}
         return {"user": spec["user"], "working_dir": spec["workdir"]}
 
+    def per_spawn_traits(self) -> tuple[str, ...]:
+        return (*super().per_spawn_traits(), "extra_host_config")
+
+    def apply_resources(self) -> None:
+        # DockerSpawner maps mem_limit and cpu_limit itself, not the guarantees
+        super().apply_resources()
+        host_config = dict(self._configured["extra_host_config"] or {})
+        host_config.update(resources.docker_guarantees(self._resolved.values))
+        self.extra_host_config = host_config
+
 
 class CondaKernelSwarmSpawner(CondaKernelContainerSpawner, SwarmSpawner):
     """SwarmSpawner whose users pick a shared or personal conda env (``conda-kernel-swarm``)."""
 
+    placement_constraints = Dict(
+        help="""
+        Where the swarm may run the user's server, per group and per environment: the same
+        keys as ``resource_limits`` (``"*"``, ``"group:NAME"``, ``"env:ENV"``), each to a list
+        of swarm placement constraints. Every matching entry applies (the user's env and all
+        their groups), added to the ``constraints`` of ``extra_placement_spec``. For an env
+        installed only on the GPU nodes (labelled with
+        ``docker node update --label-add gpu=true NODE``)::
+
+            c.CondaKernelSwarmSpawner.placement_constraints = {
+                "env:shared/cuda": ["node.labels.gpu == true"],
+                "group:physics": ["node.labels.site == physics"],
+            }
+        """,
+    ).tag(config=True)
+
+    @validate("placement_constraints")
+    def _check_placement_constraints(self, proposal):
+        try:
+            resources.check_constraints(proposal.value)
+        except ValueError as e:
+            raise TraitError(f"CondaKernelSwarmSpawner.{e}") from None
+        return proposal.value
+
     @default("extra_container_spec")
     def _default_extra_container_spec(self):
         return self._user_spec()
+
+    def per_spawn_traits(self) -> tuple[str, ...]:
+        return (*super().per_spawn_traits(), "extra_placement_spec")
+
+    def apply_resources(self) -> None:
+        super().apply_resources()
+        env = self.conda_env.name if self.conda_env else None
+        ours = resources.constraints_for(self.placement_constraints, env, self._user_groups())
+        spec = dict(self._configured["extra_placement_spec"] or {})
+        if ours:
+            spec["constraints"] = resources.merge_constraints(spec.get("constraints"), ours)
+        self.extra_placement_spec = spec

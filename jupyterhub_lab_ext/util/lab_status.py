@@ -13,6 +13,10 @@ ENV_CULLER_URL = "JUPYTERHUB_LAB_EXT_CULLER_URL"
 #: base URL of the user-limit service's REST API
 ENV_USER_LIMIT_URL = "JUPYTERHUB_LAB_EXT_USER_LIMIT_URL"
 
+#: which ``resource_limits`` entry set the server's memory limit: ``group:NAME``, ``env:ENV`` or
+#: ``*`` (the limit itself is the container's, read from its cgroup)
+ENV_MEM_LIMIT_FROM = "JUPYTERHUB_LAB_EXT_MEM_LIMIT_FROM"
+
 #: seconds between the status item's refreshes (and the cache time of the services' answers)
 ENV_REFRESH = "JUPYTERHUB_LAB_EXT_REFRESH"
 
