@@ -31,6 +31,7 @@ from jupyterhub.app import JupyterHub
 from jupyterhub.crypto import CryptKeeper
 from jupyterhub.proxy import ConfigurableHTTPProxy
 from jupyterhub.services.service import Service
+from kubespawner import KubeSpawner
 from traitlets.config import Config, Configurable
 from traitlets.config.loader import PyFileConfigLoader
 
@@ -848,13 +849,18 @@ def test_swarm_check_catches_a_misspelt_limit_option(env, tmp_path):
 
 # -- the docs' snippets ----------------------------------------------------------------------
 
-DOC_PAGES = [REPO / "docs" / "getting-started.md", REPO / "docs" / "deployment.md"]
+DOC_PAGES = [
+    REPO / "docs" / "getting-started.md",
+    REPO / "docs" / "deployment.md",
+    REPO / "docs" / "scaling-out.md",
+]
 SETTING = re.compile(r"^\s*c\.(\w+)\.(\w+)(?:\s*=|\.append\()", re.M)
 
 
 def all_config_classes() -> dict[str, type]:
     """Every class a setting in the docs may address: the hub's, ours, dockerspawner's."""
     roots = [JupyterHub, ConfigurableHTTPProxy, CryptKeeper, DockerSpawner, SwarmSpawner]
+    roots += [KubeSpawner]  # the recipe in scaling-out.md
     roots += [LabIdleCuller, UserLimitApp]
     for group in ("jupyterhub.authenticators", "jupyterhub.spawners"):
         roots += [
