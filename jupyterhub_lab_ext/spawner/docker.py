@@ -31,13 +31,14 @@ from __future__ import annotations
 import functools
 import pwd
 
-from jupyterhub.utils import random_port
+from jupyterhub.utils import fmt_ip_url, random_port
 from traitlets import Bool, Dict, TraitError, default, validate
 
 from jupyterhub_lab_ext.kernels.conda_envs import UserContext
 from jupyterhub_lab_ext.kernels.env_prefix import CondaEnv
 from jupyterhub_lab_ext.spawner import resources
 from jupyterhub_lab_ext.spawner.conda_kernel import CondaKernelSpawner
+from jupyterhub_lab_ext.spawner.swarm_nodes import current_task, listen_ip, node_address
 from jupyterhub_lab_ext.util import lab_status as names
 
 try:
@@ -233,7 +234,15 @@ class CondaKernelDockerSpawner(CondaKernelContainerSpawner, DockerSpawner):
 
 
 class CondaKernelSwarmSpawner(CondaKernelContainerSpawner, SwarmSpawner):
-    """SwarmSpawner whose users pick a shared or personal conda env (``conda-kernel-swarm``)."""
+    """SwarmSpawner whose users pick a shared or personal conda env (``conda-kernel-swarm``).
+
+    With host networking a server runs in the network of the node where swarm placed its task:
+    the hub reaches it at that node's address (looked up from the service's current task at
+    each start, poll and hub restart; see spawner/swarm_nodes.py), and on a swarm with nodes
+    off loopback it listens on every address of its node (``ip`` 0.0.0.0, unless ``ip`` is set
+    to a routable address). The hub's API must then be reachable from the nodes
+    (``c.JupyterHub.hub_connect_ip`` and ``hub_bind_url`` on an address of the hub's machine).
+    """
 
     placement_constraints = Dict(
         help="""
@@ -274,3 +283,43 @@ class CondaKernelSwarmSpawner(CondaKernelContainerSpawner, SwarmSpawner):
         if ours:
             spec["constraints"] = resources.merge_constraints(spec.get("constraints"), ours)
         self.extra_placement_spec = spec
+
+    async def start(self):
+        if self._host_network:
+            self.ip = listen_ip(self.ip, await self.docker("nodes"))
+        return await super().start()
+
+    async def get_task(self):
+        """The service's current task (a restarted or rescheduled service keeps old ones)."""
+        if await self.get_object() is None:
+            return None
+        return current_task(await self.docker("tasks", filters={"service": self.service_name}))
+
+    async def get_ip_and_port(self):
+        if not self._host_network:
+            return await super().get_ip_and_port()
+        task = await self.get_task()
+        if task is None or not task.get("NodeID"):
+            raise RuntimeError(f"service {self.service_name} has no task on a node")
+        address = node_address(await self.docker("inspect_node", task["NodeID"]))
+        if address is None:
+            raise RuntimeError(f"node {task['NodeID']} of {self.service_name} has no address")
+        return address, self.port
+
+    async def get_url(self):
+        """The server's URL at the node where its task runs now (the hub asks at its start)."""
+        if not self._host_network:
+            return await super().get_url()
+        ip, port = await self.get_ip_and_port()
+        return f"{self.server.proto}://{fmt_ip_url(ip)}:{port}{self.server.base_url}"
+
+    def get_state(self):
+        state = super().get_state()
+        if self.object_id and self.port:  # a hub restart must find the server's port
+            state["port"] = self.port
+        return state
+
+    def load_state(self, state):
+        super().load_state(state)
+        if state.get("port"):
+            self.port = state["port"]
