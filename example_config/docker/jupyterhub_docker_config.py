@@ -67,3 +67,20 @@ c.DockerSpawner.cmd = ["/opt/jupyterhub-lab-ext/venv/bin/jupyterhub-singleuser"]
 # per server; Swarm rejects a task whose cpu_limit exceeds the cores of every node
 c.DockerSpawner.mem_limit = "8G"
 c.DockerSpawner.cpu_limit = 4.0
+
+# Limits per group and per env (the userlist's group:NAME decides a user's groups; the env is
+# the one picked in the spawn form, which shows the limits next to each env). They replace the
+# mem_limit/cpu_limit above where an entry applies: the env's entry, else the user's most
+# generous group, else "*". A kernel over the memory limit is stopped by the engine and
+# JupyterLab tells the user which limit it was.
+c.CondaKernelContainerSpawner.resource_limits = {
+    "*": {"mem_limit": "4G", "cpu_limit": 2},
+    "group:physics-101": {"mem_limit": "2G", "cpu_limit": 1},
+    "group:teachers": {"mem_limit": "8G", "cpu_limit": 4},
+}
+# Swarm only: where a group's or an env's servers may run (all matching entries apply), e.g. an
+# env installed only on the nodes labelled gpu=true (docker node update --label-add gpu=true N)
+if MODE == "swarm":
+    c.CondaKernelSwarmSpawner.placement_constraints = {
+        "env:shared/cuda": ["node.labels.gpu == true"],
+    }

@@ -87,8 +87,7 @@ class LabStatus:
         doc["can_keep"] = self.can_keep
         memory = memory_status(self.read_memory(), self.memory_origin, self.oom_baseline)
         doc["memory"] = {**memory, "since": self.started}
-        if memory.get("detail"):
-            doc["details"].append(memory["detail"])
+        doc["details"] += [memory[key] for key in ("detail", "advice") if memory.get(key)]
         return doc
 
     @property

@@ -17,6 +17,12 @@ from jupyterhub_lab_ext.util.sizes import size_text
 
 CGROUP_ROOT = "/sys/fs/cgroup"
 PROC_CGROUP = "/proc/self/cgroup"
+#: the popup's line after a kill
+ADVICE = (
+    "A kernel that needs more memory than the limit is stopped by the system. Restart it and "
+    "work with less data at once (read files in chunks, delete large objects you no longer "
+    "need), or ask the hub's administrators for a higher limit."
+)
 #: a v1 limit at least this large is the kernel's "unlimited" (PAGE_COUNTER_MAX in bytes)
 NO_LIMIT = 2**60
 
@@ -108,17 +114,19 @@ def memory_status(memory: Memory, origin: str | None, baseline: int) -> dict:
     where = origin_text(origin)
     limit = size_text(memory.limit) + (f", {where}" if where else "")
     kills = None if memory.oom_kills is None else max(0, memory.oom_kills - baseline)
-    return {
+    out = {
         "state": "limited",
         "limit_bytes": memory.limit,
         "limit_text": limit,
         "origin": origin or None,
         "oom_kills": kills,
         "detail": f"Memory limit: {limit}" + (f"; kernels stopped by it: {kills}" if kills else ""),
+        # JupyterLab shows the first 140 characters of a notification: the limit comes first
         "message": (
-            f"A kernel was stopped because it needed more memory than your server's limit "
-            f"({limit}). Restart the kernel and work with less data at once (read files in "
-            "chunks, delete large objects you no longer need), or ask the hub's "
-            "administrators for a higher limit."
+            f"A kernel was stopped by your server's memory limit ({limit}). "
+            "Restart it with less data, or ask the admins for more."
         ),
     }
+    if kills:
+        out["advice"] = ADVICE
+    return out

@@ -29,6 +29,7 @@ the swarm service; the server learns where its memory limit came from
 from __future__ import annotations
 
 import functools
+import inspect
 import pwd
 
 from jupyterhub.utils import fmt_ip_url, random_port
@@ -94,9 +95,9 @@ class CondaKernelContainerSpawner(CondaKernelSpawner):
                 "env:shared/cuda": {"mem_limit": "16G", "cpu_limit": 8, "mem_guarantee": "8G"},
             }
 
-        Docker applies the limits to the container (a guarantee is a memory reservation and
-        a CPU weight, ``cpu_shares`` = 1024 per core); Swarm to the service's resources (a
-        guarantee is a reservation the scheduler honours).
+        Docker applies the limits to the container (the memory limit covers swap too; a
+        guarantee is a memory reservation and a CPU weight, ``cpu_shares`` = 1024 per core);
+        Swarm to the service's resources (a guarantee is a reservation the scheduler honours).
         """,
     ).tag(config=True)
 
@@ -212,6 +213,20 @@ class CondaKernelContainerSpawner(CondaKernelSpawner):
         return env
 
 
+def _merged(configured, ours: dict):
+    """The admin's ``extra_host_config`` (a dict, or a callable of the spawner) plus ``ours``."""
+    if not callable(configured):
+        return {**(configured or {}), **ours}
+
+    async def merged(spawner):
+        value = configured(spawner)
+        if inspect.isawaitable(value):
+            value = await value
+        return {**(value or {}), **ours}
+
+    return merged
+
+
 class CondaKernelDockerSpawner(CondaKernelContainerSpawner, DockerSpawner):
     """DockerSpawner whose users pick a shared or personal conda env (``conda-kernel-docker``)."""
 
@@ -226,11 +241,10 @@ class CondaKernelDockerSpawner(CondaKernelContainerSpawner, DockerSpawner):
         return (*super().per_spawn_traits(), "extra_host_config")
 
     def apply_resources(self) -> None:
-        # DockerSpawner maps mem_limit and cpu_limit itself, not the guarantees
+        # DockerSpawner maps mem_limit and cpu_limit itself; swap and the guarantees are ours
         super().apply_resources()
-        host_config = dict(self._configured["extra_host_config"] or {})
-        host_config.update(resources.docker_guarantees(self._resolved.values))
-        self.extra_host_config = host_config
+        ours = resources.docker_host_settings(self._resolved.values)
+        self.extra_host_config = _merged(self._configured["extra_host_config"], ours)
 
 
 class CondaKernelSwarmSpawner(CondaKernelContainerSpawner, SwarmSpawner):

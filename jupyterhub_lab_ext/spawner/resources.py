@@ -182,10 +182,14 @@ def merge_constraints(configured: Iterable[str] | None, ours: Iterable[str]) -> 
     return out + [c for c in ours if c not in out]
 
 
-def docker_guarantees(values: Mapping) -> dict:
-    """The guarantees as Docker host settings: a memory reservation and a CPU weight (1024 per
+def docker_host_settings(values: Mapping) -> dict:
+    """What DockerSpawner does not map itself, as Docker host settings: swap capped at the memory
+    limit (Docker's default allows as much swap again, so a limit would slow a kernel down
+    instead of stopping it), the guarantees as a memory reservation and a CPU weight (1024 per
     core: Docker has no CPU reservation for a container)."""
     out = {}
+    if "mem_limit" in values:
+        out["memswap_limit"] = values["mem_limit"]
     if "mem_guarantee" in values:
         out["mem_reservation"] = values["mem_guarantee"]
     if "cpu_guarantee" in values:

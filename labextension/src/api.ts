@@ -22,6 +22,15 @@ export interface IStatus {
     exemption?: { until: string | null; reason: string } | null;
   };
   limits: { state: string; text: string };
+  /** The server's memory limit (labserver/memory.py: memory_status); `oom_kills` counts the
+   * kernels the engine stopped for exceeding it since `since` (the server's start). */
+  memory?: {
+    state: string;
+    oom_kills: number | null;
+    limit_text?: string;
+    message?: string;
+    since?: string;
+  };
 }
 
 /** The endpoint is missing: the server runs without the extension (turned off, or no hub). */

@@ -3,7 +3,8 @@
  *
  * Polls the server extension (at most once per refresh_seconds, 30 s by default), shows the
  * status item, raises one notification with "Keep my server" when the idle cull is within the
- * culler's warning time, and one when an admin exempts the server. Quiet on failure: a missing
+ * culler's warning time, one when an admin exempts the server, and one when the engine stopped a
+ * kernel for exceeding the server's memory limit (naming the limit). Quiet on failure: a missing
  * extension hides the item; an unreachable server or service never opens an error dialog.
  */
 import { JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
@@ -58,6 +59,27 @@ class StatusController {
     this.item?.show_(status);
     this.warnIfDue(status);
     this.tellExemption(status);
+    this.tellOomKill(status);
+  }
+
+  /** One notification per new OOM kill of this server (remembered across page loads). */
+  private tellOomKill(status: IStatus): void {
+    const memory = status.memory;
+    if (!memory || memory.oom_kills === null || memory.oom_kills === undefined) {
+      return;
+    }
+    const key = `jupyterhub-lab-ext:oom-kills:${document.location.pathname.split('/lab')[0]}:${memory.since ?? ''}`;
+    let shown = 0;
+    try {
+      shown = Number(window.localStorage.getItem(key) ?? '0') || 0;
+      window.localStorage.setItem(key, String(memory.oom_kills));
+    } catch {
+      shown = this.oomShown; // no storage (private mode): this page's count
+    }
+    if (memory.oom_kills > Math.max(shown, this.oomShown) && memory.message) {
+      Notification.error(memory.message, { autoClose: false });
+    }
+    this.oomShown = memory.oom_kills;
   }
 
   private warnIfDue(status: IStatus): void {
@@ -103,6 +125,7 @@ class StatusController {
   private failures = 0;
   private warningId: string | null = null;
   private exemptionShown = '';
+  private oomShown = 0;
 }
 
 const plugin: JupyterFrontEndPlugin<void> = {

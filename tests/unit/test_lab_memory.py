@@ -101,8 +101,12 @@ def test_message_names_the_limit_and_its_origin_and_counts_since_start():
     assert status["oom_kills"] == 1
     assert status["limit_text"] == "256 MB, your group students"
     assert status["detail"] == "Memory limit: 256 MB, your group students; kernels stopped by it: 1"
-    assert "stopped because it needed more memory than your server's limit (256 MB, your group" \
-        " students)" in status["message"]  # fmt: skip
+    assert status["message"].startswith(
+        "A kernel was stopped by your server's memory limit (256 MB, your group students)."
+    )
+    assert len(status["message"]) <= 140  # JupyterLab cuts a notification there
+    assert "ask the hub's administrators" in status["advice"]
+    assert "advice" not in memory_status(Memory(limit=256 * M, oom_kills=4), None, baseline=4)
 
 
 def test_status_document_counts_kills_after_the_server_started(tmp_path):
@@ -116,6 +120,10 @@ def test_status_document_counts_kills_after_the_server_started(tmp_path):
     (tmp_path / "cgroup" / "memory" / "memory.oom_control").write_text(OOM_CONTROL.format(n=4))
     doc = asyncio.run(lab.status())
     assert doc["memory"]["oom_kills"] == 1
+    assert doc["details"][-2:] == [
+        "Memory limit: 256 MB, your group students; kernels stopped by it: 1",
+        doc["memory"]["advice"],
+    ]
     assert doc["memory"]["since"] == "2026-12-03T00:00:00+00:00"
     no_cgroup = LabStatus({}, clock=clock, memory=Memory)
     assert asyncio.run(no_cgroup.status())["memory"]["state"] == "unknown"

@@ -169,12 +169,16 @@ async def test_docker_applies_the_limits_of_the_env_and_groups_per_spawn(shared)
     )
     await _spawn(s, "shared/py")
     assert (s.mem_limit, s.cpu_limit) == (256 * M, 1.0)
-    assert s.extra_host_config == {"pids_limit": 100}
+    assert s.extra_host_config == {"pids_limit": 100, "memswap_limit": 256 * M}
     assert s.get_env()[names.ENV_MEM_LIMIT_FROM] == "group:students"
     # the next spawn, same spawner object, another env: nothing left over from the first
     await _spawn(s, "shared/cuda")
     assert (s.mem_limit, s.cpu_limit) == (16 * G, 1.0)
-    assert s.extra_host_config == {"pids_limit": 100, "mem_reservation": 8 * G}
+    assert s.extra_host_config == {
+        "pids_limit": 100,
+        "memswap_limit": 16 * G,
+        "mem_reservation": 8 * G,
+    }
     assert s.get_env()[names.ENV_MEM_LIMIT_FROM] == "env:shared/cuda"
 
 
@@ -224,3 +228,19 @@ async def test_form_shows_the_limits_next_to_each_env_escaped(shared):
     assert "Limits: 16 GB · 1 CPU" in cuda[: cuda.index("</label>")]
     plain = _spawner("CondaKernelDockerSpawner", shared)
     assert "Limits:" not in await plain.get_options_form()
+
+
+async def test_docker_keeps_a_callable_extra_host_config(shared):
+    def per_user(spawner):
+        return {"pids_limit": 50, "memswap_limit": 1}
+
+    s = _spawner("CondaKernelDockerSpawner", shared, groups=["students"], resource_limits=LIMITS,
+                 extra_host_config=per_user)  # fmt: skip
+    await _spawn(s, "shared/py")
+    assert await s.extra_host_config(s) == {"pids_limit": 50, "memswap_limit": 256 * M}
+    await _spawn(s, "shared/cuda")
+    assert await s.extra_host_config(s) == {
+        "pids_limit": 50,
+        "memswap_limit": 16 * G,
+        "mem_reservation": 8 * G,
+    }

@@ -254,9 +254,16 @@ async def test_progress_names_the_environment(spawner):
 
 def test_custom_template(spawner, tmp_path):
     tpl = tmp_path / "mine.html"
-    tpl.write_text("{% for e in shared_envs %}[{{ e.name }}]{% endfor %}|{{ selected }}")
+    tpl.write_text(
+        "{% for e in shared_envs %}[{{ e.name }}]{% endfor %}|{{ selected }}|{{ limits }}"
+    )
     spawner.options_form_template = str(tpl)
-    assert asyncio.run(spawner.get_options_form()) == "[shared/base][shared/geo]|shared/base"
+    # the local-process spawner has no resource_limits: no limits text for any env
+    assert asyncio.run(spawner.get_options_form()) == "[shared/base][shared/geo]|shared/base|{}"
+
+
+async def test_local_form_shows_no_limits(spawner):
+    assert "jhle-env-limits" not in await spawner.get_options_form()
 
 
 def test_conda_kernel_spawner_is_a_local_process_spawner():
