@@ -286,18 +286,6 @@ class CondaKernelSwarmSpawner(CondaKernelContainerSpawner, SwarmSpawner):
     def _default_extra_container_spec(self):
         return self._user_spec()
 
-    def per_spawn_traits(self) -> tuple[str, ...]:
-        return (*super().per_spawn_traits(), "extra_placement_spec")
-
-    def apply_resources(self) -> None:
-        super().apply_resources()
-        env = self.conda_env.name if self.conda_env else None
-        ours = resources.constraints_for(self.placement_constraints, env, self._user_groups())
-        spec = dict(self._configured["extra_placement_spec"] or {})
-        if ours:
-            spec["constraints"] = resources.merge_constraints(spec.get("constraints"), ours)
-        self.extra_placement_spec = spec
-
     async def start(self):
         if self._host_network:
             self.ip = listen_ip(self.ip, await self.docker("nodes"))
@@ -337,3 +325,15 @@ class CondaKernelSwarmSpawner(CondaKernelContainerSpawner, SwarmSpawner):
         super().load_state(state)
         if state.get("port"):
             self.port = state["port"]
+
+    def per_spawn_traits(self) -> tuple[str, ...]:
+        return (*super().per_spawn_traits(), "extra_placement_spec")
+
+    def apply_resources(self) -> None:
+        super().apply_resources()
+        env = self.conda_env.name if self.conda_env else None
+        ours = resources.constraints_for(self.placement_constraints, env, self._user_groups())
+        spec = dict(self._configured["extra_placement_spec"] or {})
+        if ours:
+            spec["constraints"] = resources.merge_constraints(spec.get("constraints"), ours)
+        self.extra_placement_spec = spec
