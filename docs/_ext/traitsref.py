@@ -14,6 +14,7 @@ import importlib
 import inspect
 
 from docutils import nodes
+from docutils.parsers.rst import directives
 from docutils.statemachine import StringList
 from sphinx.util.docutils import SphinxDirective
 
@@ -43,14 +44,20 @@ def _default(trait) -> str:
 
 
 class ConfigTraits(SphinxDirective):
+    """``{config-traits} module.Class``; with ``:own:``, only the options the class itself
+    declares (for a variant whose other options are listed elsewhere)."""
+
     required_arguments = 1
     has_content = False
+    option_spec = {"own": directives.flag}
 
     def run(self):
         cls = _import(self.arguments[0])
         ours, inherited = [], {}
         for name, trait in sorted(cls.class_traits(config=True).items()):
             owner = _owner(cls, name)
+            if "own" in self.options and owner is not cls:
+                continue
             if owner.__module__.startswith(OURS):
                 ours.append((name, trait, owner))
             else:

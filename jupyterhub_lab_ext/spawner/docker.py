@@ -177,7 +177,12 @@ class CondaKernelContainerSpawner(CondaKernelSpawner):
         for name in resources.RESOURCE_KEYS:
             setattr(self, name, self._resolved.values.get(name, configured[name]))
         if self._resolved.values:
-            self.log.info("user=%s limits %s", self.user.name, self._resolved.values)
+            self.log.info(
+                "user=%s limits %s from %s",
+                self.user.name,
+                self._resolved.values,
+                self._resolved.origins,
+            )
 
     _resolved = resources.Resolved()
 

@@ -1,12 +1,13 @@
 """Resource limits per group and per env on ``conda-kernel-docker``, against a real Docker engine,
 and the out-of-memory kill explained in JupyterLab (headless Chromium).
 
-Two users on one hub: ``hogger`` (userlist ``group:students``: 256 MB, 1 CPU) and ``calm``
+Docker: two users on one hub: ``hogger`` (userlist ``group:students``: 256 MB, 1 CPU) and ``calm``
 (``group:visitors``, a group ``resource_limits`` does not name: the ``"*"`` limits). hogger
 sees the limits in the spawn form, opens JupyterLab and runs a memory hog in a kernel: the engine
 stops it (the container's memory cgroup counts the kill) and JupyterLab says which limit it was;
 calm's server and kernel keep running. A spawn request for an env that is not offered is still
-refused.
+refused. Swarm (one node): the service gets the group's limits and the placement constraints of
+the group, the env and ``extra_placement_spec``, merged.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import test_docker_spawner as single
-from harness import ARTIFACTS, run_in_kernel, wait_until
+from harness import ARTIFACTS, free_port, run_in_kernel, wait_until
 
 pytestmark = pytest.mark.docker
 # the engine, the image and the shared envs of the single-host tests (fixtures, module scope)
@@ -147,7 +148,8 @@ def test_group_limit_stops_a_memory_hog_and_jupyterlab_says_why(
         assert "256 MB, your group students" in text, text
         news = page.locator(".Toastify__toast", has_text="official Jupyter news")
         if news.count():  # JupyterLab's own question, not ours: out of the screenshot
-            news.get_by_role("button", name="No").click()
+            news.get_by_role("button", name="No", exact=True).click()
+            news.wait_for(state="detached")
         _shot(page, "oom-kill")
         page.locator(".jp-jhle-status").click()
         details = page.locator(".jp-jhle-details")
@@ -166,3 +168,45 @@ def test_group_limit_stops_a_memory_hog_and_jupyterlab_says_why(
         for name in (hogger, calm):
             if (hub.user_model(name) or {}).get("servers"):
                 hub.stop_server(name)
+
+
+def test_swarm_service_gets_the_limits_and_the_placement_of_group_and_env(
+    make_hub, oidc, user_prefix, dockerd, image, shared_envs
+):
+    dockerd.swarm_init(port=free_port())
+    name = f"{user_prefix}swen"
+    oidc.set_identity("swen", email="swen@example.org", email_verified=True)
+    config = single._config("conda-kernel-swarm", "CondaKernelSwarmSpawner", image, shared_envs)
+    hub = make_hub(
+        config
+        + LIMITS
+        + """
+    c.CondaKernelSwarmSpawner.placement_constraints = {
+        "group:students": ["node.role == manager"],
+        "env:shared/geo": ["node.platform.os == linux"],
+    }
+    c.CondaKernelSwarmSpawner.extra_placement_spec = {"constraints": ["node.role == manager"]}
+    """,
+        userlist="swen group:students\n",
+        env=dockerd.env(),
+    )
+    client = dockerd.client.api
+    try:
+        single._login_and_pick(hub, "swen", name, "shared/geo")
+        (service,) = client.services()
+        template = service["Spec"]["TaskTemplate"]
+        assert template["Resources"]["Limits"] == {"MemoryBytes": 256 * M, "NanoCPUs": 10**9}
+        assert template["Placement"]["Constraints"] == [
+            "node.role == manager",
+            "node.platform.os == linux",
+        ]
+        env = template["ContainerSpec"]["Env"]
+        assert "JUPYTERHUB_LAB_EXT_MEM_LIMIT_FROM=group:students" in env
+        (task,) = client.tasks(filters={"service": service["ID"], "desired-state": "running"})
+        box = client.inspect_container(task["Status"]["ContainerStatus"]["ContainerID"])
+        assert box["HostConfig"]["Memory"] == 256 * M
+    finally:
+        if (hub.user_model(name) or {}).get("servers"):
+            hub.stop_server(name)
+        hub.stop()
+        dockerd.swarm_leave()
