@@ -28,9 +28,13 @@ the swarm service; the server learns where its memory limit came from
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 import pwd
+import time
+from datetime import datetime, timezone
+from pprint import pformat
 
 from jupyterhub.utils import fmt_ip_url, random_port
 from traitlets import Bool, Dict, TraitError, default, validate
@@ -39,7 +43,13 @@ from jupyterhub_lab_ext.kernels.conda_envs import UserContext
 from jupyterhub_lab_ext.kernels.env_prefix import CondaEnv
 from jupyterhub_lab_ext.spawner import resources
 from jupyterhub_lab_ext.spawner.conda_kernel import CondaKernelSpawner
-from jupyterhub_lab_ext.spawner.swarm_nodes import current_task, listen_ip, node_address
+from jupyterhub_lab_ext.spawner.swarm_nodes import (
+    current_task,
+    ended_within,
+    listen_ip,
+    node_address,
+    task_alive,
+)
 from jupyterhub_lab_ext.util import lab_status as names
 
 try:
@@ -49,6 +59,14 @@ except ImportError as e:  # pragma: no cover - depends on the install
         "conda-kernel-docker and conda-kernel-swarm need dockerspawner: "
         "pip install 'jupyterhub-lab-ext[docker]'"
     ) from e
+
+#: seconds a swarm task that just ended is looked at again before its server counts as stopped
+RESTART_GRACE = 8
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
 
 __all__ = ["CondaKernelContainerSpawner", "CondaKernelDockerSpawner", "CondaKernelSwarmSpawner"]
 
@@ -302,13 +320,47 @@ class CondaKernelSwarmSpawner(CondaKernelContainerSpawner, SwarmSpawner):
             return None
         return current_task(await self.docker("tasks", filters={"service": self.service_name}))
 
+    async def poll(self):
+        """Running while the current task is meant to run and has not ended (also while a
+        restarted or rescheduled task is being placed); with host networking, a task that
+        moved to another node moves the server's address with it (the hub's next route check
+        points the proxy there)."""
+        task = await self.get_task()
+        deadline = time.monotonic() + RESTART_GRACE
+        while task and ended_within(task, RESTART_GRACE, _now()) and time.monotonic() < deadline:
+            await asyncio.sleep(1)  # a task that just ended: swarm may be replacing it
+            task = await self.get_task()
+        if task is None:
+            self.log.warning("Service %s not found", self.service_name)
+            return 0
+        if not task_alive(task):
+            return pformat(task["Status"])
+        if self._host_network and self.server is not None and task.get("NodeID"):
+            await self._follow(task)
+        return None
+
+    async def _follow(self, task: dict) -> None:
+        address = await self._address_of(task)
+        if address is not None and address != self.server.ip:
+            self.log.warning(
+                "user=%s server moved to node %s: %s:%s",
+                self.user.name,
+                task["NodeID"],
+                address,
+                self.port,
+            )
+            self.server.ip = address
+
+    async def _address_of(self, task: dict) -> str | None:
+        return node_address(await self.docker("inspect_node", task["NodeID"]))
+
     async def get_ip_and_port(self):
         if not self._host_network:
             return await super().get_ip_and_port()
         task = await self.get_task()
         if task is None or not task.get("NodeID"):
             raise RuntimeError(f"service {self.service_name} has no task on a node")
-        address = node_address(await self.docker("inspect_node", task["NodeID"]))
+        address = await self._address_of(task)
         if address is None:
             raise RuntimeError(f"node {task['NodeID']} of {self.service_name} has no address")
         return address, self.port

@@ -9,26 +9,63 @@ documents (``GET /tasks``, ``GET /nodes/{id}``); the spawner (spawner/docker.py)
 from __future__ import annotations
 
 import ipaddress
+import re
+from datetime import datetime
 
-__all__ = ["current_task", "listen_ip", "node_address"]
+__all__ = ["current_task", "ended_within", "listen_ip", "node_address", "task_alive"]
+
+#: desired states of a task that swarm means to run (a rescheduled task is prepared, desired
+#: ``ready``, while the one it replaces stops; then its desired state becomes ``running``)
+WANTED = frozenset({"ready", "running"})
+#: the states of a task on its way to running, and running itself
+ALIVE_STATES = frozenset(
+    {"new", "pending", "assigned", "accepted", "preparing", "ready", "starting", "running"}
+)
 
 
-def _version(task: dict) -> tuple[int, str]:
-    return (task.get("Version", {}).get("Index", 0), task.get("UpdatedAt", ""))
+def _age(task: dict) -> tuple[str, int]:
+    # newest = created last (a replaced task's version keeps growing as its status changes)
+    return (task.get("CreatedAt", ""), task.get("Version", {}).get("Index", 0))
 
 
 def current_task(tasks: list[dict]) -> dict | None:
     """The task that stands for the service now, among all the service's tasks.
 
     Swarm keeps the tasks it replaced (after a restart or a reschedule, with desired state
-    ``shutdown``), so this is the newest task whose desired state is ``running``, preferring one
-    that runs; with none, the newest task of all (its status says why the service is down).
+    ``shutdown``), so this is the newest task that swarm means to run (desired state ``running``,
+    or ``ready`` while it replaces another), preferring one that runs; with none, the newest task
+    of all (its status says why the service is down).
     """
     if not tasks:
         return None
-    wanted = [t for t in tasks if t.get("DesiredState") == "running"]
+    wanted = [t for t in tasks if t.get("DesiredState") in WANTED]
     running = [t for t in wanted if t.get("Status", {}).get("State") == "running"]
-    return max(running or wanted or tasks, key=_version)
+    return max(running or wanted or tasks, key=_age)
+
+
+def task_alive(task: dict) -> bool:
+    """Whether the server of this (current) task runs or is about to: swarm means it to run and
+    it has not ended (a rescheduled task passes through ``assigned`` ... ``starting``)."""
+    state = task.get("Status", {}).get("State")
+    return task.get("DesiredState") in WANTED and state in ALIVE_STATES
+
+
+def _timestamp(text: str) -> datetime | None:
+    """An engine timestamp (RFC 3339 with nanoseconds, ``...43.402255892Z``) as a datetime."""
+    text = re.sub(r"(\.\d{6})\d+", r"\1", text or "").replace("Z", "+00:00")
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+def ended_within(task: dict, seconds: float, now: datetime) -> bool:
+    """Whether ``task`` ended less than ``seconds`` before ``now``: swarm's restart policy may
+    still replace it (the replacement appears a moment after the end)."""
+    if task_alive(task):
+        return False
+    ended = _timestamp(task.get("Status", {}).get("Timestamp", ""))
+    return ended is not None and (now - ended).total_seconds() < seconds
 
 
 def _is_unspecified(address: str) -> bool:

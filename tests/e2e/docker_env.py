@@ -614,12 +614,14 @@ print(json.dumps({n: m.version(n) for n in
 """
 
 
-def singleuser_image(dockerd: Dockerd) -> str:
-    """Import the single-user image into ``dockerd`` (built or found in the cache); its tag."""
+def singleuser_image(dockerd: Dockerd, rootfs: tuple[Path, str] | None = None) -> str:
+    """Import the single-user image into ``dockerd`` (built or found in the cache); its tag.
+    ``rootfs`` (a :func:`singleuser_rootfs` result) imports that one: the same image on several
+    engines even when the working tree changes in between."""
     import docker
 
     for _ in range(3):  # another run may prune the tarball between build and import
-        tarball, key = singleuser_rootfs()
+        tarball, key = rootfs or singleuser_rootfs()
         tag = f"{IMAGE_REPO}:{key}"
         try:
             dockerd.client.images.get(tag)

@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from docker_env import Dockerd, _log, _run, singleuser_image  # noqa: E402
+from docker_env import Dockerd, _log, _run, singleuser_image, singleuser_rootfs  # noqa: E402
 from harness import wait_until  # noqa: E402
 
 SUBNETS = [f"10.{a}.{b}.0/24" for a in range(230, 240) for b in range(256)]
@@ -212,7 +212,9 @@ class MultiNodeSwarm:
             net.remove()
 
     def _images(self) -> str:
-        tags = {singleuser_image(node.engine) for node in self.nodes}
+        """The single-user image in every engine: one tarball (built once), the same tag."""
+        rootfs = singleuser_rootfs()
+        tags = {singleuser_image(node.engine, rootfs) for node in self.nodes}
         (tag,) = tags
         return tag
 

@@ -5,11 +5,19 @@ hub (with CHP, the user-limit service and the idle culler) runs on the host with
 database, its API on the bridge address so that servers on the nodes reach it; servers run in
 swarm services with host networking of their node, so the hub and the proxy must reach each at
 its node's address. Homes and the shared envs are host directories, the same paths on every node
-(the shared mount namespace stands in for NFS).
+(the shared mount namespace stands in for NFS). Users' groups in the userlist place them
+(``placement_constraints``) and limit them (``resource_limits``): ``site1`` on node 1, ``site2`` on
+node 2 with 256 MB, where a memory hog is stopped by that node's engine.
+
+One flow, in phases: two users on two nodes (routes to the node addresses, kernels writing the
+homes as the users), the memory hog, the user limit's cap across nodes, a hub restart on the same
+PostgreSQL database, stop, a third user's server that follows its task when its node is drained,
+and the culler stopping the idle servers on the worker.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pwd
@@ -21,6 +29,7 @@ import pytest
 from envs import make_conda_env, trusted_dir
 from harness import free_port, run_in_kernel, wait_until
 from swarm_env import MultiNodeSwarm
+from test_docker_limits import HOG, M, _memory_cgroup, _oom_kills
 
 pytestmark = pytest.mark.docker
 
@@ -56,29 +65,31 @@ def shared_env():
         shutil.rmtree(root, ignore_errors=True)
 
 
-def hub_config(swarm: MultiNodeSwarm, shared: Path, db_url: str, placement: dict) -> str:
+def hub_config(swarm: MultiNodeSwarm, shared: Path, db_url: str) -> str:
     """What an admin of a multi-node swarm writes: the spawner, the hub's API on an address the
-    nodes reach, PostgreSQL, servers kept across hub restarts, the user limit (cap 2)."""
-    nodes = {user: swarm.constraint(swarm.node(node)) for user, node in placement.items()}
+    nodes reach, PostgreSQL, servers kept across hub restarts, placement and limits per group
+    (group ``site1`` on node 1; ``site2`` on node 2 with 256 MB), the user limit (cap 2)."""
+    n1, n2 = (swarm.constraint(node) for node in swarm.nodes)
     return f"""
     c.JupyterHub.spawner_class = 'conda-kernel-swarm'
     c.JupyterHub.hub_ip = {swarm.bridge_address!r}
     c.JupyterHub.hub_connect_ip = {swarm.bridge_address!r}
     c.JupyterHub.db_url = {db_url!r}
     c.JupyterHub.cleanup_servers = False
+    c.JupyterHub.last_activity_interval = 3  # the route check that follows a moved server
+    c.Spawner.poll_interval = 2
     c.CondaKernelSwarmSpawner.image = {swarm.image!r}
     c.CondaKernelSwarmSpawner.shared_env_dirs = [{str(shared)!r}]
     c.CondaKernelSwarmSpawner.default_env = 'shared/py'
     c.CondaKernelSwarmSpawner.cmd = None  # the image's jupyterhub-singleuser
     c.CondaKernelSwarmSpawner.start_timeout = 180
-    PLACEMENT = {nodes!r}
-
-    def place(spawner):  # force the two users onto different nodes
-        constraint = PLACEMENT.get(spawner.user.name)
-        if constraint:
-            spawner.extra_placement_spec = {{'constraints': [constraint]}}
-
-    c.Spawner.pre_spawn_hook = place
+    c.CondaKernelSwarmSpawner.placement_constraints = {{
+        'group:site1': [{n1!r}],
+        'group:site2': [{n2!r}],
+    }}
+    c.CondaKernelSwarmSpawner.resource_limits = {{
+        'group:site2': {{'mem_limit': '256M', 'cpu_limit': 1}},
+    }}
     from jupyterhub_lab_ext.services.user_limit.hubconfig import enable_user_limit
     enable_user_limit(c, {{'max_active_servers': 2, 'start_queued_servers': False,
                           'reconcile_interval': 3}}, url='http://127.0.0.1:{free_port()}')
@@ -107,6 +118,31 @@ def _task_of(swarm: MultiNodeSwarm, name: str) -> dict:
     (service,) = _services_of(swarm, name)
     (task,) = [t for t in swarm.running_tasks() if t["ServiceID"] == service["ID"]]
     return task
+
+
+def _container_of(node, name: str) -> dict:
+    """The running container of ``name``'s server on ``node`` (found by its environment)."""
+    api = node.engine.client.api
+    boxes = [api.inspect_container(c["Id"]) for c in api.containers()]
+    (found,) = [b for b in boxes if f"JUPYTERHUB_USER={name}" in b["Config"]["Env"]]
+    return found
+
+
+@contextlib.contextmanager
+def _drained(swarm: MultiNodeSwarm, node):
+    """``node`` drained (swarm moves its tasks elsewhere) inside the block, active after it."""
+    api = swarm.manager.engine.client.api
+
+    def set_availability(value: str) -> None:
+        info = api.inspect_node(node.node_id)
+        spec = {**info["Spec"], "Availability": value}
+        api.update_node(node.node_id, info["Version"]["Index"], spec)
+
+    set_availability("drain")
+    try:
+        yield
+    finally:
+        set_availability("active")
 
 
 def _routes(hub) -> dict[str, str]:
@@ -141,7 +177,87 @@ def _servers_found(hub, names: list[str]) -> None:
         assert resp.status_code == 200, resp.text
 
 
-def test_two_nodes_limit_hub_restart_culler(
+def _memory_hog_on_worker(hub, swarm: MultiNodeSwarm, hogger: str, other: str) -> None:
+    """A memory hog in ``hogger``'s 256 MB group is stopped by the worker's engine; the server of
+    ``other`` on the manager (no limit) and its kernel go on."""
+    manager, worker = swarm.nodes
+    box = _container_of(worker, hogger)
+    assert box["HostConfig"]["Memory"] == 256 * M
+    cgroup = _memory_cgroup(box)
+    kernel = hub.server_api(hogger, "POST", "kernels", json={})
+    assert kernel.status_code == 201, kernel.text
+    try:
+        out = run_in_kernel(hub, hogger, kernel.json()["id"], HOG, timeout=60)
+    except (TimeoutError, ConnectionError) as e:  # the kernel died mid-request
+        out = {"stdout": "", "error": repr(e)}
+    assert "survived" not in out["stdout"], out
+    wait_until(lambda: _oom_kills(cgroup) >= 1, timeout=60, what="the worker's OOM kill")
+    # 256 MB hold the server (~130 MB) and the kernel: the OOM killer stops the bigger one, which
+    # may be the server; swarm then restarts the task, at the same node and port
+    wait_until(
+        lambda: hub.server_api(hogger, "GET", "status").status_code == 200,
+        timeout=120,
+        interval=1,
+        what="the hogger's server answering after the OOM kill",
+    )
+    assert _container_of(manager, other)["HostConfig"]["Memory"] == 0  # no limit for site1
+    kernel = hub.server_api(other, "POST", "kernels", json={})
+    assert run_in_kernel(hub, other, kernel.json()["id"], "print(6 * 7)")["stdout"].strip() == "42"
+
+
+def _follows_its_task(hub, swarm: MultiNodeSwarm, name: str) -> None:
+    """``name``'s server (no constraint, on the manager) moves when the manager is drained: the
+    hub's poll finds the new node, the route check points the proxy there, the lab answers."""
+    manager, worker = swarm.nodes
+    assert _task_of(swarm, name)["NodeID"] == manager.node_id  # swarm spreads
+    with _drained(swarm, manager):
+        wait_until(
+            lambda: _task_of(swarm, name)["NodeID"] == worker.node_id,
+            timeout=120,
+            interval=1,
+            what="the task rescheduled on the worker",
+        )
+        wait_until(
+            lambda: _routes(hub)[f"/user/{name}/"].startswith(f"http://{worker.address}:"),
+            timeout=60,
+            interval=1,
+            what="the proxy's route moved to the worker",
+        )
+        wait_until(
+            lambda: hub.server_api(name, "GET", "status").status_code == 200,
+            timeout=60,
+            interval=1,
+            what="the lab answering on the worker",
+        )
+        assert hub.user_model(name)["servers"][""]["ready"] is True
+
+
+def _culled_on_worker(hub, swarm: MultiNodeSwarm, names: list[str]) -> None:
+    """The hub restarted with the culler (short timeout): the idle servers on the worker stop,
+    their services and containers go."""
+    api = swarm.manager.engine.client.api
+    _servers_found(hub, names)
+    hub.stop()
+    hub.append_config(culler_config(timeout=8))
+    hub.start()  # they have been idle for a while: the culler's first pass may stop them
+    wait_until(
+        lambda: not any((hub.user_model(n) or {}).get("servers") for n in names),
+        timeout=120,
+        interval=1,
+        what="the idle servers on the worker culled",
+    )
+    wait_until(lambda: not api.services(), timeout=60, what="the culled servers' services removed")
+    wait_until(
+        lambda: not swarm.nodes[1].engine.client.containers.list(all=True),
+        timeout=60,
+        what="the culled servers' containers removed from the worker",
+    )
+    for name in names:  # stopped by the culler (not found dead by the hub)
+        assert f"DELETE /hub/api/users/{name}/server (idle-culler@" in hub.log_text()
+        assert httpx.get(f"{hub.url}/user/{name}/api/status", timeout=10).status_code != 200
+
+
+def test_two_nodes_limits_cap_hub_restart_rescheduling_culler(
     make_hub, oidc, user_prefix, swarm, shared_env, postgres
 ):
     a, b, c = (f"{user_prefix}{s}" for s in ("ana", "ben", "cid"))
@@ -149,13 +265,12 @@ def test_two_nodes_limit_hub_restart_culler(
         oidc.set_identity(ident, email=f"{ident}@example.org", email_verified=True)
     manager, worker = swarm.nodes
     hub = make_hub(
-        hub_config(swarm, shared_env, postgres.url(), {a: "n1", b: "n2"}),
-        userlist="ana\nben\ncid\n",
+        hub_config(swarm, shared_env, postgres.url()),
+        userlist="ana group:site1\nben group:site2\ncid\n",
         env=swarm.env(),
     )
-    api = manager.engine.client.api
 
-    # two users log in and start servers; the constraints put them on different nodes
+    # two users log in and start servers; their groups' constraints put them on different nodes
     for ident, name in (("ana", a), ("ben", b)):
         client, resp = hub.login(ident)
         client.close()
@@ -166,51 +281,31 @@ def test_two_nodes_limit_hub_restart_culler(
         hub.wait_ready(name, timeout=180)
     assert _task_of(swarm, a)["NodeID"] == manager.node_id
     assert _task_of(swarm, b)["NodeID"] == worker.node_id
-
-    # the proxy routes each server to its node's address
-    routes = _routes(hub)
+    routes = _routes(hub)  # the proxy routes each server to its node's address
     assert routes[f"/user/{a}/"].startswith(f"http://{manager.address}:"), routes
     assert routes[f"/user/{b}/"].startswith(f"http://{worker.address}:"), routes
 
     # kernels in the shared env, as each user's uid; files land in the homes on the host
     _write_from_kernel(hub, a, shared_env / "py")
     _write_from_kernel(hub, b, shared_env / "py")
+    _memory_hog_on_worker(hub, swarm, b, a)
 
     # the user limit counts servers on both nodes: a third user is queued, nothing is spawned
     client, resp = hub.login("cid")
     client.close()
     resp = hub.api("POST", f"users/{c}/server", json={})
     assert resp.status_code == 429, resp.text
-    assert len(api.services()) == 2
+    assert len(manager.engine.client.api.services()) == 2
 
     # the hub restarts on the same PostgreSQL database and finds both servers at their nodes
     hub.restart()
     _servers_found(hub, [a, b])
     assert _routes(hub) == routes
 
-    # stop removes the service
+    # stop removes the service; the third user's server then starts and follows its task
     hub.stop_server(a)
-    wait_until(
-        lambda: not _services_of(swarm, a),
-        timeout=60,
-        what="the stopped server's service removed",
-    )
+    wait_until(lambda: not _services_of(swarm, a), timeout=60, what="ana's service removed")
+    assert hub.start_server(c, timeout=180).status_code in (201, 202)
+    _follows_its_task(hub, swarm, c)
 
-    # the culler stops the idle server on the worker (hub restarted with a short timeout)
-    hub.stop()
-    hub.append_config(culler_config(timeout=8))
-    hub.start()
-    _servers_found(hub, [b])
-    wait_until(
-        lambda: "" not in (hub.user_model(b) or {}).get("servers", {}),
-        timeout=120,
-        interval=1,
-        what="the idle server on the worker culled",
-    )
-    wait_until(lambda: not api.services(), timeout=60, what="the culled server's service removed")
-    wait_until(
-        lambda: not worker.engine.client.containers.list(all=True),
-        timeout=60,
-        what="the culled server's container removed from the worker",
-    )
-    assert httpx.get(f"{hub.url}/user/{b}/api/status", timeout=10).status_code != 200
+    _culled_on_worker(hub, swarm, [b, c])

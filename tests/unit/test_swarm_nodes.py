@@ -4,14 +4,22 @@ API returns them (recorded from the multi-node test swarm of tests/e2e/swarm_env
 
 from __future__ import annotations
 
-from jupyterhub_lab_ext.spawner.swarm_nodes import current_task, listen_ip, node_address
+from datetime import datetime, timezone
+
+from jupyterhub_lab_ext.spawner.swarm_nodes import (
+    current_task,
+    ended_within,
+    listen_ip,
+    node_address,
+    task_alive,
+)
 
 
-def _task(task_id, node, desired, state, index, updated="2026-12-03T19:20:00.0Z"):
+def _task(task_id, node, desired, state, index, updated="2026-12-03T19:20:00.0Z", created=None):
     return {
         "ID": task_id,
         "Version": {"Index": index},
-        "CreatedAt": "2026-12-03T19:19:58.0Z",
+        "CreatedAt": created or f"2026-12-03T19:19:{index:02d}.123456789Z",
         "UpdatedAt": updated,
         "ServiceID": "q3v9n2",
         "Slot": 1,
@@ -108,3 +116,51 @@ def test_a_swarm_with_nodes_off_loopback_listens_on_the_node():
 def test_a_routable_listen_address_is_kept():
     assert listen_ip("0.0.0.0", [MANAGER, WORKER]) == "0.0.0.0"
     assert listen_ip("10.232.96.3", [MANAGER, WORKER]) == "10.232.96.3"
+
+
+def test_a_task_on_its_way_to_running_is_alive():
+    for state in ("new", "pending", "assigned", "accepted", "preparing", "ready", "starting"):
+        assert task_alive(_task("t2", "wa5j2h", "running", state, 41)), state
+    assert task_alive(_task("t2", "wa5j2h", "running", "running", 42))
+
+
+def test_a_task_that_ended_or_is_meant_to_stop_is_not_alive():
+    for state in ("complete", "failed", "rejected", "shutdown", "orphaned", "remove"):
+        assert not task_alive(_task("t1", "wa5j2h", "running", state, 41)), state
+    assert not task_alive(_task("t1", "wa5j2h", "shutdown", "running", 43))
+
+
+def test_the_replacement_is_current_though_the_failed_task_changed_later():
+    # the failed task's version grows as its status is updated after the replacement was made
+    old = _task("t1", "wa5j2h", "running", "failed", 60, created="2026-12-03T19:45:01.0Z")
+    new = _task("t2", "wa5j2h", "running", "ready", 58, created="2026-12-03T19:45:43.5Z")
+    assert current_task([old, new])["ID"] == "t2"
+
+
+NOW = datetime(2026, 12, 3, 19, 45, 46, tzinfo=timezone.utc)
+
+
+def test_a_task_that_just_ended_may_still_be_replaced():
+    failed = _task("t1", "wa5j2h", "running", "failed", 60)
+    failed["Status"]["Timestamp"] = "2026-12-03T19:45:43.402255892Z"
+    assert ended_within(failed, 8, NOW)
+    assert not ended_within(failed, 2, NOW)
+
+
+def test_a_task_long_ended_or_alive_is_not_waited_for():
+    failed = _task("t1", "wa5j2h", "running", "failed", 60)
+    failed["Status"]["Timestamp"] = "2026-12-03T19:30:00Z"
+    assert not ended_within(failed, 8, NOW)
+    running = _task("t2", "wa5j2h", "running", "running", 61)
+    running["Status"]["Timestamp"] = "2026-12-03T19:45:45Z"
+    assert not ended_within(running, 8, NOW)
+    failed["Status"]["Timestamp"] = "not a time"
+    assert not ended_within(failed, 8, NOW)
+
+
+def test_a_task_prepared_to_replace_a_drained_one_is_current_and_alive():
+    # draining a node: the new task is prepared (desired "ready") while the old one stops
+    old = _task("t1", "8wprqb", "shutdown", "running", 70)
+    new = _task("t2", "wa5j2h", "ready", "ready", 71)
+    assert current_task([old, new])["ID"] == "t2"
+    assert task_alive(new)
