@@ -29,7 +29,7 @@ from _common import report, summary, use_harness  # noqa: E402
 
 use_harness()
 from envs import make_conda_env, trusted_dir  # noqa: E402
-from harness import Hub, OIDCProvider, free_port, remove_test_users  # noqa: E402
+from harness import Hub, OIDCProvider, browser_login, free_port, remove_test_users  # noqa: E402
 
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]  # fmt: skip
@@ -52,18 +52,6 @@ def _lab_status_per_user(spawner):
 
 c.Spawner.pre_spawn_hook = _lab_status_per_user
 """
-
-
-def login(page, hub: Hub, name: str) -> None:
-    page.goto(f"{hub.url}/hub/oauth_login?next=/hub/home")
-    for _ in range(4):
-        if page.url.startswith(hub.url):
-            break
-        if page.locator("input[name=login]").count():
-            page.fill("input[name=login]", name)
-            page.fill("input[name=password]", "pw")
-        page.locator("button[type=submit]").first.click()
-        page.wait_for_load_state()
 
 
 def first_render(page, url: str) -> float:
@@ -118,7 +106,7 @@ def main() -> None:
             for key, name in users.items():
                 ctx = browser.new_context(viewport={"width": 1280, "height": 800})
                 pages[key] = ctx.new_page()
-                login(pages[key], hub, name)
+                browser_login(pages[key], hub, name)
                 first_render(pages[key], f"{hub.url}/user/{name}/lab")  # warm-up, not counted
             for i in range(args.rounds):
                 order = ("on", "off") if i % 2 == 0 else ("off", "on")

@@ -451,6 +451,12 @@ class Hub:
             **kwargs,
         )
 
+    def create_users(self, names) -> None:
+        """Add each user to the hub through the API (already there is fine)."""
+        for name in names:
+            resp = self.api("POST", f"users/{name}")
+            assert resp.status_code in (201, 409), resp.text
+
     def user_model(self, name: str) -> dict | None:
         resp = self.api("GET", f"users/{name}")
         return resp.json() if resp.status_code == 200 else None
@@ -514,6 +520,20 @@ class Hub:
             next_url=next_url,
             client=client,
         )
+
+
+def browser_login(page, hub: Hub, login: str, next_url: str = "/hub/home") -> None:
+    """Log a Playwright page in through the OIDC provider's login and consent forms."""
+    page.goto(f"{hub.url}/hub/oauth_login?next={next_url}")
+    for _ in range(4):  # provider login form, then consent form
+        if page.url.startswith(hub.url):
+            break
+        if page.locator("input[name=login]").count():
+            page.fill("input[name=login]", login)
+            page.fill("input[name=password]", "pw")
+        page.locator("button[type=submit]").first.click()
+        page.wait_for_load_state()
+    assert page.url.startswith(hub.url), page.url
 
 
 def oidc_login(

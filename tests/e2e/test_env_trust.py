@@ -144,9 +144,7 @@ def setup(oidc, tmp_path_factory):
             """,
         )
         hub.start()
-        for name in (victim, mallory):
-            resp = hub.api("POST", f"users/{name}")
-            assert resp.status_code in (201, 409), resp.text
+        hub.create_users((victim, mallory))
         yield Setup(hub, victim, mallory, open_dir, safe, home, marks, decoys)
     finally:
         if hub is not None:

@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 from envs import make_conda_env, trusted_dir
-from harness import ARTIFACTS, Hub, free_port, remove_test_users, wait_until
+from harness import ARTIFACTS, Hub, browser_login, free_port, remove_test_users, wait_until
 
 TIMEOUT = 60
 WARNING = 40
@@ -90,9 +90,7 @@ def setup(oidc, tmp_path_factory):
             """,
         )
         hub.start()
-        for name in users.values():
-            resp = hub.api("POST", f"users/{name}")
-            assert resp.status_code in (201, 409), resp.text
+        hub.create_users(users.values())
         s = Setup(hub, users)
         for svc in ("idle-culler", "user-limit"):
             wait_until(
@@ -109,22 +107,9 @@ def setup(oidc, tmp_path_factory):
         shutil.rmtree(trusted, ignore_errors=True)
 
 
-def _login(page, hub: Hub, name: str, next_url: str) -> None:
-    page.goto(f"{hub.url}/hub/oauth_login?next={next_url}")
-    for _ in range(4):  # provider login form, then consent form
-        if page.url.startswith(hub.url):
-            break
-        if page.locator("input[name=login]").count():
-            page.fill("input[name=login]", name)
-            page.fill("input[name=password]", "pw")
-        page.locator("button[type=submit]").first.click()
-        page.wait_for_load_state()
-    assert page.url.startswith(hub.url), page.url
-
-
 def _open_lab(page, setup: Setup, name: str, env: str = "shared/data") -> None:
     """Log in and open JupyterLab; when the server is not running, pick ``env`` in the form."""
-    _login(page, setup.hub, name, f"/hub/spawn/{name}")
+    browser_login(page, setup.hub, name, f"/hub/spawn/{name}")
     page.wait_for_selector("#jp-main-dock-panel, #jhle-shared-envs", timeout=120_000)
     if page.locator("#jhle-shared-envs").count():
         page.check(f"input[value='{env}']")

@@ -23,7 +23,15 @@ from pathlib import Path
 import httpx
 import pytest
 from envs import base_env, make_conda_env, python_version, trusted_dir
-from harness import ARTIFACTS, Hub, remove_test_users, run_coroutine, run_in_kernel, wait_until
+from harness import (
+    ARTIFACTS,
+    Hub,
+    browser_login,
+    remove_test_users,
+    run_coroutine,
+    run_in_kernel,
+    wait_until,
+)
 from tornado.httpclient import HTTPRequest
 from tornado.websocket import websocket_connect
 
@@ -143,9 +151,7 @@ def setup(oidc, tmp_path_factory):
             """,
         )
         hub.start()
-        for name in users.values():
-            resp = hub.api("POST", f"users/{name}")
-            assert resp.status_code in (201, 409), resp.text
+        hub.create_users(users.values())
         yield Setup(hub, users, shared, homes)
     finally:
         if hub is not None:
@@ -385,24 +391,11 @@ def test_rest_spawn_without_options_gets_the_default_env(setup):
         setup.stop("bob")
 
 
-def _browser_login(page, hub: Hub, name: str, next_url: str) -> None:
-    page.goto(f"{hub.url}/hub/oauth_login?next={next_url}")
-    for _ in range(4):  # provider login form, then consent form
-        if page.url.startswith(hub.url):
-            break
-        if page.locator("input[name=login]").count():
-            page.fill("input[name=login]", name)
-            page.fill("input[name=password]", "pw")
-        page.locator("button[type=submit]").first.click()
-        page.wait_for_load_state()
-    assert page.url.startswith(hub.url), page.url
-
-
 def test_browser_spawn_form_and_launcher(setup, page):
     ARTIFACTS.mkdir(exist_ok=True)
     name = setup.users["bob"]
     try:
-        _browser_login(page, setup.hub, name, "/hub/spawn")
+        browser_login(page, setup.hub, name, "/hub/spawn")
         page.wait_for_selector("#jhle-shared-envs")
         shared = page.locator("#jhle-shared-envs input[type=radio]")
         mine = page.locator("#jhle-user-envs input[type=radio]")
