@@ -22,8 +22,6 @@
 
 import os
 
-from jupyterhub_lab_ext.spawner.docker import CondaKernelSwarmSpawner
-
 c = get_config()  # noqa: F821
 
 here = os.path.dirname(os.path.abspath(__file__))
@@ -35,19 +33,11 @@ MODE = os.environ.get("JHLE_DOCKER_MODE", "docker")
 IMAGE = os.environ.get("JHLE_SINGLEUSER_IMAGE", "jupyterhub-lab-ext-singleuser:latest")
 
 
-class NodeAddressSwarmSpawner(CondaKernelSwarmSpawner):
-    """conda-kernel-swarm on several machines: the server listens on the node its task landed on
-    (the module's defaults already run it on the host network as the user's uid:gid, with the
-    home and the shared envs at the same path)."""
-
-    async def get_ip_and_port(self):
-        task = await self.get_task()
-        node = await self.docker("inspect_node", task["NodeID"])
-        return node["Status"]["Addr"], self.port
-
-
 if MODE == "swarm":
-    c.JupyterHub.spawner_class = NodeAddressSwarmSpawner
+    # the hub reaches each server at the node its current task runs on (the spawner looks it
+    # up at start, poll and hub restart); for a multi-node stack with PostgreSQL and Docker
+    # secrets see swarm/ next to this file
+    c.JupyterHub.spawner_class = "conda-kernel-swarm"
     hub_address = os.environ.get("HUB_ADDRESS", "10.0.0.1")
     # workers reach the hub API on the manager's address; the proxy reaches servers on theirs
     c.JupyterHub.hub_ip = hub_address

@@ -14,9 +14,12 @@ message naming the kernels on offer. Every env that discovery skips is one line 
 log (``user=NAME skipped PATH: REASON``), once while it stays skipped.
 
 Each kernelspec runs the env as if it were activated: an absolute interpreter path, ``PATH``,
-``CONDA_PREFIX`` and ``CONDA_DEFAULT_ENV`` in the kernel's ``env``; only when the env has
-``etc/conda/activate.d/*.sh`` scripts is the kernel started through a tiny ``sh`` wrapper that
-sources them and then ``exec``\\ s the kernel (so the kernel keeps the PID and interrupts work).
+``CONDA_PREFIX`` and ``CONDA_DEFAULT_ENV`` in the kernel's ``env``. Every kernel is started
+through a tiny ``sh`` launcher that raises its own ``oom_score_adj`` (to
+``kernel_oom_score_adj``, 1000 by default) so that the OOM killer of a memory-limited server
+picks the kernel, not the server; when the env has ``etc/conda/activate.d/*.sh`` scripts it
+sources them too; then it ``exec``\\ s the kernel (so the kernel keeps the PID and interrupts
+work, and the kernel's own subprocesses inherit the score).
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import tempfile
 
 from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 from tornado import web
-from traitlets import Bool, List, Unicode, default
+from traitlets import Bool, Int, List, Unicode, default
 
 from jupyterhub_lab_ext.kernels import server_env
 from jupyterhub_lab_ext.kernels.conda_envs import DiscoveryConfig, EnvScanner, UserContext
@@ -48,6 +51,28 @@ ACTIVATE_SCRIPT = (
     'exec "$@"'
 )
 ACTIVATE_ARGV0_NAME = "jupyterhub-lab-ext-activate"
+#: only raises the score, then replaces itself with the kernel
+LAUNCH_SCRIPT = 'exec "$@"'
+LAUNCH_ARGV0_NAME = "jupyterhub-lab-ext-kernel"
+#: the OOM killer's first choice; an unprivileged process may raise its own score (not lower it)
+MAX_OOM_SCORE_ADJ = 1000
+
+
+def oom_first(score: int) -> str:
+    """The launcher's first command: ``score`` into ``/proc/self/oom_score_adj``, silently (no
+    message, no failure) where the file is missing or not writable."""
+    return f"{{ echo {int(score)} > /proc/self/oom_score_adj; }} 2>/dev/null; "
+
+
+def kernel_argv(argv: list[str], shell: str, activate_prefix: str | None, score: int) -> list[str]:
+    """The kernel's argv behind the launcher: the score raised (unless ``score`` is 0), the env's
+    activate.d scripts sourced (when ``activate_prefix`` is given), then ``exec`` of ``argv``."""
+    first = oom_first(score) if score else ""
+    if activate_prefix is not None:
+        return [shell, "-c", first + ACTIVATE_SCRIPT, ACTIVATE_ARGV0_NAME, activate_prefix, *argv]
+    if first:
+        return [shell, "-c", first + LAUNCH_SCRIPT, LAUNCH_ARGV0_NAME, *argv]
+    return list(argv)
 
 
 def _from_spawner() -> DiscoveryConfig:
@@ -98,11 +123,9 @@ def display_name(env: CondaEnv, kernel: KernelInfo) -> str:
 
 
 @functools.lru_cache(maxsize=8192)
-def _spec_dict(env: CondaEnv, kernel: KernelInfo, shell: str) -> tuple[str, dict]:
+def _spec_dict(env: CondaEnv, kernel: KernelInfo, shell: str, score: int) -> tuple[str, dict]:
     prefix = env.prefix
-    argv = list(kernel.argv)
-    if env.activate_scripts:
-        argv = [shell, "-c", ACTIVATE_SCRIPT, ACTIVATE_ARGV0_NAME, prefix, *argv]
+    argv = kernel_argv(list(kernel.argv), shell, prefix if env.activate_scripts else None, score)
     kenv = {"PATH": os.path.join(prefix, "bin") + os.pathsep + "${PATH}"}
     if env.is_venv:
         kenv["VIRTUAL_ENV"] = prefix
@@ -130,9 +153,12 @@ def _spec_dict(env: CondaEnv, kernel: KernelInfo, shell: str) -> tuple[str, dict
     return kernel.resource_dir or _fallback_resource_dir(), spec
 
 
-def build_spec(env: CondaEnv, kernel: KernelInfo, shell: str = "/bin/sh") -> tuple[str, dict]:
-    """``(resource_dir, kernel.json dict)`` for one kernel of one env (a fresh copy)."""
-    resource_dir, spec = _spec_dict(env, kernel, shell)
+def build_spec(
+    env: CondaEnv, kernel: KernelInfo, shell: str = "/bin/sh", score: int = MAX_OOM_SCORE_ADJ
+) -> tuple[str, dict]:
+    """``(resource_dir, kernel.json dict)`` for one kernel of one env (a fresh copy); ``score``:
+    the kernel's ``oom_score_adj`` (0 leaves it alone)."""
+    resource_dir, spec = _spec_dict(env, kernel, shell, score)
     copy = dict(spec)
     copy["argv"] = list(spec["argv"])
     copy["env"] = dict(spec["env"])
@@ -210,8 +236,24 @@ class CondaEnvKernelSpecManager(KernelSpecManager):
     activation_shell = Unicode(
         "/bin/sh",
         help="""
-        POSIX shell that runs the env's ``etc/conda/activate.d/*.sh`` scripts before it
-        ``exec``\\ s the kernel. Used only for envs that have such scripts.
+        POSIX shell of the kernels' launcher: it raises the kernel's ``oom_score_adj`` and runs
+        the env's ``etc/conda/activate.d/*.sh`` scripts before it ``exec``\\ s the kernel.
+        """,
+    ).tag(config=True)
+
+    kernel_oom_score_adj = Int(
+        MAX_OOM_SCORE_ADJ,
+        min=0,
+        max=MAX_OOM_SCORE_ADJ,
+        help="""
+        The ``oom_score_adj`` every kernel sets for itself before it starts (Linux: -1000 to
+        1000; a process may raise its own, only root may lower it). With a memory limit on the
+        server (``resource_limits``), the kernel and the server share it: 1000 makes the OOM
+        killer stop the kernel that ran out of memory rather than the server, so the user keeps
+        JupyterLab and sees why (see ``docs/lab-status.md``). Nothing else in the server is
+        raised. Where ``/proc/self/oom_score_adj`` is missing or read-only the kernel starts
+        as usual, silently. 0 leaves the score alone (no launcher for envs without activate.d
+        scripts).
         """,
     ).tag(config=True)
 
@@ -239,7 +281,7 @@ class CondaEnvKernelSpecManager(KernelSpecManager):
 
     def find_kernel_specs(self) -> dict[str, str]:
         return {
-            name: build_spec(env, kernel, self.activation_shell)[0]
+            name: build_spec(env, kernel, self.activation_shell, self.kernel_oom_score_adj)[0]
             for name, (env, kernel) in self._specs().items()
         }
 
@@ -249,12 +291,14 @@ class CondaEnvKernelSpecManager(KernelSpecManager):
         if found is None:
             self.log.warning("Refusing kernel %r: not one of this user's environments", kernel_name)
             raise quiet(self.log, KernelNotOffered(kernel_name, list(specs)))
-        resource_dir, spec = build_spec(*found, self.activation_shell)
+        resource_dir, spec = build_spec(*found, self.activation_shell, self.kernel_oom_score_adj)
         return self.kernel_spec_class(resource_dir=resource_dir, **spec)
 
     def get_all_specs(self) -> dict[str, dict]:
         out = {}
         for name, (env, kernel) in self._specs().items():
-            resource_dir, spec = build_spec(env, kernel, self.activation_shell)
+            resource_dir, spec = build_spec(
+                env, kernel, self.activation_shell, self.kernel_oom_score_adj
+            )
             out[name] = {"resource_dir": resource_dir, "spec": spec}
         return out

@@ -5,7 +5,8 @@ Docker: two users on one hub: ``hogger`` (userlist ``group:students``: 256 MB, 1
 (``group:visitors``, a group ``resource_limits`` does not name: the ``"*"`` limits). hogger
 sees the limits in the spawn form, opens JupyterLab and runs a memory hog in a kernel: the engine
 stops it (the container's memory cgroup counts the kill) and JupyterLab says which limit it was;
-calm's server and kernel keep running. A spawn request for an env that is not offered is still
+it is the kernel that dies (it raised its own ``oom_score_adj``), not the server: the same
+container and server PID answer without a restart. calm's server and kernel keep running. A spawn request for an env that is not offered is still
 refused. Swarm (one node): the service gets the group's limits and the placement constraints of
 the group, the env and ``extra_placement_spec``, merged.
 """
@@ -37,6 +38,11 @@ for _ in range(40):
     chunks.append(b"\\x01" * (32 * 1024 * 1024))
 print("survived", len(chunks))
 """
+#: the kernel's PID, its parent's (the server's) and the score the kernel's launcher set
+WHO = """
+import os
+print(os.getpid(), os.getppid(), open("/proc/self/oom_score_adj").read().strip())
+"""
 DOCS_SHOTS = Path(__file__).resolve().parents[2] / "docs" / "_static" / "lab-status"
 
 
@@ -62,6 +68,46 @@ def _oom_kills(cgroup: Path) -> int:
     name = "memory.oom_control" if (cgroup / "memory.oom_control").exists() else "memory.events"
     counters = dict(line.split() for line in (cgroup / name).read_text().splitlines())
     return int(counters["oom_kill"])
+
+
+def _who(hub, name: str, kernel_id: str) -> list[str]:
+    """``[kernel pid, server pid, oom_score_adj]`` from inside the kernel."""
+    out = run_in_kernel(hub, name, kernel_id, WHO, timeout=10)
+    assert not out["error"], out
+    return out["stdout"].split()
+
+
+def hog_stops_only_the_kernel(hub, name: str, find_box) -> None:
+    """A memory hog in a new kernel of ``name``'s server (container: ``find_box()``) is stopped by
+    the engine's OOM killer, and it is the kernel that dies: it raised its own ``oom_score_adj``
+    to 1000, so the server (~130 MB of the 256) stays, in the same container with the same PID,
+    and the restarted kernel is its child again."""
+    box = find_box()
+    cgroup = _memory_cgroup(box)
+    kills = _oom_kills(cgroup)
+    kernel = hub.server_api(name, "POST", "kernels", json={})
+    assert kernel.status_code == 201, kernel.text
+    kernel_id = kernel.json()["id"]
+    kernel_pid, server_pid, score = _who(hub, name, kernel_id)
+    assert score == "1000"
+    try:
+        out = run_in_kernel(hub, name, kernel_id, HOG, timeout=60)
+    except (TimeoutError, ConnectionError) as e:  # the kernel died mid-request
+        out = {"stdout": "", "error": repr(e)}
+    assert "survived" not in out["stdout"], out
+    wait_until(lambda: _oom_kills(cgroup) > kills, timeout=60, what="the engine's OOM kill")
+    # the same server: no new container, no restart, the lab answers at once
+    after = find_box()
+    same = ("Id", "RestartCount")
+    assert [after[k] for k in same] == [box[k] for k in same]
+    assert after["State"]["StartedAt"] == box["State"]["StartedAt"]
+    assert after["State"]["Running"] is True
+    assert hub.server_api(name, "GET", "status").status_code == 200
+    # the kernel died: the server restarted it, as a new process of the same server
+    new_pid, parent, _ = wait_until(
+        lambda: _who(hub, name, kernel_id), timeout=90, interval=1, what="the restarted kernel"
+    )
+    assert new_pid != kernel_pid and parent == server_pid, (kernel_pid, new_pid, server_pid)
 
 
 def _open_lab_with_form(page, hub, ident: str, env: str) -> str:
@@ -133,14 +179,8 @@ def test_group_limit_stops_a_memory_hog_and_jupyterlab_says_why(
         assert _oom_kills(cgroup) == 0
         page.locator(".jp-jhle-status").wait_for(timeout=60_000)
 
-        kernel = hub.server_api(hogger, "POST", "kernels", json={})
-        assert kernel.status_code == 201, kernel.text
-        try:
-            out = run_in_kernel(hub, hogger, kernel.json()["id"], HOG, timeout=60)
-        except (TimeoutError, ConnectionError) as e:  # the kernel died mid-request
-            out = {"stdout": "", "error": repr(e)}
-        assert "survived" not in out["stdout"], out
-        wait_until(lambda: _oom_kills(cgroup) >= 1, timeout=60, what="the engine's OOM kill")
+        hog_stops_only_the_kernel(hub, hogger, lambda: _container_of(client, hogger))
+        assert _oom_kills(cgroup) >= 1
 
         toast = page.locator(".Toastify__toast", has_text="stopped by your server's memory limit")
         toast.wait_for(timeout=60_000)

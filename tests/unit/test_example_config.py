@@ -31,6 +31,7 @@ from jupyterhub.app import JupyterHub
 from jupyterhub.crypto import CryptKeeper
 from jupyterhub.proxy import ConfigurableHTTPProxy
 from jupyterhub.services.service import Service
+from kubespawner import KubeSpawner
 from traitlets.config import Config, Configurable
 from traitlets.config.loader import PyFileConfigLoader
 
@@ -658,6 +659,9 @@ def test_nginx_certificate_paths_exist_before_certbot():
 # -- Docker ----------------------------------------------------------------------------------
 
 DOCKER = EXAMPLES / "docker"
+SWARM = DOCKER / "swarm"
+SWARM_CONFIG = SWARM / "jupyterhub_config.py"
+SWARM_STACK = SWARM / "docker-stack.yml"
 
 
 @pytest.mark.parametrize("mode", ["docker", "swarm"])
@@ -676,10 +680,10 @@ def test_docker_hub_config_is_valid(env, monkeypatch, mode):
 
 
 def compose_files():
-    return [DOCKER / "docker-compose.yml", DOCKER / "stack.yml"]
+    return [DOCKER / "docker-compose.yml", DOCKER / "stack.yml", SWARM_STACK]
 
 
-@pytest.mark.parametrize("path", compose_files(), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", compose_files(), ids=lambda p: str(p.relative_to(DOCKER)))
 def test_compose_files_use_host_network_and_read_only_shared_envs(env, path):
     doc = yaml.safe_load(path.read_text())
     hub = doc["services"]["hub"]
@@ -731,15 +735,132 @@ def test_docker_check_catches_an_option_the_swarm_spawner_drops(env, tmp_path):
     assert any("DockerSpawner.remove" in p for p in problems), problems
 
 
+# -- the multi-node Swarm stack (example_config/docker/swarm) ----------------------------------
+
+
+def stack() -> dict:
+    return yaml.safe_load(SWARM_STACK.read_text())
+
+
+def test_swarm_hub_config_is_valid(env, monkeypatch):
+    cfg = load(SWARM_CONFIG)
+    assert cfg.JupyterHub.spawner_class == "conda-kernel-swarm"
+    assert trait_problems(cfg) == []
+    assert value_problems(cfg) == []
+    assert role_problems(cfg, monkeypatch) == []
+    assert service_problems(cfg) == []
+    # the single-machine config underneath: its login and services are there
+    assert cfg.JupyterHub.authenticator_class == "userlist"
+    assert sorted(s["name"] for s in cfg.JupyterHub.services) == ["idle-culler", "user-limit"]
+
+
+def test_swarm_hub_is_reachable_from_the_nodes_and_servers_listen_for_the_manager(env):
+    cfg = load(SWARM_CONFIG)
+    assert cfg.JupyterHub.hub_ip == cfg.JupyterHub.hub_connect_ip == "192.0.2.10"
+    assert cfg.CondaKernelSwarmSpawner.ip == "0.0.0.0"
+    # the proxy and the services stay on the manager's loopback (nginx is in front)
+    assert cfg.JupyterHub.ip == "127.0.0.1"
+
+
+def test_swarm_limits_and_placement_use_the_documented_keys(env):
+    cfg = load(SWARM_CONFIG)
+    keys = set(cfg.CondaKernelContainerSpawner.resource_limits)
+    keys |= set(cfg.CondaKernelSwarmSpawner.placement_constraints)
+    assert keys
+    assert all(k == "*" or k.startswith(("group:", "env:")) for k in keys), keys
+    limit_names = {"mem_limit", "cpu_limit", "mem_guarantee", "cpu_guarantee"}
+    for value in cfg.CondaKernelContainerSpawner.resource_limits.values():
+        assert set(value) <= limit_names, value
+
+
+def test_swarm_database_is_the_stacks_postgres_without_a_password(env):
+    cfg = load(SWARM_CONFIG)
+    url = urlparse(cfg.JupyterHub.db_url)
+    assert url.scheme == "postgresql+psycopg"
+    assert url.password is None  # from $PGPASSFILE, never in the config or a command line
+    postgres = stack()["services"]["postgres"]
+    assert "listen_addresses=127.0.0.1" in postgres["command"]
+    assert (url.hostname, url.port) == ("127.0.0.1", 5432)
+    assert url.username == postgres["environment"]["POSTGRES_USER"]
+    assert url.path.lstrip("/") == postgres["environment"]["POSTGRES_DB"]
+    pgdata = [v for v in postgres["volumes"] if v.endswith(":/var/lib/postgresql/data")]
+    assert pgdata and pgdata[0].split(":")[0] in stack()["volumes"]
+
+
+def secret_targets(service: dict) -> dict[str, int | None]:
+    """``/run/secrets/<name>`` -> mode, for a service's secrets (short or long syntax)."""
+    out = {}
+    for entry in service.get("secrets", []):
+        if isinstance(entry, str):
+            entry = {"source": entry}
+        out[f"/run/secrets/{entry.get('target', entry['source'])}"] = entry.get("mode")
+    return out
+
+
+def test_swarm_secrets_are_declared_mounted_and_private(env):
+    doc = stack()
+    declared = doc["secrets"]
+    for name, service in doc["services"].items():
+        for entry in service.get("secrets", []):
+            source = entry if isinstance(entry, str) else entry["source"]
+            assert declared[source] == {"external": True}, (name, source)
+    hub = doc["services"]["hub"]
+    mounted = secret_targets(hub)
+    cfg = load(SWARM_CONFIG)
+    # JupyterHub refuses a cookie secret file that others may read; libpq ignores such a pgpass
+    for path in (cfg.JupyterHub.cookie_secret_file, hub["environment"]["PGPASSFILE"]):
+        assert mounted[path] == 0o400, path
+    command = " ".join(hub["command"])
+    for path in re.findall(r"/run/secrets/\w+", command):
+        assert mounted[path] == 0o400, path
+    postgres = doc["services"]["postgres"]
+    assert postgres["environment"]["POSTGRES_PASSWORD_FILE"] in secret_targets(postgres)
+
+
+def test_swarm_stack_runs_its_config_on_the_manager(env):
+    doc = stack()
+    hub = doc["services"]["hub"]
+    command = " ".join(hub["command"])
+    config = re.search(r"jupyterhub --config=(\S+)", command).group(1)
+    assert config == "/etc/jupyterhub/swarm/jupyterhub_config.py"
+    assert hub["environment"]["JUPYTERHUB_BASE_CONFIG"] == "/etc/jupyterhub/jupyterhub_config.py"
+    # both files are in the mounted /etc/jupyterhub
+    assert "/etc/jupyterhub:/etc/jupyterhub" in hub["volumes"]
+    for name in ("hub", "postgres"):
+        constraints = doc["services"][name]["deploy"]["placement"]["constraints"]
+        assert "node.role == manager" in constraints, name
+        assert "node.labels.jupyterhub == true" in constraints, name
+        assert "hostnet" in doc["services"][name]["networks"], name
+    # the README deploys what is here
+    guide = (SWARM / "README.md").read_text()
+    assert "docker stack deploy -c docker-stack.yml" in guide
+    assert "/etc/jupyterhub/swarm/jupyterhub_config.py" in guide
+
+
+def test_swarm_check_catches_a_misspelt_limit_option(env, tmp_path):
+    text = SWARM_CONFIG.read_text()
+    old = "c.CondaKernelSwarmSpawner.placement_constraints"
+    assert old in text
+    broken = tmp_path / "jupyterhub_config.py"
+    broken.write_text(text.replace(old, "c.CondaKernelSwarmSpawner.placement_constraint"))
+    problems = trait_problems(load(broken))
+    assert any("placement_constraint " in p for p in problems), problems
+
+
 # -- the docs' snippets ----------------------------------------------------------------------
 
-DOC_PAGES = [REPO / "docs" / "getting-started.md", REPO / "docs" / "deployment.md"]
+DOC_PAGES = [
+    REPO / "docs" / "getting-started.md",
+    REPO / "docs" / "deployment.md",
+    REPO / "docs" / "scaling-out.md",
+]
 SETTING = re.compile(r"^\s*c\.(\w+)\.(\w+)(?:\s*=|\.append\()", re.M)
 
 
 def all_config_classes() -> dict[str, type]:
     """Every class a setting in the docs may address: the hub's, ours, dockerspawner's."""
     roots = [JupyterHub, ConfigurableHTTPProxy, CryptKeeper, DockerSpawner, SwarmSpawner]
+    roots += [KubeSpawner]  # the recipe in scaling-out.md
     roots += [LabIdleCuller, UserLimitApp]
     for group in ("jupyterhub.authenticators", "jupyterhub.spawners"):
         roots += [

@@ -20,7 +20,11 @@ from jupyterhub_lab_ext.kernels.conda_envs import DiscoveryConfig
 from jupyterhub_lab_ext.kernels.kernelspec import (
     ACTIVATE_ARGV0_NAME,
     ACTIVATE_SCRIPT,
+    LAUNCH_ARGV0_NAME,
+    LAUNCH_SCRIPT,
     CondaEnvKernelSpecManager,
+    kernel_argv,
+    oom_first,
 )
 
 
@@ -69,7 +73,7 @@ def test_refuses_kernels_it_does_not_list(dirs, name):
 def test_activation_in_env_without_wrapper(dirs):
     shared, home = dirs
     prefix = make_prefix(shared / "geo")
-    spec = CondaEnvKernelSpecManager().get_kernel_spec("shared-geo")
+    spec = CondaEnvKernelSpecManager(kernel_oom_score_adj=0).get_kernel_spec("shared-geo")
     assert spec.argv[0] == os.path.join(prefix, "bin", "python")
     assert spec.env == {
         "PATH": f"{prefix}/bin:${{PATH}}",
@@ -90,16 +94,20 @@ def test_server_does_not_swap_in_its_own_python(dirs):
     """jupyter_client replaces argv[0] "python" with the server's interpreter; ours is absolute."""
     shared, home = dirs
     prefix = make_prefix(shared / "geo", ipykernel=False, kernelspecs={"python3": PY_SPEC})
-    km = KernelManager(kernel_name="shared-geo", kernel_spec_manager=CondaEnvKernelSpecManager())
-    cmd = km.format_kernel_cmd()
-    assert cmd[0] == os.path.join(prefix, "bin", "python")
+    for ksm, at in (
+        (CondaEnvKernelSpecManager(), 4),
+        (CondaEnvKernelSpecManager(kernel_oom_score_adj=0), 0),
+    ):
+        km = KernelManager(kernel_name="shared-geo", kernel_spec_manager=ksm)
+        cmd = km.format_kernel_cmd()
+        assert cmd[at] == os.path.join(prefix, "bin", "python")
 
 
 def test_wrapper_only_with_activate_scripts(dirs):
     shared, home = dirs
     make_prefix(shared / "plain")
     prefix = make_prefix(shared / "act", activate={"x.sh": "export X=1\n"})
-    ksm = CondaEnvKernelSpecManager()
+    ksm = CondaEnvKernelSpecManager(kernel_oom_score_adj=0)
     assert ksm.get_kernel_spec("shared-plain").argv[0].endswith("/bin/python")
     argv = ksm.get_kernel_spec("shared-act").argv
     assert argv[:5] == ["/bin/sh", "-c", ACTIVATE_SCRIPT, ACTIVATE_ARGV0_NAME, prefix]
@@ -110,6 +118,89 @@ def test_wrapper_only_with_activate_scripts(dirs):
         "-f",
         "{connection_file}",
     ]
+
+
+def test_every_kernel_raises_its_oom_score_first(dirs):
+    """Shared, own and activate.d envs, and the specs an env ships itself: all behind the
+    launcher that raises the score (the default 1000)."""
+    shared, home = dirs
+    make_prefix(shared / "geo", kernelspecs={"ir": IR_SPEC})
+    mine = make_prefix(home / ".conda" / "envs" / "ml")
+    act = make_prefix(shared / "act", activate={"x.sh": "export X=1\n"})
+    specs = CondaEnvKernelSpecManager().get_all_specs()
+    assert sorted(specs) == ["mine-ml", "shared-act", "shared-geo", "shared-geo-ir"]
+    for name, found in specs.items():
+        argv = found["spec"]["argv"]
+        assert argv[:2] == ["/bin/sh", "-c"], name
+        assert argv[2].startswith(oom_first(1000)), name
+    assert specs["mine-ml"]["spec"]["argv"][2:5] == [
+        oom_first(1000) + LAUNCH_SCRIPT,
+        LAUNCH_ARGV0_NAME,
+        f"{mine}/bin/python",
+    ]
+    assert specs["shared-act"]["spec"]["argv"][2:5] == [
+        oom_first(1000) + ACTIVATE_SCRIPT,
+        ACTIVATE_ARGV0_NAME,
+        act,
+    ]
+    assert specs["shared-geo-ir"]["spec"]["argv"][4].endswith("/bin/R")
+    raised = CondaEnvKernelSpecManager(kernel_oom_score_adj=500).get_kernel_spec("shared-geo")
+    assert raised.argv[2] == oom_first(500) + LAUNCH_SCRIPT
+
+
+@pytest.mark.parametrize("bad", [-1, 1001])
+def test_oom_score_adj_is_validated(bad):
+    from traitlets import TraitError
+
+    with pytest.raises(TraitError):
+        CondaEnvKernelSpecManager(kernel_oom_score_adj=bad)
+
+
+def test_kernel_argv_is_pure():
+    argv = ["/e/bin/python", "-f", "{connection_file}"]
+    assert kernel_argv(argv, "/bin/sh", None, 0) == argv
+    assert kernel_argv(argv, "/bin/dash", "/e", 0) == [
+        "/bin/dash",
+        "-c",
+        ACTIVATE_SCRIPT,
+        ACTIVATE_ARGV0_NAME,
+        "/e",
+        *argv,
+    ]
+    assert kernel_argv(argv, "/bin/sh", None, 1000) == [
+        "/bin/sh",
+        "-c",
+        oom_first(1000) + LAUNCH_SCRIPT,
+        LAUNCH_ARGV0_NAME,
+        *argv,
+    ]
+
+
+def _launch(argv: list[str]) -> tuple[int, str, str]:
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out, err = proc.communicate(timeout=10)
+    assert proc.returncode == 0, err
+    return proc.pid, out, err
+
+
+def test_launcher_raises_the_score_and_execs_in_place():
+    """The real launcher: the program runs with the raised score and the launcher's PID; the
+    launcher's parent (here: this test, in the server: the server) keeps its own score."""
+    own = open("/proc/self/oom_score_adj").read().strip()
+    program = ["/bin/sh", "-c", 'echo "$$ $(cat /proc/$$/oom_score_adj)"']
+    pid, out, err = _launch(kernel_argv(program, "/bin/sh", None, 1000))
+    assert out.split() == [str(pid), "1000"] and err == ""
+    assert open("/proc/self/oom_score_adj").read().strip() == own
+
+
+def test_launcher_is_quiet_without_a_writable_score(tmp_path):
+    """Where the score's file cannot be written (here: the launcher's own command pointed at a
+    path that does not exist, as /proc/self/oom_score_adj is missing without /proc), the kernel
+    still starts and nothing reaches its stderr."""
+    script = oom_first(1000).replace("/proc/self/oom_score_adj", str(tmp_path / "no" / "file"))
+    program = ["/bin/sh", "-c", "echo started"]
+    pid, out, err = _launch(["/bin/sh", "-c", script + LAUNCH_SCRIPT, LAUNCH_ARGV0_NAME, *program])
+    assert (out, err) == ("started\n", "")
 
 
 def test_wrapper_sources_scripts_and_execs_in_place(tmp_path):
