@@ -29,9 +29,7 @@ import argparse
 import asyncio
 import json
 import os
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -57,6 +55,8 @@ from realhub import (  # noqa: E402
     report_activity,
     start_servers,
 )
+from realhub import start_service as spawn  # noqa: E402
+from realhub import stop_service as stop  # noqa: E402
 
 KINDS = ("upstream", "ours", "ours-off")
 NAMES = {
@@ -94,27 +94,6 @@ def culler_command(kind: str, api_url: str, args, workdir: str) -> list[str]:
     if os.environ.get("BENCH_CULLER_DEBUG"):
         ours.append("--log-level=DEBUG")
     return [sys.executable, "-m", "jupyterhub_lab_ext.services.culler", *ours]
-
-
-def spawn(cmd: list[str], cwd: str, token: str, log_path: Path) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("JUPYTERHUB_")}
-    env["JUPYTERHUB_API_TOKEN"] = token
-    env["PYTHONPATH"] = str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")
-    with open(log_path, "wb") as log:
-        return subprocess.Popen(
-            cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-
-
-def stop(proc: subprocess.Popen | None) -> None:
-    if proc is None or proc.poll() is not None:
-        return
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(15)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(10)
 
 
 def idle_names(names: list[str], fraction: float) -> list[str]:
@@ -267,9 +246,10 @@ def targets(agg: dict) -> list[str]:
 
 async def run_real(args) -> list[dict]:
     results = []
+    kinds = [k for k in KINDS if k in args.kinds]
     for fraction in args.scenarios:
         for run in range(args.runs):
-            order = KINDS[run % 3 :] + KINDS[: run % 3]  # rotate: each culler goes first once
+            order = kinds[run % len(kinds) :] + kinds[: run % len(kinds)]  # each goes first once
             for kind in order:
                 results.append(await real_run(kind, fraction, run, args))
     return results
@@ -362,6 +342,12 @@ def main(argv=None) -> int:
         help="idle fractions, comma-separated (default 0.2,1)",
     )
     ap.add_argument("--runs", type=int, default=3, help="runs per culler and scenario")
+    ap.add_argument(
+        "--kinds",
+        type=lambda s: s.split(","),
+        default=list(KINDS),
+        help="cullers, comma-separated: upstream,ours,ours-off (default: all)",
+    )
     ap.add_argument("--latency", type=float, default=0.05, help="seconds per stop")
     ap.add_argument("--concurrency", type=int, default=10)
     ap.add_argument("--page-size", type=int, default=0, help="--api-page-size (0: hub default)")

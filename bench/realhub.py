@@ -7,7 +7,9 @@ users, the latency a person sees while a service works, and the hub's request lo
 - :func:`add_users`, :func:`start_servers`, :func:`report_activity`: set the scene over REST;
 - :class:`LatencyProbe`: ``GET /hub/api/users?limit=1`` every 200 ms through the proxy with a
   token of its own, timestamped (wall clock), bounded in count and time;
-- :class:`HubLog`: the hub's access log lines (time, status, method, path, client, duration).
+- :class:`HubLog`: the hub's access log lines (time, status, method, path, client, duration);
+- :func:`start_service`, :func:`stop_service`: a service process with its token, in a session
+  of its own, stopped by its process group.
 
 Everything binds to 127.0.0.1 on free ports; each hub is stopped by its process group.
 """
@@ -15,8 +17,11 @@ Everything binds to 127.0.0.1 on free ports; each hub is stopped by its process 
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import secrets
+import signal
+import subprocess
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -29,6 +34,7 @@ use_harness()
 from harness import Hub  # noqa: E402
 
 SUPPORT = TESTS / "support"
+REPO = TESTS.parent
 
 HUB_CONFIG = """
 import sys
@@ -230,3 +236,26 @@ class HubLog:
                 )
             )
         return out
+
+
+def start_service(cmd: list[str], cwd: str, token: str, log_path: Path) -> subprocess.Popen:
+    """Run a hub service's command with ``token`` (and none of our ``JUPYTERHUB_*``)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JUPYTERHUB_")}
+    env["JUPYTERHUB_API_TOKEN"] = token
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")
+    with open(log_path, "wb") as log:
+        return subprocess.Popen(
+            cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+
+def stop_service(proc: subprocess.Popen | None) -> None:
+    """SIGTERM the process group, SIGKILL after 15 s."""
+    if proc is None or proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)

@@ -41,6 +41,22 @@ def test_the_window_median_decides(samples, limit):
     assert ctl.limit == limit
 
 
+def test_without_slow_start_it_adds_one_from_the_start():
+    ctl = AIMD(25 * MS, 10, idle=5 * MS, window=1, slow_start=False)
+    assert feed(ctl, [10 * MS] * 4) == [2, 3, 4, 5]
+
+
+def test_one_spike_halves_at_once_and_starts_a_new_window():
+    ctl = AIMD(25 * MS, 10, idle=5 * MS, window=3, spike=2)
+    feed(ctl, [10 * MS] * 9)  # 2, 4, 8
+    assert ctl.limit == 8
+    assert feed(ctl, [10 * MS, 10 * MS]) == [8, 8]  # a window under way
+    assert ctl.observe(56 * MS) == 4  # 51 ms added > 2 x 25: halve now, no waiting
+    assert feed(ctl, [10 * MS, 10 * MS]) == [4, 4]  # the window started anew
+    assert ctl.observe(10 * MS) == 5  # and slow start is over
+    assert ctl.observe(54 * MS) == 5  # 49 ms added: not a spike, just a sample
+
+
 def test_no_decision_before_a_full_window():
     ctl = AIMD(25 * MS, 10, idle=5 * MS, window=3)
     assert feed(ctl, [1.0, 1.0]) == [1, 1]
@@ -78,8 +94,16 @@ def test_without_an_idle_median_the_first_window_is_taken():
         {"budget": 0.01, "ceiling": 5, "floor": 6},
         {"budget": 0.01, "ceiling": 5, "window": 0},
         {"budget": 0.01, "ceiling": 5, "decrease": 1.0},
+        {"budget": 0.01, "ceiling": 5, "spike": -1},
     ],
-    ids=["no-budget", "no-ceiling", "floor-above-ceiling", "empty-window", "no-decrease"],
+    ids=[
+        "no-budget",
+        "no-ceiling",
+        "floor-above-ceiling",
+        "empty-window",
+        "no-decrease",
+        "negative-spike",
+    ],
 )
 def test_bad_parameters(kw):
     with pytest.raises(ValueError):

@@ -38,22 +38,25 @@ class AIMD:
         window: int = 3,
         increase: int = 1,
         decrease: float = 0.5,
+        spike: float = 0.0,
+        slow_start: bool = True,
     ):
         if budget <= 0:
             raise ValueError("budget must be > 0")
         if not 1 <= floor <= ceiling:
             raise ValueError("need 1 <= floor <= ceiling")
-        if window < 1 or increase < 1 or not 0 < decrease < 1:
-            raise ValueError("need window >= 1, increase >= 1 and 0 < decrease < 1")
+        if window < 1 or increase < 1 or not 0 < decrease < 1 or spike < 0:
+            raise ValueError("need window >= 1, increase >= 1, 0 < decrease < 1, spike >= 0")
         self.budget = budget
         self.ceiling = ceiling
         self.floor = floor
         self.window = window
         self.increase = increase
         self.decrease = decrease
+        self.spike = spike
         self.idle = idle
         self.limit = floor
-        self.slow_start = True
+        self.slow_start = slow_start
         #: median of the last complete window (None before the first)
         self.last_median: float | None = None
         self._samples: list[float] = []
@@ -68,6 +71,11 @@ class AIMD:
 
     def observe(self, sample: float, used: bool = True) -> int:
         """Add one answer time; ``used``: the limit was reached since the last sample."""
+        if self.spike and self.idle is not None and sample - self.idle > self.spike * self.budget:
+            # one answer far over the budget: back off now, and start a new window
+            self._samples, self._used, self.slow_start = [], False, False
+            self.limit = max(self.floor, int(self.limit * self.decrease))
+            return self.limit
         self._samples.append(sample)
         self._used = self._used or used
         if len(self._samples) < self.window:

@@ -162,7 +162,17 @@ class Throttle:
             self._blind(e)
             await self._resize(self.ceiling, first=True)
             return
-        self.controller = AIMD(self.budget, self.ceiling, idle=idle, window=self.window)
+        import os  # EXPERIMENT
+
+        spike, slow = os.environ.get("JHLE_AIMD", "0,1").split(",")  # EXPERIMENT
+        self.controller = AIMD(
+            self.budget,
+            self.ceiling,
+            idle=idle,
+            window=self.window,
+            spike=float(spike),
+            slow_start=slow == "1",
+        )
         await self._resize(self.controller.limit, first=True)
         self._set_latency(None, idle)
         self._task = asyncio.ensure_future(self._watch())
