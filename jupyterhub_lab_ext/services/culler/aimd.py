@@ -3,12 +3,14 @@
 Pure: :class:`AIMD` is fed the hub's answer times (seconds, one probe request each) and answers
 with a concurrency limit. The I/O (timing the probes, enforcing the limit) is in :mod:`.throttle`.
 
-The rule, once per ``window`` samples (the median of the window against the hub's idle median):
+The rule, against the hub's idle median:
 
-- added latency above ``budget``: halve the limit (``decrease``), never below ``floor``;
-- within the budget and the limit was used (stops were waiting for a place): raise it, by
-  doubling until the first time the budget is exceeded (slow start, so a pass reaches a
-  sensible level within a few windows), then by ``increase``; never above ``ceiling``.
+- once per ``window`` samples, the window's median more than ``budget`` above: halve the limit
+  (``decrease``), never below ``floor``; within the budget, and the limit was used (stops were
+  waiting for a place): raise it by ``increase``, never above ``ceiling``;
+- a single sample more than ``spike`` budgets above: halve at once and start a new window. The
+  median hides the tail: with many stops in flight the median can stay within the budget while
+  some answers take several times as long.
 
 A limit that was not used is not raised: otherwise a listing with nothing to stop would grow it
 to the ceiling and the first stops would arrive as a burst.
@@ -26,6 +28,7 @@ class AIMD:
     :param budget: seconds the median answer time may exceed the idle median (> 0).
     :param ceiling: the highest limit (``--concurrency``).
     :param idle: the hub's idle median in seconds; None: the first window's median is taken.
+    :param spike: a sample this many budgets above the idle median halves at once (0: never).
     """
 
     def __init__(
@@ -38,8 +41,7 @@ class AIMD:
         window: int = 3,
         increase: int = 1,
         decrease: float = 0.5,
-        spike: float = 0.0,
-        slow_start: bool = True,
+        spike: float = 2.0,
     ):
         if budget <= 0:
             raise ValueError("budget must be > 0")
@@ -56,7 +58,6 @@ class AIMD:
         self.spike = spike
         self.idle = idle
         self.limit = floor
-        self.slow_start = slow_start
         #: median of the last complete window (None before the first)
         self.last_median: float | None = None
         self._samples: list[float] = []
@@ -72,10 +73,8 @@ class AIMD:
     def observe(self, sample: float, used: bool = True) -> int:
         """Add one answer time; ``used``: the limit was reached since the last sample."""
         if self.spike and self.idle is not None and sample - self.idle > self.spike * self.budget:
-            # one answer far over the budget: back off now, and start a new window
-            self._samples, self._used, self.slow_start = [], False, False
-            self.limit = max(self.floor, int(self.limit * self.decrease))
-            return self.limit
+            self._samples, self._used = [], False
+            return self._halve()
         self._samples.append(sample)
         self._used = self._used or used
         if len(self._samples) < self.window:
@@ -85,11 +84,13 @@ class AIMD:
         if self.idle is None:
             self.idle = self.last_median
         elif self.last_median - self.idle > self.budget:
-            self.limit = max(self.floor, int(self.limit * self.decrease))
-            self.slow_start = False
+            self._halve()
         elif used:
-            grown = self.limit * 2 if self.slow_start else self.limit + self.increase
-            self.limit = min(self.ceiling, grown)
+            self.limit = min(self.ceiling, self.limit + self.increase)
+        return self.limit
+
+    def _halve(self) -> int:
+        self.limit = max(self.floor, int(self.limit * self.decrease))
         return self.limit
 
 

@@ -147,9 +147,10 @@ class LabIdleCuller(ServiceApp):
         trade against each other. With a budget, the culler times a cheap request to the hub
         (``GET /users?limit=1``, its own token and client) a few times before a pass for the
         idle median and every 0.2 s during it, and keeps the median's increase within the
-        budget: it starts with one stop in flight, doubles while within the budget, then adds
-        one stop per window within it and halves on each window over it, never above
-        ``concurrency``. Metrics ``concurrency`` and ``hub_latency_seconds`` show what it does.""",
+        budget: from one stop in flight it adds one per window of three answers within the
+        budget (never above ``concurrency``) and halves on a window over it, or at once on a
+        single answer more than twice the budget slower. Metrics ``concurrency`` and
+        ``hub_latency_seconds`` show what it does.""",
     ).tag(config=True)
 
     max_age = Int(

@@ -162,17 +162,7 @@ class Throttle:
             self._blind(e)
             await self._resize(self.ceiling, first=True)
             return
-        import os  # EXPERIMENT
-
-        spike, slow = os.environ.get("JHLE_AIMD", "0,1").split(",")  # EXPERIMENT
-        self.controller = AIMD(
-            self.budget,
-            self.ceiling,
-            idle=idle,
-            window=self.window,
-            spike=float(spike),
-            slow_start=slow == "1",
-        )
+        self.controller = AIMD(self.budget, self.ceiling, idle=idle, window=self.window)
         await self._resize(self.controller.limit, first=True)
         self._set_latency(None, idle)
         self._task = asyncio.ensure_future(self._watch())
