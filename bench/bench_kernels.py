@@ -45,6 +45,7 @@ from envs import make_conda_env, python_version, trusted_dir  # noqa: E402
 from jupyter_client.kernelspec import KernelSpecManager  # noqa: E402
 from jupyter_client.manager import KernelManager  # noqa: E402
 
+from jupyterhub_lab_ext.kernels import server_env  # noqa: E402
 from jupyterhub_lab_ext.kernels.kernelspec import CondaEnvKernelSpecManager  # noqa: E402
 
 VENV_PY = Path(sys.executable)
@@ -289,9 +290,11 @@ def mixin_hook_times(user: str, shared: Path, repeat: int = 50) -> dict:
     import asyncio
     from types import SimpleNamespace
 
-    from jupyterhub_lab_ext.spawner.conda_kernel import CondaKernelSpawner
+    from jupyterhub_lab_ext.spawner.local import LocalCondaKernelSpawner
 
-    spawner = CondaKernelSpawner(user=SimpleNamespace(name=user), shared_env_dirs=[str(shared)])
+    spawner = LocalCondaKernelSpawner(
+        user=SimpleNamespace(name=user), shared_env_dirs=[str(shared)]
+    )
 
     async def run() -> list[float]:
         out = []
@@ -317,7 +320,7 @@ def server_alone_times(shared: Path, rounds: int) -> dict:
             port = sock.getsockname()[1]
         runtime = tempfile.mkdtemp(prefix="jhle-bench-rt-")
         env = dict(os.environ, JUPYTER_RUNTIME_DIR=runtime)
-        env["JUPYTERHUB_LAB_EXT_SHARED_ENV_DIRS"] = str(shared)
+        env[server_env.SHARED_ENV_DIRS] = str(shared)
         argv = [str(VENV_PY.parent / "jupyter-lab"), "--allow-root", "--no-browser",
                 f"--port={port}", "--ip=127.0.0.1", "--IdentityProvider.token=bench", *extra]  # fmt: skip
         t0 = time.perf_counter()

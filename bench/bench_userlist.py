@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _common import report, summary  # noqa: E402
 
 from jupyterhub_lab_ext.auth.naming import make_normalizer  # noqa: E402
-from jupyterhub_lab_ext.auth.userlist import UserlistFile, load_userlist  # noqa: E402
+from jupyterhub_lab_ext.auth.userlist_file import UserlistFile, load_userlist  # noqa: E402
 
 
 def seed_parser(path: str) -> tuple[set, set]:

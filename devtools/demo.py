@@ -222,7 +222,8 @@ def run(layout: Layout, check: bool, signals: Signals) -> int:
 
 
 def who_may_log_in(layout: Layout) -> tuple[list, str]:
-    from jupyterhub_lab_ext.auth.userlist import UserlistParseError, load_userlist
+    from jupyterhub_lab_ext.auth.userlist import UserlistParseError
+    from jupyterhub_lab_ext.auth.userlist_file import load_userlist
 
     try:
         return people.verdicts(load_userlist(str(layout.userlist))), ""

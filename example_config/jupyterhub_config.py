@@ -32,7 +32,7 @@ import sys
 from urllib.parse import urlparse
 
 from jupyterhub_lab_ext.services.culler.hubconfig import enable_idle_culler
-from jupyterhub_lab_ext.services.user_limit.hook import enable_user_limit
+from jupyterhub_lab_ext.services.user_limit.hubconfig import HookOptions, enable_user_limit
 
 c = get_config()  # noqa: F821 (provided by traitlets when JupyterHub loads this file)
 
@@ -122,44 +122,46 @@ else:
 # Who may log in, who is admin, which hub groups (IDENTITY [admin] [group:NAME ...]).
 # Re-read on change; check an edit with:
 #   jupyterhub-lab-ext userlist check --config /etc/jupyterhub/jupyterhub_config.py
-c.UserlistAuthenticatorMixin.userlist_file = os.path.join(CONFIG_DIR, "userlist")
+c.UserlistAuthenticator.userlist_file = os.path.join(CONFIG_DIR, "userlist")
 # Refuse emails the provider has not verified (the default; keep it with an email userlist).
-c.UserlistAuthenticatorMixin.require_verified_email = True
+c.UserlistAuthenticator.require_verified_email = True
 # Your own domain is dropped from system usernames (alice@example.org -> alice); other
 # domains stay encoded (bob@gmail.com -> bob-gmail-com), so they never share an account.
-c.UserlistAuthenticatorMixin.domain_rules = {site("JUPYTERHUB_EMAIL_DOMAIN", "example.org"): ""}
+c.UserlistAuthenticator.domain_rules = {site("JUPYTERHUB_EMAIL_DOMAIN", "example.org"): ""}
 # What a removed line does: "revoke" (login refused), "stop" (also stop servers),
 # "lock" (also lock the system account). Homes are never deleted.
-c.UserlistAuthenticatorMixin.on_removal = "stop"
+c.UserlistAuthenticator.on_removal = "stop"
+# With "stop" or "lock", also archive a removed user's home here (<username>-<UTC time>.tar.gz).
+# c.UserlistAuthenticator.removed_homes_archive_dir = "/srv/jupyterhub/removed-homes"
 
 # ---------------------------------------------------------------------------------------------
 # System users and homes (created asynchronously at first login).
 # ---------------------------------------------------------------------------------------------
-c.UserlistAuthenticatorMixin.create_system_users = True
+c.UserlistAuthenticator.create_system_users = True
 # e.g. an NFS mount; homes are <home_root>/<username>
-c.UserlistAuthenticatorMixin.home_root = site("JUPYTERHUB_HOME_ROOT", "/home")
-c.UserlistAuthenticatorMixin.home_mode = 0o700
+c.UserlistAuthenticator.home_root = site("JUPYTERHUB_HOME_ROOT", "/home")
+c.UserlistAuthenticator.home_mode = 0o700
 # copied into each new home; push later additions with: jupyterhub-lab-ext homes sync-template
-c.UserlistAuthenticatorMixin.home_template = site(
+c.UserlistAuthenticator.home_template = site(
     "JUPYTERHUB_HOME_TEMPLATE", "/srv/jupyterhub/home-template"
 )
 # one group for all hub users makes file sharing and quotas easier
-c.UserlistAuthenticatorMixin.system_group = site("JUPYTERHUB_USERS_GROUP", "jupyterusers")
+c.UserlistAuthenticator.system_group = site("JUPYTERHUB_USERS_GROUP", "jupyterusers")
 # where the hub records which accounts it created (it never touches other accounts)
-c.UserlistAuthenticatorMixin.system_users_state_dir = f"{STATE}-lab-ext"
+c.UserlistAuthenticator.system_users_state_dir = f"{STATE}-lab-ext"
 
 # ---------------------------------------------------------------------------------------------
 # Spawner: each user picks a shared or a personal conda environment on the spawn form.
 # ---------------------------------------------------------------------------------------------
 c.JupyterHub.spawner_class = "conda-kernel"
-# Set on the mixin, these apply to conda-kernel and to conda-kernel-docker/-swarm alike
+# c.CondaKernelSpawner.* applies to conda-kernel and to conda-kernel-docker/-swarm alike
 # (docker/jupyterhub_docker_config.py reuses this file).
 # shared envs, offered as shared/<name>; root-owned, mode 755
-c.CondaKernelSpawnerMixin.shared_env_dirs = [site("JUPYTERHUB_SHARED_ENVS", "/opt/conda/envs")]
+c.CondaKernelSpawner.shared_env_dirs = [site("JUPYTERHUB_SHARED_ENVS", "/opt/conda/envs")]
 # users' own envs, offered as mine/<name> (the first entry is where `conda create -n` puts them)
-c.CondaKernelSpawnerMixin.user_env_dirs = ["~/.conda/envs"]
+c.CondaKernelSpawner.user_env_dirs = ["~/.conda/envs"]
 # preselected on the spawn form; when it is missing the form says so and preselects the first
-c.CondaKernelSpawnerMixin.default_env = "shared/python3"
+c.CondaKernelSpawner.default_env = "shared/python3"
 # The single-user server runs from the hub's venv; kernels run in the envs.
 c.Spawner.cmd = [f"{VENV}/bin/jupyterhub-singleuser"]
 c.Spawner.default_url = "/lab"
@@ -201,19 +203,25 @@ if SERVICES == "hub":
         service_options=as_services_user,
     )
     # Caps, seats, group quotas and a waiting queue; the hub asks the service before every
-    # spawn (Spawner.pre_spawn_hook) and login (Authenticator.post_auth_hook).
+    # spawn (Spawner.oauth_client_allowed_scopes, see docs/user-limit.md) and login
+    # (Authenticator.post_auth_hook).
     enable_user_limit(
         c,
+        {
+            "max_active_servers": 40,  # servers running at once on this machine
+            "max_users": 200,  # seats: distinct users who may log in
+            "group_quotas": {"physics-101": 30},  # servers per hub group at once
+            "max_servers_per_user": 2,
+            "db_url": f"sqlite:///{SERVICE_STATE}/user-limit.sqlite",
+        },
         url=USER_LIMIT_URL,
-        # shared secret of hook and service, created 0600 when the hub first starts the service
-        hook_token_file=f"{STATE}/user-limit-hook-token",
-        db_url=f"sqlite:///{SERVICE_STATE}/user-limit.sqlite",
-        # when the service is down: refuse spawns with a clear message (False) or let them through
-        fail_open=False,
-        max_active_servers=40,  # servers running at once on this machine
-        max_users=200,  # seats: distinct users who may log in
-        group_quotas={"physics-101": 30},  # servers per hub group at once
-        max_servers_per_user=2,
+        hook=HookOptions(
+            # shared secret of hook and service, created 0600 when the hub first starts it
+            token_file=f"{STATE}/user-limit-hook-token",
+            # when the service is down: refuse spawns with a clear message (False) or let
+            # them through
+            fail_open=False,
+        ),
         service_options=as_services_user,
     )
 elif SERVICES == "systemd":
@@ -232,8 +240,7 @@ elif SERVICES == "systemd":
         url=USER_LIMIT_URL,
         managed=False,
         api_token=site("USER_LIMIT_API_TOKEN"),
-        hook_token=site("USER_LIMIT_HOOK_TOKEN"),
-        fail_open=False,
+        hook=HookOptions(token=site("USER_LIMIT_HOOK_TOKEN"), fail_open=False),
     )
 else:
     raise ValueError(f"JUPYTERHUB_SERVICES must be hub or systemd, not {SERVICES!r}")

@@ -14,6 +14,8 @@ mkdir -p test-artifacts
 echo "== ruff"
 ruff check .
 ruff format --check .
+echo "== labextension (the shipped build is rebuilt from its sources and compared)"
+PYTHON=$venv/bin/python bash "$here/scripts/build-labextension.sh" --check
 echo "== docs"
 python -m sphinx -W --keep-going -q -b html docs docs/_build/html
 echo "== tests"

@@ -99,13 +99,12 @@ enable_idle_culler(
 )
 
 # -- the user limit: at most {MAX_ACTIVE_SERVERS} running servers; the next person waits in line
-from jupyterhub_lab_ext.services.user_limit.hook import enable_user_limit
+from jupyterhub_lab_ext.services.user_limit.hubconfig import HookOptions, enable_user_limit
 
 enable_user_limit(
     c,
+    {{"max_active_servers": {MAX_ACTIVE_SERVERS}, "db_url": "sqlite:///{w / "user-limit.sqlite"}"}},
     url="http://127.0.0.1:{layout.limit_port}",
-    hook_token_file={str(w / "user-limit-hook-token")!r},
-    db_url="sqlite:///{w / "user-limit.sqlite"}",
-    max_active_servers={MAX_ACTIVE_SERVERS},
+    hook=HookOptions(token_file={str(w / "user-limit-hook-token")!r}),
 )
 """

@@ -62,7 +62,7 @@ else:
     # are always removed)
     c.DockerSpawner.remove = True
 
-# The conda-kernel settings (c.CondaKernelSpawnerMixin.*) of the single-machine config apply
+# The conda-kernel settings (c.CondaKernelSpawner.*) of the single-machine config apply
 # here too. The container spawners mount each of shared_env_dirs read-only at its own path
 # (the default of read_only_volumes), so kernels find their envs where the hub saw them.
 

@@ -11,10 +11,8 @@ import asyncio
 import os
 import shutil
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from jupyterhub_lab_ext.accounts.system_users import AccountSpec
+from jupyterhub_lab_ext.accounts.spec import AccountSpec
 
 # fixed PATH (the hub may run without sbin in PATH) and C locale (stable messages)
 COMMAND_TIMEOUT = 120.0

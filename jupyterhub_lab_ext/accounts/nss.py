@@ -1,4 +1,4 @@
-"""Blocking helpers for :mod:`.system_users`: account database lookups, login.defs, tools.
+"""Blocking account database lookups for :mod:`.system_users` (``pwd``/``grp`` through NSS).
 
 Everything here may block (NSS can be LDAP or SSSD), so callers run it in a thread.
 """
@@ -70,24 +70,3 @@ class NssLookup:
     @staticmethod
     def _group(g) -> GroupEntry:
         return GroupEntry(g.gr_name, g.gr_gid, tuple(g.gr_mem))
-
-
-def read_login_defs(path: str = "/etc/login.defs") -> dict[str, int]:
-    """Numeric settings of ``login.defs`` (``UID_MIN`` ...); missing file -> ``{}``."""
-    values: dict[str, int] = {}
-    try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            lines = f.readlines()
-    except FileNotFoundError:
-        return values
-    for line in lines:
-        parts = line.split("#", 1)[0].split()
-        if len(parts) >= 2:
-            try:
-                values[parts[0]] = int(parts[1], 10)
-            except ValueError:
-                try:
-                    values[parts[0]] = int(parts[1], 0)
-                except ValueError:
-                    continue
-    return values

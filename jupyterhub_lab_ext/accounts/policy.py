@@ -15,7 +15,8 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Collection
-from typing import Any
+
+from jupyterhub_lab_ext.accounts.spec import AccountSpec
 
 NAME_RE = re.compile(r"\A[a-z_][a-z0-9_.-]{0,31}\Z")  # \Z: "name\n" is not a name
 _BAD_FIELD = re.compile(r"[:\x00-\x1f\x7f]")
@@ -39,8 +40,8 @@ class ExistingAccountError(SystemUserError):
     """The name belongs to an account this package may not use (not ours, or a system one)."""
 
 
-def validate_spec(spec: Any, uid_min: int, gid_min: int) -> None:
-    """Raise unless ``spec`` (an :class:`~.system_users.AccountSpec`) is acceptable."""
+def validate_spec(spec: AccountSpec, uid_min: int, gid_min: int) -> None:
+    """Raise unless ``spec`` is acceptable (names, home, shell, ids; see module docstring)."""
     for name in (spec.name, spec.group, *spec.supplementary_groups):
         if name is not None and not NAME_RE.match(name):
             raise SystemUserError(f"invalid account or group name {name!r}")

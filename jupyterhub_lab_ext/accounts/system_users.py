@@ -8,12 +8,12 @@
   first logins: calls for one name are serialized, and the commands that rewrite
   ``/etc/passwd``/``/etc/group`` run one at a time and are retried with backoff when another
   process holds the password-file lock.
-- it never hands out an account it did not create (see :mod:`.account_registry`) unless
+- it never hands out an account it did not create (see :mod:`.registry`) unless
   ``allow_existing``, and never one with a uid below ``UID_MIN`` of ``/etc/login.defs``,
-  uid 0 or nobody, whatever ``allow_existing`` says (rules in :mod:`.account_policy`).
+  uid 0 or nobody, whatever ``allow_existing`` says (rules in :mod:`.policy`).
 - :meth:`~SystemUsers.populate_home` copies a template directory into the home (see
-  :mod:`.homes` for the symlink and overwrite rules); :meth:`~SystemUsers.lock_account` and
-  :meth:`~SystemUsers.archive_home` deprovision. Homes are never deleted.
+  :mod:`.home_template` for the symlink and overwrite rules); :meth:`~SystemUsers.lock_account`
+  and :meth:`~SystemUsers.archive_home` deprovision. Homes are never deleted.
 
 Commands are argv lists run with :func:`asyncio.create_subprocess_exec` (never a shell) by an
 injectable ``runner`` (``async (argv) -> (rc, stdout, stderr)``); every return code is checked.
@@ -29,9 +29,9 @@ import re
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 
 from jupyterhub_lab_ext.accounts import homes
+from jupyterhub_lab_ext.accounts.archive import archive_home
 from jupyterhub_lab_ext.accounts.commands import (
     ENV,
     build_add_to_groups_argvs,
@@ -41,7 +41,9 @@ from jupyterhub_lab_ext.accounts.commands import (
     detect_flavour,
     run_command,
 )
-from jupyterhub_lab_ext.accounts.nss import GroupEntry, NssLookup, UserEntry, read_login_defs
+from jupyterhub_lab_ext.accounts.home_template import CopyReport, copy_template
+from jupyterhub_lab_ext.accounts.logindefs import DEFAULT_ID_MIN, LOGIN_DEFS, read_login_defs
+from jupyterhub_lab_ext.accounts.nss import GroupEntry, NssLookup, UserEntry
 from jupyterhub_lab_ext.accounts.policy import (
     NAME_RE,
     ExistingAccountError,
@@ -51,6 +53,7 @@ from jupyterhub_lab_ext.accounts.policy import (
     validate_spec,
 )
 from jupyterhub_lab_ext.accounts.registry import AccountRegistry, RegistryError, utcnow_iso
+from jupyterhub_lab_ext.accounts.spec import Account, AccountSpec
 
 __all__ = [
     "Account",
@@ -69,37 +72,6 @@ Runner = Callable[[Sequence[str]], Awaitable[tuple[int, str, str]]]
 # rc 10 is useradd's "cannot update/lock group file"; lock messages also come with rc 1
 RETRY_RCS = frozenset({10})
 _LOCK_MESSAGE = re.compile(r"cannot lock|unable to lock|try again later", re.IGNORECASE)
-
-
-@dataclass(frozen=True)
-class AccountSpec:
-    """The account we want to exist.
-
-    ``group`` is the primary group (default: a personal group named like the account),
-    ``uid``/``gid`` pin the numeric ids (e.g. to match an NFS server), ``home_mode`` is the
-    exact mode of a newly created home (the umask does not apply).
-    """
-
-    name: str
-    home: str
-    home_mode: int = 0o700
-    uid: int | None = None
-    gid: int | None = None
-    group: str | None = None
-    supplementary_groups: tuple[str, ...] = ()
-    shell: str = "/bin/bash"
-    comment: str = ""
-
-
-@dataclass(frozen=True)
-class Account:
-    """An account that exists. ``created`` is True if the call that returned it created it."""
-
-    name: str
-    uid: int
-    gid: int
-    home: str
-    created: bool
 
 
 class SystemUsers:
@@ -132,7 +104,7 @@ class SystemUsers:
         allowed_system_groups: Sequence[str] = (),
         flavour: str = "auto",
         lookup: NssLookup | None = None,
-        login_defs: str = "/etc/login.defs",
+        login_defs: str = LOGIN_DEFS,
         lock_retries: int = 8,
         retry_delay: float = 0.05,
         max_retry_delay: float = 2.0,
@@ -161,9 +133,9 @@ class SystemUsers:
         if self._uid_min is None or self._gid_min is None:
             defs = await asyncio.to_thread(read_login_defs, self.login_defs)
             if self._uid_min is None:
-                self._uid_min = defs.get("UID_MIN", 1000)
+                self._uid_min = defs.get("UID_MIN", DEFAULT_ID_MIN)
             if self._gid_min is None:
-                self._gid_min = defs.get("GID_MIN", 1000)
+                self._gid_min = defs.get("GID_MIN", DEFAULT_ID_MIN)
         return self._uid_min, self._gid_min
 
     async def flavour(self) -> str:
@@ -200,8 +172,11 @@ class SystemUsers:
                 raise SystemUserError(what, argv=argv, rc=rc, stderr=err)
             self.log.warning(
                 "system users: %s met the account-file lock (rc=%s), retry %s/%s",
-                argv[0], rc, attempt + 1, self.lock_retries,
-            )  # fmt: skip
+                argv[0],
+                rc,
+                attempt + 1,
+                self.lock_retries,
+            )
             await asyncio.sleep(delay * (0.5 + random.random()))  # noqa: S311 (jitter)
             delay = min(delay * 2, self.max_retry_delay)
         raise AssertionError("unreachable")
@@ -215,7 +190,7 @@ class SystemUsers:
 
     async def _ensure_group(self, name: str, gid: int | None, *, personal: bool) -> GroupEntry:
         """Create group ``name`` if missing; refuse existing groups we may not use
-        (:func:`.account_policy.check_existing_group`)."""
+        (:func:`.policy.check_existing_group`)."""
         _, gid_min = await self._limits()
         gr = await asyncio.to_thread(self.lookup.group, name)
         if gr is None:
@@ -239,9 +214,14 @@ class SystemUsers:
         if gid is not None and gr.gid != gid:
             raise SystemUserError(f"group {name!r} exists with gid {gr.gid}, not {gid}")
         check_existing_group(
-            name, gr.gid, await self._reg("group", name), personal=personal, gid_min=gid_min,
-            allow_existing=self.allow_existing, allowed=self.allowed_system_groups,
-        )  # fmt: skip
+            name,
+            gr.gid,
+            await self._reg("group", name),
+            personal=personal,
+            gid_min=gid_min,
+            allow_existing=self.allow_existing,
+            allowed=self.allowed_system_groups,
+        )
         return gr
 
     # -- public API --------------------------------------------------------------------------
@@ -308,16 +288,22 @@ class SystemUsers:
         await self._reg("set_user", spec.name, uid=pw.uid, gid=pw.gid)
         await self._check_usable(pw)
         await self._make_home(pw, spec.home_mode, adopt=True)
+        elapsed_ms = 1000 * (time.monotonic() - started)
         self.log.info(
             "user=%s system account created (uid %s, gid %s, home %s) in %.0f ms",
-            pw.name, pw.uid, pw.gid, pw.home, 1000 * (time.monotonic() - started),
-        )  # fmt: skip
+            pw.name,
+            pw.uid,
+            pw.gid,
+            pw.home,
+            elapsed_ms,
+        )
         return Account(pw.name, pw.uid, pw.gid, pw.home, created=True)
 
     async def _make_home(self, pw: UserEntry, mode: int, *, adopt: bool) -> None:
         try:
-            made = await asyncio.to_thread(homes.make_home, pw.home, pw.uid, pw.gid, mode,
-                                           adopt_root_owned=adopt)  # fmt: skip
+            made = await asyncio.to_thread(
+                homes.make_home, pw.home, pw.uid, pw.gid, mode, adopt_root_owned=adopt
+            )
         except (OSError, homes.HomeError) as e:
             raise SystemUserError(f"home of {pw.name} ({pw.home}): {e}") from e
         if made:
@@ -325,7 +311,7 @@ class SystemUsers:
 
     async def sync_home(
         self, account: Account, template: str, *, readonly: bool = False, dry_run: bool = False
-    ) -> homes.CopyReport:
+    ) -> CopyReport:
         """Copy new template files into the home; never overwrite a file the user changed."""
         async with self._lock_for(account.name):
             pw = await self._owned_account(account.name)
@@ -334,10 +320,16 @@ class SystemUsers:
             manifest = await self._reg("manifest", account.name)
             try:
                 report = await asyncio.to_thread(
-                    homes.copy_template, template, account.home, account.uid, account.gid,
-                    readonly=readonly, manifest=manifest, dry_run=dry_run,
+                    copy_template,
+                    template,
+                    account.home,
+                    account.uid,
+                    account.gid,
+                    readonly=readonly,
+                    manifest=manifest,
+                    dry_run=dry_run,
                     digest_cache=self._digests,
-                )  # fmt: skip
+                )
             except (OSError, homes.HomeError) as e:
                 raise SystemUserError(f"template copy into {account.home} failed: {e}") from e
             if not dry_run and report.manifest != manifest:
@@ -393,7 +385,7 @@ class SystemUsers:
 
             def work() -> str:
                 homes.make_parents(archive_dir, 0o700)
-                return homes.archive_home(pw.home, path, pw.uid, unique=True)
+                return archive_home(pw.home, path, pw.uid, unique=True)
 
             try:
                 result = await asyncio.to_thread(work)

@@ -27,8 +27,15 @@ fits in ``auth_refresh_age``.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable, Sequence
+import logging
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
+
+from jupyterhub import orm, roles
+from jupyterhub.utils import new_token
+
+from jupyterhub_lab_ext.auth.userlist import Userlist, UserlistEntry
 
 CACHE_FLAG = "--HubOAuth.cache_max_age"
 #: JupyterHub's own default of ``HubOAuth.cache_max_age`` (seconds)
@@ -97,6 +104,28 @@ class AccessPlan:
         return bool(self.revoke or self.stop or self.admin or self.groups)
 
 
+def wanted(
+    username: str,
+    entry: UserlistEntry | None,
+    groups: Iterable[str] | None,
+    *,
+    admin_users: Collection[str],
+    admin_groups: Collection[str],
+) -> Wanted:
+    """What the userlist grants ``username``, whose line is ``entry`` (None: no line).
+
+    ``groups``: the hub groups of the line, None when groups are not managed. Admin: ``admin``
+    on the line, a name in ``admin_users``, or one of ``groups`` in ``admin_groups``; without
+    a line only ``admin_users`` counts.
+    """
+    if entry is None:
+        return Wanted(listed=False, admin=username in admin_users)
+    groups = None if groups is None else frozenset(groups)
+    in_admin_group = groups is not None and not groups.isdisjoint(admin_groups)
+    admin = entry.admin or username in admin_users or in_admin_group
+    return Wanted(listed=True, admin=admin, groups=groups)
+
+
 def plan_access(
     users: Iterable[HubUser],
     wanted: Callable[[str], Wanted],
@@ -131,17 +160,35 @@ def plan_access(
 
 
 class HubAccess:
-    """Applies :func:`plan_access` to the hub app that created the authenticator ``auth``."""
+    """Applies :func:`plan_access` to the database of the JupyterHub ``app``.
 
-    def __init__(self, auth):
-        self.auth = auth
-        self.log = auth.log
+    :param current_list: ``() -> Userlist | None``: the list in force, or None while users
+        without a line are not refused (``allow_all``, or no list ever loaded).
+    :param wanted: ``(username, userlist) -> Wanted``.
+    :param stop: called with each removed user whose servers must stop (it should start the
+        stop in the background); None when servers are left running (``on_removal`` revoke).
+    """
+
+    def __init__(
+        self,
+        app: Any,
+        *,
+        current_list: Callable[[], Userlist | None],
+        wanted: Callable[[str, Userlist], Wanted],
+        stop: Callable[[str], object] | None,
+        log: logging.Logger | logging.LoggerAdapter,
+    ):
+        self.app = app
+        self.current_list = current_list
+        self.wanted = wanted
+        self.stop = stop
+        self.log = log
         self._ended: set[str] = set()
         self._lock = asyncio.Lock()
 
     def _hub(self):
         """The JupyterHub app, once it has started (None in other processes and before)."""
-        app = getattr(self.auth, "parent", None)
+        app = self.app
         if getattr(app, "db", None) is None or getattr(app, "users", None) is None:
             return None
         started = getattr(app, "_start_future", None)
@@ -153,32 +200,28 @@ class HubAccess:
         """One pass: read the hub's users, apply the list. None when it cannot run now (no hub
         yet, ``allow_all``, or no userlist ever loaded)."""
         app = self._hub()
-        if app is None or not self.auth._refuses_unlisted():
+        if app is None or self.current_list() is None:
             return None
         async with self._lock:
-            userlist = self.auth._current_list()  # once loaded, a good list is always kept
+            userlist = self.current_list()  # once loaded, a good list is always kept
 
             def wanted(name: str) -> Wanted:
-                return self.auth.wanted_access(name, userlist)
+                return self.wanted(name, userlist)
 
             plan = plan_access(
                 read_hub_users(app.db),
                 wanted,
-                stop_servers=self.auth.on_removal != "revoke",
+                stop_servers=self.stop is not None,
                 ended=self._ended,
             )
             if plan:
                 self._apply(app, plan)
             self._ended = {name for name in self._ended if not wanted(name).listed}
-        actions = self.auth.actions
         for name in plan.stop:  # in the background: a slow stop must not hold up revocations
-            actions.spawn(actions.stop_servers(name, only_unlisted=True))
+            self.stop(name)
         return plan
 
     def _apply(self, app, plan: AccessPlan) -> None:
-        from jupyterhub import orm, roles
-        from jupyterhub.utils import new_token
-
         db = app.db
         try:
             for name in plan.revoke:
@@ -209,8 +252,6 @@ class HubAccess:
 
 def read_hub_users(db) -> list[HubUser]:
     """Every user in the hub's database with what :func:`plan_access` needs (four queries)."""
-    from jupyterhub import orm
-
     with_tokens = {
         uid for (uid,) in db.query(orm.APIToken.user_id).filter(orm.APIToken.user_id.isnot(None))
     } | {

@@ -1,7 +1,8 @@
 """Identity (login or email) -> safe POSIX username.
 
-Pure functions: no I/O except :func:`load_system_names`, which reads ``/etc/login.defs`` and
-the passwd database and is meant to be called once and injected where reserved names are needed.
+Pure functions: no I/O except :func:`load_system_names`, which reads ``/etc/login.defs`` (through
+:mod:`jupyterhub_lab_ext.accounts.logindefs`) and the passwd database and is meant to be called
+once and injected where reserved names are needed.
 
 Rules of :func:`normalize_username`:
 
@@ -25,9 +26,12 @@ detected by the userlist parser, and the authenticator checks the full identity 
 from __future__ import annotations
 
 import hashlib
+import pwd
 import re
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping
+
+from jupyterhub_lab_ext.accounts import logindefs
 
 MAX_LENGTH = 32
 HASH_LENGTH = 8
@@ -152,18 +156,6 @@ def make_normalizer(
     return normalize
 
 
-def read_uid_min(login_defs_text: str, default: int = 1000) -> int:
-    """``UID_MIN`` from the text of ``/etc/login.defs`` (``default`` when absent or bad)."""
-    for line in login_defs_text.splitlines():
-        parts = line.split("#", 1)[0].split()
-        if len(parts) >= 2 and parts[0] == "UID_MIN":
-            try:
-                return int(parts[1])
-            except ValueError:
-                return default
-    return default
-
-
 def system_names(passwd: Iterable[tuple[str, int]], uid_min: int) -> frozenset[str]:
     """Names of accounts with a uid below ``uid_min`` (plus ``nobody``-like high uids)."""
     return frozenset(
@@ -172,10 +164,10 @@ def system_names(passwd: Iterable[tuple[str, int]], uid_min: int) -> frozenset[s
 
 
 def load_system_names(
-    login_defs: str = "/etc/login.defs",
+    login_defs: str = logindefs.LOGIN_DEFS,
     *,
     uid_min: int | None = None,
-    getpwall: Callable[[], Iterable] | None = None,
+    getpwall: Callable[[], Iterable] = pwd.getpwall,
 ) -> frozenset[str]:
     """I/O edge: reserved names of this machine (system accounts) plus :data:`RESERVED_NAMES`.
 
@@ -183,15 +175,7 @@ def load_system_names(
     database with ``getpwall`` (default :func:`pwd.getpwall`). Inject both in tests.
     """
     if uid_min is None:
-        try:
-            with open(login_defs, encoding="utf-8", errors="replace") as f:
-                uid_min = read_uid_min(f.read())
-        except OSError:
-            uid_min = 1000
-    if getpwall is None:
-        import pwd
-
-        getpwall = pwd.getpwall
+        uid_min = logindefs.uid_min(login_defs)
     entries = ((p[0], p[2]) for p in getpwall())
     return RESERVED_NAMES | system_names(entries, uid_min)
 

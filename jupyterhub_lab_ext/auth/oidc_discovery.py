@@ -7,7 +7,7 @@ authorization, token and userinfo endpoints from it. URLs set explicitly
 (``authorize_url``, ``token_url``, ``userdata_url``) win over discovered ones.
 
 :func:`endpoints_from_document` is the pure check of a discovery document;
-:class:`OIDCDiscoveryMixin` fetches it (once per hub process, on the hub's event loop) and
+:class:`OIDCDiscovery` fetches it (once per hub process, on the hub's event loop) and
 fills in the authenticator's empty URLs.
 """
 
@@ -107,20 +107,22 @@ class DiscoveringLoginHandler(OAuthLoginHandler):
         return super().get()
 
 
-class OIDCDiscoveryMixin(Configurable):
-    """Adds :attr:`oidc_issuer` to oauthenticator's generic OAuth2 authenticator."""
+class OIDCDiscovery(Configurable):
+    """The OIDC discovery feature: :attr:`oidc_issuer`, a mixin for oauthenticator's generic
+    OAuth2 authenticator (in :class:`~.authenticator.UserlistOAuthenticator`)."""
 
     oidc_issuer = Unicode(
         "",
         help="""
         The issuer URL of an OpenID Connect provider, e.g.
         ``c.UserlistOAuthenticator.oidc_issuer = "https://idp.example.org/realms/lab"``
-        (a Keycloak realm; most others look like ``https://login.example.org``). When set, the hub reads ``<issuer>/.well-known/openid-configuration``
-        at the first login and uses its ``authorization_endpoint``, ``token_endpoint`` and
-        ``userinfo_endpoint`` for ``authorize_url``, ``token_url`` and ``userdata_url``, unless
-        those are set explicitly. The document must name this issuer (a trailing slash aside);
-        for an https issuer every endpoint must be https. It is read once per hub process; a
-        failed read is logged and retried at the next login, which meanwhile answers 503.
+        (a Keycloak realm; most others look like ``https://login.example.org``). When set, the
+        hub reads ``<issuer>/.well-known/openid-configuration`` at the first login and uses its
+        ``authorization_endpoint``, ``token_endpoint`` and ``userinfo_endpoint`` for
+        ``authorize_url``, ``token_url`` and ``userdata_url``, unless those are set explicitly.
+        The document must name this issuer (a trailing slash aside); for an https issuer every
+        endpoint must be https. It is read once per hub process; a failed read is logged and
+        retried at the next login, which meanwhile answers 503.
         Providers whose document names a different issuer (e.g. multi-tenant endpoints with
         ``{tenantid}``) need the three URLs set explicitly instead.
         """,

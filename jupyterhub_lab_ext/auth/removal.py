@@ -1,92 +1,108 @@
-"""Side effects of the userlist authenticator: system accounts, polling, removal actions.
+"""What happens to a user whose line left the userlist, once their credentials are revoked.
 
-Removal actions (see ``on_removal``): stop the user's servers through the hub app, lock the
-system account, archive the home. Each runs as a task on the hub's event loop; failures are
-logged, never raised into a request. Tokens and cookies are :mod:`._auth_access`'s job.
+Revoking tokens and cookies is :mod:`.access`'s job and happens whatever ``on_removal`` says.
+Then, per ``on_removal``: stop the user's servers through the hub app (:class:`ServerStopper`),
+lock the system account, and archive the home into ``removed_homes_archive_dir``
+(:class:`RemovalActions`). Failures are logged and the next step still runs.
 """
 
 from __future__ import annotations
 
 import asyncio
-import http.client
-from collections.abc import Awaitable
+import logging
+from collections.abc import Callable
+from typing import Any
 
-from tornado.ioloop import PeriodicCallback
-from tornado.web import HTTPError
+from jupyterhub_lab_ext.accounts.system_users import SystemUsers
 
-from jupyterhub_lab_ext.auth.access import check_interval
+Log = logging.Logger | logging.LoggerAdapter
 
 
-def refusal(status: int, message: str) -> HTTPError:
-    """An HTTPError whose page shows ``status : <standard reason>`` and then ``message``."""
-    return HTTPError(status, message, reason=http.client.responses[status])
+class ServerStopper:
+    """Stop every active server of a user through the JupyterHub ``app`` (its proxy and users).
+
+    :param is_listed: ``username -> bool``, for stops that must not hit a user who is back.
+    """
+
+    def __init__(self, app: Any, *, is_listed: Callable[[str], bool], log: Log):
+        self.app = app
+        self.is_listed = is_listed
+        self.log = log
+        self._stopping: dict[str, asyncio.Lock] = {}
+
+    async def stop(self, username: str, *, only_unlisted: bool = False) -> int:
+        """Stop every active server of ``username``; return how many.
+
+        One stop at a time per user: a second call waits for the first and then finds nothing
+        left to stop. ``only_unlisted``: do nothing if the user is (back) in the userlist.
+        """
+        users = getattr(self.app, "users", None)
+        if users is None:
+            self.log.warning("user=%s: no hub app available, servers not stopped", username)
+            return 0
+        async with self._stopping.setdefault(username, asyncio.Lock()):
+            if only_unlisted and self.is_listed(username):
+                return 0
+            try:
+                user = users[username]
+            except KeyError:
+                return 0
+            return await self._stop_all(user, username)
+
+    async def _stop_all(self, user, username: str) -> int:
+        stopped = 0
+        for name, spawner in list(user.spawners.items()):
+            if not spawner.active or spawner.pending == "stop":
+                continue
+            self.log.info("user=%s is not in the userlist: stopping server %r", username, name)
+            try:
+                await self.app.proxy.delete_user(user, name)
+                await user.stop(name)
+                stopped += 1
+            except Exception as e:
+                self.log.error("user=%s: stopping server %r failed: %s", username, name, e)
+        return stopped
 
 
 class RemovalActions:
-    """Background work of one authenticator (``auth``): polling and removal actions."""
+    """Apply ``on_removal`` (``mode``) and the home archive to a removed user.
 
-    def __init__(self, auth):
-        self.auth = auth
-        self.log = auth.log
-        self._tasks: set[asyncio.Task] = set()
-        self._poller: PeriodicCallback | None = None
-        self._stopping: dict[str, asyncio.Lock] = {}
+    :param system_users: None when the authenticator manages no system accounts (then only
+        servers are stopped).
+    :param archive_dir: ``removed_homes_archive_dir`` (``""``: no archive).
+    """
 
-    def spawn(self, coro: Awaitable) -> asyncio.Task | None:
-        """Run ``coro`` as a tracked task (or drop it with a log line if no loop runs)."""
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            self.log.warning("no running event loop: removal action skipped")
-            coro.close()
-            return None
-        task = loop.create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._done)
-        return task
-
-    def _done(self, task: asyncio.Task) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            self.log.error("userlist removal action failed", exc_info=task.exception())
-
-    async def wait(self) -> None:
-        """Wait for pending removal actions (tests, shutdown)."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
-
-    def start_polling(self) -> None:
-        """Start the background pass (file check, then :meth:`.HubAccess.sync`) every
-        :func:`._auth_access.check_interval` seconds (idempotent, needs a running loop)."""
-        interval = check_interval(self.auth.userlist_poll_interval, self.auth.auth_refresh_age)
-        if self._poller is not None or interval <= 0:
-            return
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            return
-        self._poller = PeriodicCallback(self.auth.poll_userlist, interval * 1000, jitter=0.1)
-        self._poller.start()
-
-    def stop_polling(self) -> None:
-        if self._poller is not None:
-            self._poller.stop()
-            self._poller = None
+    def __init__(
+        self,
+        *,
+        mode: str,
+        archive_dir: str,
+        servers: ServerStopper,
+        system_users: SystemUsers | None,
+        log: Log,
+    ):
+        if archive_dir and mode == "revoke":
+            log.warning("removed_homes_archive_dir needs on_removal 'stop' or 'lock': ignored")
+        self.mode = mode
+        self.archive_dir = archive_dir
+        self.servers = servers
+        self.system_users = system_users
+        self.log = log
 
     async def apply(self, username: str) -> None:
-        """Apply ``on_removal`` and ``archive_removed_homes`` to a removed user."""
-        auth = self.auth
-        mode = auth.on_removal
-        if mode == "revoke":
+        """Stop the servers, then lock and archive as configured (``"revoke"``: nothing)."""
+        if self.mode == "revoke":
             return
-        await self.stop_servers(username)
-        if mode == "lock" and auth.create_system_users:
-            await self._system_user_action(username, "lock_account")
-        if auth.archive_removed_homes and auth.create_system_users:  # after the servers stopped
-            await self._system_user_action(username, "archive_home", auth.archive_removed_homes)
+        await self.servers.stop(username)
+        if self.system_users is None:
+            return
+        if self.mode == "lock":
+            await self._account_action(username, "lock_account")
+        if self.archive_dir:  # after the servers stopped
+            await self._account_action(username, "archive_home", self.archive_dir)
 
-    async def _system_user_action(self, username: str, method: str, *args) -> None:
-        su = self.auth.system_users
+    async def _account_action(self, username: str, method: str, *args) -> None:
+        su = self.system_users
         if not await asyncio.to_thread(su.created_by_us, username):
             self.log.info("user=%s: no account created by us, %s skipped", username, method)
             return
@@ -96,76 +112,3 @@ class RemovalActions:
             self.log.error("user=%s: %s failed: %s", username, method, e)
         else:
             self.log.info("user=%s: %s done%s", username, method, f" ({result})" if result else "")
-
-    async def stop_servers(self, username: str, *, only_unlisted: bool = False) -> int:
-        """Stop every active server of ``username`` (via the hub app); return how many.
-
-        One stop at a time per user: a second call waits for the first and then finds nothing
-        left to stop. ``only_unlisted``: do nothing if the user is (back) in the userlist.
-        """
-        app = getattr(self.auth, "parent", None)
-        users = getattr(app, "users", None)
-        if users is None:
-            self.log.warning("user=%s: no hub app available, servers not stopped", username)
-            return 0
-        async with self._stopping.setdefault(username, asyncio.Lock()):
-            if only_unlisted and self.auth.userlist_entry(username) is not None:
-                return 0
-            return await self._stop_all(app, users, username)
-
-    async def _stop_all(self, app, users, username: str) -> int:
-        try:
-            user = users[username]
-        except KeyError:
-            return 0
-        stopped = 0
-        for name, spawner in list(user.spawners.items()):
-            if not spawner.active or spawner.pending == "stop":
-                continue
-            self.log.info("user=%s is not in the userlist: stopping server %r", username, name)
-            try:
-                await app.proxy.delete_user(user, name)
-                await user.stop(name)
-                stopped += 1
-            except Exception as e:
-                self.log.error("user=%s: stopping server %r failed: %s", username, name, e)
-        return stopped
-
-
-async def provision(auth, username: str, *, during_login: bool = False) -> None:
-    """Ensure the system account and home of ``username`` (once per process per user).
-
-    Unlocks an account locked at removal when the user is back; fills a new home from the
-    template. Refusals become 403/500 pages with a clear message when ``during_login``.
-    """
-    if not auth.create_system_users or username in auth._ensured:
-        return
-    from jupyterhub_lab_ext.accounts.system_users import ExistingAccountError, SystemUserError
-
-    su = auth.system_users
-    try:
-        record = await asyncio.to_thread(lambda: su.accounts().get(username) or {})
-        if record.get("locked"):
-            await su.unlock_account(username)
-        account = await su.ensure_account(auth.account_spec_for(username))
-        if account.created and auth.home_template:
-            n = await su.populate_home(account, auth.home_template, readonly=auth.template_readonly)
-            auth.log.info(
-                "user=%s home %s filled with %d template files", username, account.home, n
-            )
-    except ExistingAccountError as e:
-        auth.log.error("user=%s refused: %s", username, e)
-        raise refusal(
-            403,
-            f"Login refused: the system account name {username!r} belongs to an existing "
-            "account that this hub did not create. Ask the hub administrator.",
-        ) from None
-    except SystemUserError as e:
-        auth.log.error("user=%s: creating the system account failed: %s", username, e)
-        if during_login:
-            raise refusal(
-                500,
-                "Your system account could not be created; the administrator can see why in the hub log.",
-            ) from None
-        raise
-    auth._ensured.add(username)

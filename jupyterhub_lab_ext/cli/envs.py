@@ -9,54 +9,43 @@ listed after them with the reason (an unsafe shared directory, another owner, no
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
-import os
 import sys
 from collections.abc import Sequence
+from types import SimpleNamespace
 
+from jupyterhub_lab_ext.cli.hubconfig import HubConfig, HubConfigError
 from jupyterhub_lab_ext.kernels.conda_envs import DiscoveryConfig, UserContext, scan
 from jupyterhub_lab_ext.kernels.env_prefix import CondaEnv
 from jupyterhub_lab_ext.kernels.env_skips import Skip
 from jupyterhub_lab_ext.kernels.kernelspec import display_name
 
-_SPAWNER_NAMES = {
-    "conda-kernel": "CondaKernelSpawner",
-    "conda-kernel-docker": "CondaKernelDockerSpawner",
-    "conda-kernel-swarm": "CondaKernelSwarmSpawner",
-}
+#: what ``envs`` takes from the hub's spawner: the discovery settings and the preselected env
+HUB_SETTINGS = tuple(f.name for f in dataclasses.fields(DiscoveryConfig)) + ("default_env",)
 
 
-def spawner_settings(config_file: str) -> dict:
-    """The discovery settings (env dirs, owners, flags) and default_env from a hub config.
+def hub_discovery(config_file: str, user: str) -> tuple[DiscoveryConfig, str]:
+    """The discovery settings and ``default_env`` of the hub's spawner for ``user`` under
+    ``config_file``, configured as the hub configures it (see :mod:`.hubconfig`)."""
+    settings = HubConfig.load(config_file).spawner_settings(HUB_SETTINGS, user)
+    return DiscoveryConfig.of(SimpleNamespace(**settings)), settings["default_env"]
 
-    The config is applied to the configured conda-kernel spawner class exactly as the hub does
-    (``c.Spawner``, ``c.CondaKernelSpawnerMixin``, ``c.CondaKernelSpawner``, ... sections).
-    """
-    from traitlets.config.loader import PyFileConfigLoader
 
-    loader = PyFileConfigLoader(os.path.basename(config_file), os.path.dirname(config_file) or ".")
-    cfg = loader.load_config()
-    cls_name = "CondaKernelSpawner"
-    configured = cfg.get("JupyterHub", {}).get("spawner_class")
-    if isinstance(configured, str):
-        cls_name = _SPAWNER_NAMES.get(configured, configured.rsplit(".", 1)[-1])
-    elif isinstance(configured, type):
-        cls_name = configured.__name__
-    if cls_name in ("CondaKernelDockerSpawner", "CondaKernelSwarmSpawner"):
-        from jupyterhub_lab_ext.spawner import docker as docker_spawner
-
-        cls = getattr(docker_spawner, cls_name)
+def _discovery(args) -> tuple[DiscoveryConfig, str]:
+    """The hub's settings (or the defaults without ``--config``) with the command's overrides."""
+    if args.config:
+        config, default_env = hub_discovery(args.config, args.user)
     else:
-        from jupyterhub_lab_ext.spawner.conda_kernel import CondaKernelSpawner as cls
-    spawner = cls(config=cfg)
-    return {
-        "shared_env_dirs": list(spawner.shared_env_dirs),
-        "user_env_dirs": list(spawner.user_env_dirs),
-        "allow_venvs": spawner.allow_venvs,
-        "read_environments_txt": spawner.read_environments_txt,
-        "shared_env_owners": list(spawner.shared_env_owners),
-        "default_env": spawner.default_env,
-    }
+        config, default_env = DiscoveryConfig(), ""
+    overrides: dict = {}
+    if args.shared_dir:
+        overrides["shared_env_dirs"] = tuple(args.shared_dir)
+    if args.user_dir:
+        overrides["user_env_dirs"] = tuple(args.user_dir)
+    if args.allow_venvs:
+        overrides["allow_venvs"] = True
+    return dataclasses.replace(config, **overrides), default_env
 
 
 def _records(envs: list[CondaEnv]) -> list[dict]:
@@ -112,23 +101,10 @@ def format_table(
 
 def _cmd_envs(args) -> int:
     try:
-        settings = spawner_settings(args.config) if args.config else {}
-    except Exception as e:  # a broken config file: say so, no traceback
-        print(f"cannot read {args.config}: {e}", file=sys.stderr)
+        config, default_env = _discovery(args)
+    except HubConfigError as e:  # a broken config file: say so, no traceback
+        print(e, file=sys.stderr)
         return 1
-    if args.shared_dir:
-        settings["shared_env_dirs"] = args.shared_dir
-    if args.user_dir:
-        settings["user_env_dirs"] = args.user_dir
-    if args.allow_venvs:
-        settings["allow_venvs"] = True
-    config = DiscoveryConfig(
-        shared_env_dirs=tuple(settings.get("shared_env_dirs", DiscoveryConfig.shared_env_dirs)),
-        user_env_dirs=tuple(settings.get("user_env_dirs", DiscoveryConfig.user_env_dirs)),
-        read_environments_txt=settings.get("read_environments_txt", True),
-        allow_venvs=settings.get("allow_venvs", False),
-        shared_env_owners=tuple(settings.get("shared_env_owners", ())),
-    )
     try:
         user = UserContext.from_passwd(args.user)
     except KeyError:
@@ -136,7 +112,7 @@ def _cmd_envs(args) -> int:
         return 1
     found = scan(config, user)
     envs = found.envs
-    preselected = _preselected(envs, settings.get("default_env", ""))
+    preselected = _preselected(envs, default_env)
     if args.json:
         out = {
             "user": args.user,

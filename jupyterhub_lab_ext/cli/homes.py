@@ -12,7 +12,11 @@
 - ``homes archive NAME ... --to DIR``: write each home to ``DIR/NAME-<UTC time>.tar.gz``
   (mode 0600); homes are never deleted.
 
-Run as root. ``--state-dir`` must match the hub's ``system_users_state_dir``.
+Run as root. Pass ``--config jupyterhub_config.py`` to take the hub's ``system_users_state_dir``
+(and for ``sync-template`` its ``home_template`` and ``template_readonly``) from the hub's
+authenticator, as the hub configures it (:mod:`.hubconfig`); ``--state-dir``, ``--template`` and
+``--readonly`` win over the config. Without ``--config``, ``--state-dir`` must match the hub's
+``system_users_state_dir`` (default ``/var/lib/jupyterhub-lab-ext``).
 """
 
 from __future__ import annotations
@@ -23,8 +27,11 @@ import sys
 from collections.abc import Callable, Sequence
 
 from jupyterhub_lab_ext.accounts.system_users import Account, SystemUserError, SystemUsers
+from jupyterhub_lab_ext.cli.hubconfig import HubConfig, HubConfigError
 
 DEFAULT_STATE_DIR = "/var/lib/jupyterhub-lab-ext"
+#: what the homes commands take from the hub's authenticator
+HUB_SETTINGS = ("system_users_state_dir", "home_template", "template_readonly")
 
 
 async def sync_template(
@@ -140,48 +147,57 @@ async def _cmd_archive(args) -> int:
     return await _each(args, archive)
 
 
+def with_hub_settings(args) -> None:
+    """Fill in what the command line left open from the hub's config (``--config``)."""
+    hub = HubConfig.load(args.config).authenticator_settings(HUB_SETTINGS) if args.config else {}
+    if args.state_dir is None:
+        args.state_dir = hub.get("system_users_state_dir") or DEFAULT_STATE_DIR
+    if "template" in args:
+        args.template = args.template or hub.get("home_template") or None
+        args.readonly = args.readonly or bool(hub.get("template_readonly"))
+        if not args.template:
+            raise HubConfigError("no --template given and no home_template in --config")
+
+
 def _runner(coro_fn):
     def run(args) -> int:
+        try:
+            with_hub_settings(args)
+        except HubConfigError as e:
+            print(e, file=sys.stderr)
+            return 1
         return asyncio.run(coro_fn(args))
 
     return run
 
 
-def register(subparsers) -> argparse.ArgumentParser:
-    """Add the ``homes`` command (with its subcommands) to an argparse ``subparsers`` object.
-
-    Each leaf parser sets ``func``: call ``args.func(args)`` and exit with its return value.
-    """
-    homes = subparsers.add_parser(
-        "homes", help="manage the homes of the hub's system users (template sync, lock, archive)"
+def _common(p, *, allow_existing: bool = True) -> None:
+    p.add_argument(
+        "--config",
+        metavar="PATH",
+        help="jupyterhub_config.py to take system_users_state_dir (and the home template) from",
     )
-    homes.set_defaults(func=lambda args: (homes.print_help(), 2)[1])
-    sub = homes.add_subparsers(dest="homes_command", metavar="COMMAND")
-
-    def common(p, *, allow_existing=True):
+    p.add_argument(
+        "--state-dir",
+        default=None,
+        help="registry of the accounts the hub created (the hub's system_users_state_dir; "
+        f"default: from --config, else {DEFAULT_STATE_DIR})",
+    )
+    if allow_existing:
         p.add_argument(
-            "--state-dir",
-            default=DEFAULT_STATE_DIR,
-            help="registry of the accounts the hub created (the hub's system_users_state_dir; "
-            "default %(default)s)",
+            "--allow-existing",
+            action="store_true",
+            help="also act on accounts this package did not create (uid >= UID_MIN only)",
         )
-        if allow_existing:
-            p.add_argument(
-                "--allow-existing",
-                action="store_true",
-                help="also act on accounts this package did not create (uid >= UID_MIN only)",
-            )
 
-    p = sub.add_parser("list", help="list the accounts created by jupyterhub-lab-ext")
-    common(p, allow_existing=False)
-    p.set_defaults(func=_runner(_cmd_list))
 
+def _add_sync_template(sub) -> None:
     p = sub.add_parser(
         "sync-template",
         help="copy new template files into existing homes, keeping what users changed",
     )
-    common(p)
-    p.add_argument("--template", required=True, help="the template directory (home_template)")
+    _common(p)
+    p.add_argument("--template", help="the template directory (default: home_template of --config)")
     p.add_argument(
         "--user",
         action="append",
@@ -196,17 +212,35 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="list every new or updated file")
     p.set_defaults(func=_runner(_cmd_sync))
 
+
+def register(subparsers) -> argparse.ArgumentParser:
+    """Add the ``homes`` command (with its subcommands) to an argparse ``subparsers`` object.
+
+    Each leaf parser sets ``func``: call ``args.func(args)`` and exit with its return value.
+    """
+    homes = subparsers.add_parser(
+        "homes", help="manage the homes of the hub's system users (template sync, lock, archive)"
+    )
+    homes.set_defaults(func=lambda args: (homes.print_help(), 2)[1])
+    sub = homes.add_subparsers(dest="homes_command", metavar="COMMAND")
+
+    p = sub.add_parser("list", help="list the accounts created by jupyterhub-lab-ext")
+    _common(p, allow_existing=False)
+    p.set_defaults(func=_runner(_cmd_list))
+
+    _add_sync_template(sub)
+
     for name, func, what in (
         ("lock", _cmd_lock, "lock accounts (password locked and expired; homes stay)"),
         ("unlock", _cmd_unlock, "unlock accounts locked before"),
     ):
         p = sub.add_parser(name, help=what)
-        common(p)
+        _common(p)
         p.add_argument("names", nargs="+", metavar="NAME")
         p.set_defaults(func=_runner(func))
 
     p = sub.add_parser("archive", help="archive homes as NAME-<time>.tar.gz (mode 0600)")
-    common(p)
+    _common(p)
     p.add_argument("names", nargs="+", metavar="NAME")
     p.add_argument("--to", required=True, metavar="DIR", help="archive directory (made 0700)")
     p.set_defaults(func=_runner(_cmd_archive))

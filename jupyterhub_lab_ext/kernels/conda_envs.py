@@ -13,7 +13,9 @@ must pass the ownership and mode rule of :mod:`jupyterhub_lab_ext.kernels.env_tr
 
 from __future__ import annotations
 
+import getpass
 import os
+import pwd
 import stat
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -50,15 +52,11 @@ class UserContext:
 
     @classmethod
     def from_passwd(cls, name: str) -> UserContext:
-        import pwd
-
         entry = pwd.getpwnam(name)
         return cls(name=name, uid=entry.pw_uid, home=entry.pw_dir)
 
     @classmethod
     def current(cls) -> UserContext:
-        import getpass
-
         home = os.environ.get("HOME") or os.path.expanduser("~")
         return cls(name=getpass.getuser(), uid=os.getuid(), home=home)
 
@@ -76,7 +74,7 @@ class DiscoveryConfig:
     @classmethod
     def of(cls, settings) -> DiscoveryConfig:
         """The discovery settings of a configurable that has the same-named traits (the spawner
-        mixin on the hub, the kernel spec manager in the user's server)."""
+        feature on the hub, the kernel spec manager in the user's server)."""
         return cls(
             shared_env_dirs=tuple(settings.shared_env_dirs),
             user_env_dirs=tuple(settings.user_env_dirs),
@@ -306,10 +304,6 @@ class EnvScanner:
             envs += self._user(config, user, skips)
         return Discovery(envs, list(dict.fromkeys(skips)))
 
-    def discover(self, config: DiscoveryConfig, user: UserContext | None) -> list[CondaEnv]:
-        """The envs of :meth:`scan`."""
-        return self.scan(config, user).envs
-
 
 _NO_KERNEL = "an environment without any kernel (install ipykernel or a kernelspec into it)"
 
@@ -326,8 +320,3 @@ def _not_an_env(path: str, allow_venvs: bool) -> str:
 def scan(config: DiscoveryConfig, user: UserContext | None) -> Discovery:
     """One-shot discovery without a cache (the CLI)."""
     return EnvScanner().scan(config, user)
-
-
-def discover(config: DiscoveryConfig, user: UserContext | None) -> list[CondaEnv]:
-    """One-shot discovery without a cache: the envs only."""
-    return scan(config, user).envs

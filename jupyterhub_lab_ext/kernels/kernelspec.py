@@ -22,6 +22,7 @@ sources them and then ``exec``\\ s the kernel (so the kernel keeps the PID and i
 from __future__ import annotations
 
 import functools
+import importlib.util
 import os
 import re
 import tempfile
@@ -30,17 +31,12 @@ from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 from tornado import web
 from traitlets import Bool, List, Unicode, default
 
+from jupyterhub_lab_ext.kernels import server_env
 from jupyterhub_lab_ext.kernels.conda_envs import DiscoveryConfig, EnvScanner, UserContext
 from jupyterhub_lab_ext.kernels.env_prefix import CondaEnv, KernelInfo
 from jupyterhub_lab_ext.kernels.env_skips import SkipLog
 from jupyterhub_lab_ext.kernels.quiet_refusals import Refusal, quiet
 
-#: environment variables the spawner sets to configure this manager in the user's server
-ENV_SHARED_DIRS = "JUPYTERHUB_LAB_EXT_SHARED_ENV_DIRS"
-ENV_USER_DIRS = "JUPYTERHUB_LAB_EXT_USER_ENV_DIRS"
-ENV_ALLOW_VENVS = "JUPYTERHUB_LAB_EXT_ALLOW_VENVS"
-ENV_READ_ENVIRONMENTS_TXT = "JUPYTERHUB_LAB_EXT_READ_ENVIRONMENTS_TXT"
-ENV_SHARED_OWNERS = "JUPYTERHUB_LAB_EXT_SHARED_ENV_OWNERS"
 #: at most this many offered kernel names are listed in a refusal
 MAX_NAMES_IN_MESSAGE = 20
 _PLAIN_NAME = re.compile(r"[\w.:/-]{1,100}")
@@ -54,26 +50,20 @@ ACTIVATE_SCRIPT = (
 ACTIVATE_ARGV0_NAME = "jupyterhub-lab-ext-activate"
 
 
-def _split_dirs(value: str | None) -> list[str] | None:
-    if value is None:
-        return None
-    return [d for d in value.split(os.pathsep) if d]
-
-
-def _truthy(value: str | None, fallback: bool) -> bool:
-    if value is None:
-        return fallback
-    return value.strip().lower() in {"1", "true", "yes", "on"}
+def _from_spawner() -> DiscoveryConfig:
+    """What the spawner passed in the server's environment (see :mod:`.server_env`)."""
+    return server_env.from_env(os.environ)
 
 
 @functools.cache
 def _fallback_resource_dir() -> str:
-    try:
-        from ipykernel.kernelspec import RESOURCES  # logos of the Python kernel
-
-        return RESOURCES
-    except ImportError:  # pragma: no cover - the server env normally has ipykernel
-        return tempfile.mkdtemp(prefix="jhle-kernel-resources-")
+    """ipykernel's ``resources`` directory (the Python logos), found without importing it."""
+    spec = importlib.util.find_spec("ipykernel")
+    if spec is not None and spec.origin:
+        resources = os.path.join(os.path.dirname(spec.origin), "resources")
+        if os.path.isdir(resources):
+            return resources
+    return tempfile.mkdtemp(prefix="jhle-kernel-resources-")  # pragma: no cover - no ipykernel
 
 
 class KernelNotOffered(NoSuchKernel, web.HTTPError, Refusal):
@@ -164,31 +154,30 @@ class CondaEnvKernelSpecManager(KernelSpecManager):
 
     shared_env_dirs = List(
         Unicode(),
-        help="""
+        help=f"""
         Directories holding shared environments (each subdirectory with ``conda-meta/`` is an
         env), or env prefixes themselves. The conda-kernel spawners set this through the
-        ``JUPYTERHUB_LAB_EXT_SHARED_ENV_DIRS`` environment variable (``:``-separated), so you
+        ``{server_env.SHARED_ENV_DIRS}`` environment variable (``:``-separated), so you
         rarely set it here. Example: ``["/opt/conda/envs"]``.
         """,
     ).tag(config=True)
 
     @default("shared_env_dirs")
     def _default_shared(self):
-        return _split_dirs(os.environ.get(ENV_SHARED_DIRS)) or ["/opt/conda/envs"]
+        return list(_from_spawner().shared_env_dirs)
 
     user_env_dirs = List(
         Unicode(),
-        help="""
+        help=f"""
         Directories holding the user's own environments; ``~`` is the user's home and
-        ``{username}`` the user's name. Only envs owned by the user, inside the home or these
-        directories, are listed. Set by the spawner through ``JUPYTERHUB_LAB_EXT_USER_ENV_DIRS``.
+        ``{{username}}`` the user's name. Only envs owned by the user, inside the home or these
+        directories, are listed. Set by the spawner through ``{server_env.USER_ENV_DIRS}``.
         """,
     ).tag(config=True)
 
     @default("user_env_dirs")
     def _default_user(self):
-        value = _split_dirs(os.environ.get(ENV_USER_DIRS))
-        return ["~/.conda/envs"] if value is None else value
+        return list(_from_spawner().user_env_dirs)
 
     allow_venvs = Bool(
         help="Also offer plain virtualenvs (a ``pyvenv.cfg`` instead of ``conda-meta/``)."
@@ -196,7 +185,7 @@ class CondaEnvKernelSpecManager(KernelSpecManager):
 
     @default("allow_venvs")
     def _default_allow_venvs(self):
-        return _truthy(os.environ.get(ENV_ALLOW_VENVS), False)
+        return _from_spawner().allow_venvs
 
     read_environments_txt = Bool(
         help="Also list the envs named in ``~/.conda/environments.txt`` (owned by the user)."
@@ -204,19 +193,19 @@ class CondaEnvKernelSpecManager(KernelSpecManager):
 
     @default("read_environments_txt")
     def _default_read_txt(self):
-        return _truthy(os.environ.get(ENV_READ_ENVIRONMENTS_TXT), True)
+        return _from_spawner().read_environments_txt
 
     shared_env_owners = List(
         Unicode(),
-        help="""
+        help=f"""
         System users (names or uids) trusted, besides root, to own shared environments and the
-        directories above them. Set by the spawner through ``JUPYTERHUB_LAB_EXT_SHARED_ENV_OWNERS``.
+        directories above them. Set by the spawner through ``{server_env.SHARED_ENV_OWNERS}``.
         """,
     ).tag(config=True)
 
     @default("shared_env_owners")
     def _default_owners(self):
-        return _split_dirs(os.environ.get(ENV_SHARED_OWNERS)) or []
+        return list(_from_spawner().shared_env_owners)
 
     activation_shell = Unicode(
         "/bin/sh",

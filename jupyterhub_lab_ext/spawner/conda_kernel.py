@@ -1,14 +1,19 @@
-"""Spawners that let each user pick a shared or a personal conda environment.
+"""The conda-kernel feature: each user picks a shared or a personal conda environment.
 
-``c.JupyterHub.spawner_class = "conda-kernel"`` gives :class:`CondaKernelSpawner`
-(:class:`CondaKernelSpawnerMixin` on JupyterHub's ``LocalProcessSpawner``). The mixin only
-overrides the documented spawner hooks: the options form, ``options_from_form``,
-``apply_user_options`` (validation; also runs for REST spawns), ``get_env``, ``get_args`` and
-``progress``. The single-user server always runs from its own Jupyter env; the choice decides
-which kernel is the default, and the server lists exactly the kernels of the shared envs and the
-user's envs (see :mod:`jupyterhub_lab_ext.kernels.kernelspec`). Every env that discovery skips is one line
-in the hub's log (``user=NAME skipped PATH: REASON``), once while it stays skipped; a request for an
-env that is not offered is one warning line and an HTTP 400 (:mod:`.quiet_refusals`).
+:class:`CondaKernelSpawner` holds the feature's options and its spawner hooks. Set its options as
+``c.CondaKernelSpawner.<name>``: they apply to every variant, ``conda-kernel``
+(:class:`~jupyterhub_lab_ext.spawner.local.LocalCondaKernelSpawner`), ``conda-kernel-docker`` and
+``conda-kernel-swarm`` (:mod:`jupyterhub_lab_ext.spawner.docker`). It goes before a spawner class,
+``class S(CondaKernelSpawner, SomeSpawner)``, and only overrides the documented spawner hooks: the
+options form, ``options_from_form``, ``apply_user_options`` (validation; also runs for REST
+spawns), ``get_env``, ``get_args`` and ``progress``.
+
+The single-user server always runs from its own Jupyter env; the choice decides which kernel is
+the default, and the server lists exactly the kernels of the shared envs and the user's envs (see
+:mod:`jupyterhub_lab_ext.kernels.kernelspec`). Every env that discovery skips is one line in the
+hub's log (``user=NAME skipped PATH: REASON``), once while it stays skipped; a request for an env
+that is not offered is one warning line and an HTTP 400
+(:mod:`jupyterhub_lab_ext.kernels.quiet_refusals`).
 """
 
 from __future__ import annotations
@@ -17,11 +22,13 @@ import asyncio
 import html
 import os
 
-from jupyterhub.spawner import LocalProcessSpawner
-from traitlets import Bool, List, Unicode, default
+import jinja2
+from traitlets import Bool, Dict, Float, List, Unicode, default, validate
 from traitlets.config import LoggingConfigurable
 
+from jupyterhub_lab_ext.kernels import server_env
 from jupyterhub_lab_ext.kernels.conda_envs import (
+    SHARED,
     DiscoveryConfig,
     EnvScanner,
     UserContext,
@@ -29,14 +36,8 @@ from jupyterhub_lab_ext.kernels.conda_envs import (
 )
 from jupyterhub_lab_ext.kernels.env_prefix import CondaEnv
 from jupyterhub_lab_ext.kernels.env_skips import SkipLog
-from jupyterhub_lab_ext.kernels.kernelspec import (
-    ENV_ALLOW_VENVS,
-    ENV_READ_ENVIRONMENTS_TXT,
-    ENV_SHARED_DIRS,
-    ENV_SHARED_OWNERS,
-    ENV_USER_DIRS,
-)
 from jupyterhub_lab_ext.kernels.quiet_refusals import EnvNotOffered, quiet
+from jupyterhub_lab_ext.spawner import lab_status
 from jupyterhub_lab_ext.util import data as _data
 
 #: the form field and the ``user_options`` key of the choice (the JupyterHub 6 admin page shows it)
@@ -91,15 +92,15 @@ def env_notice(names: list[str], default_env: str, last: str | None) -> str:
     return ""
 
 
-class CondaKernelSpawnerMixin(LoggingConfigurable):
-    """Adds a choice of conda environment to any JupyterHub spawner.
+class CondaKernelSpawner(LoggingConfigurable):
+    """The conda-kernel feature: a choice of conda environment for any JupyterHub spawner.
 
-    Use it before the spawner class: ``class S(CondaKernelSpawnerMixin, SomeSpawner)``.
+    Combine it with a spawner class, before it: ``class S(CondaKernelSpawner, SomeSpawner)``.
     """
 
     shared_env_dirs = List(
         Unicode(),
-        default_value=["/opt/conda/envs"],
+        default_value=list(DiscoveryConfig.shared_env_dirs),
         help="""
         Where the environments shared by all users live: directories whose subdirectories are
         conda prefixes (``conda create -p /opt/conda/envs/geo ...``), or prefixes themselves.
@@ -126,7 +127,7 @@ class CondaKernelSpawnerMixin(LoggingConfigurable):
 
     user_env_dirs = List(
         Unicode(),
-        default_value=["~/.conda/envs"],
+        default_value=list(DiscoveryConfig.user_env_dirs),
         help="""
         Where each user's own environments live; ``~`` is that user's home and ``{username}``
         their name. They are offered as ``mine/<name>``, together with the entries of the
@@ -180,11 +181,54 @@ class CondaKernelSpawnerMixin(LoggingConfigurable):
         """,
     ).tag(config=True)
 
-    conda_user_dirs = Bool(
+    set_conda_dirs = Bool(
         True,
         help="""
-        Point ``CONDA_ENVS_DIRS`` and ``CONDA_PKGS_DIRS`` into the user's home, so users can
-        ``conda create`` their own envs even though the shared install is read-only.
+        Set ``CONDA_ENVS_DIRS`` (the first of :attr:`user_env_dirs`) and ``CONDA_PKGS_DIRS``
+        (``~/.conda/pkgs``) in the user's server, so users can ``conda create -n NAME`` their
+        own envs even though the shared install is read-only. Values the server already gets
+        from the base spawner's environment are kept. Set to False to leave both to conda's own
+        configuration (``.condarc``).
+        """,
+    ).tag(config=True)
+
+    lab_status = Bool(
+        True,
+        help="""
+        Show the JupyterLab status item in the user's server: the environment the server was
+        started with, the time left before the idle culler stops it (with a "Keep my server"
+        notification shortly before), and the user-limit service's queue and limit facts (see
+        the docs' "Status in JupyterLab" page). It loads the server extension
+        ``jupyterhub_lab_ext.labserver``; without it the item stays hidden. Turn it off with::
+
+            c.CondaKernelSpawner.lab_status = False
+        """,
+    ).tag(config=True)
+
+    lab_status_services = Dict(
+        default_value={"culler": "idle-culler", "user-limit": "user-limit"},
+        help="""
+        The hub services the status item asks, by role (``culler``, ``user-limit``) and service
+        name in ``c.JupyterHub.services``; their entries' ``url`` is where the user's server
+        reaches them. A role without a running service is shown as not running, never as an
+        error. Only needed when the services have other names than the defaults.
+        """,
+    ).tag(config=True)
+
+    @validate("lab_status_services")
+    def _known_roles(self, proposal):
+        unknown = set(proposal.value) - set(lab_status.SERVICE_VARS)
+        if unknown:
+            raise ValueError(f"lab_status_services: unknown roles {sorted(unknown)}")
+        return proposal.value
+
+    lab_status_refresh = Float(
+        30.0,
+        min=5.0,
+        help="""
+        Seconds between the status item's refreshes of its own server. The server keeps the
+        services' answers three times as long, so each service sees one request per server per
+        three periods (and the countdown is still computed to the second). At least 5.
         """,
     ).tag(config=True)
 
@@ -240,8 +284,6 @@ class CondaKernelSpawnerMixin(LoggingConfigurable):
     # -- the form ------------------------------------------------------------------------------
 
     def _form_template(self):
-        import jinja2
-
         if self.options_form_template:
             path = self.options_form_template
             loader = jinja2.FileSystemLoader(os.path.dirname(os.path.abspath(path)))
@@ -262,8 +304,8 @@ class CondaKernelSpawnerMixin(LoggingConfigurable):
             choice = self._default_choice(envs)
             last = choice.name if choice else None
         form = self._form_template().render(
-            shared_envs=[e for e in envs if e.group == "shared"],
-            user_envs=[e for e in envs if e.group != "shared"],
+            shared_envs=[e for e in envs if e.group == SHARED],
+            user_envs=[e for e in envs if e.group != SHARED],
             selected=last,
             field=OPTION,
         )
@@ -276,50 +318,9 @@ class CondaKernelSpawnerMixin(LoggingConfigurable):
 
     async def apply_conda_user_options(self, user_options: dict) -> CondaEnv | None:
         """Check the requested env against what is on disk; HTTP 400 for anything else."""
-        user_options = dict(user_options or {})
-        requested = None
-        for key in (OPTION, *OPTION_ALIASES):
-            if key in user_options:
-                requested = user_options.pop(key)
-                break
-        for key in (OPTION, *OPTION_ALIASES):
-            user_options.pop(key, None)
-        if user_options:
-            self.log.warning(
-                "user=%s ignoring unknown options %.300s", self.user.name, sorted(user_options)
-            )
-        if requested is not None and not isinstance(requested, str):
-            self.log.warning(
-                "user=%s refused a spawn: option %r is a %s, not an environment name",
-                self.user.name,
-                OPTION,
-                type(requested).__name__,
-            )
-            raise quiet(
-                self.log, EnvNotOffered(f"Option {OPTION!r} must be an environment name (a string)")
-            )
+        requested = self._requested_env(user_options)
         envs = await self.list_conda_envs()
-        if requested:
-            env = next((e for e in envs if e.name == requested), None)
-            if env is None:
-                shown = repr(requested[:MAX_NAME_SHOWN]) + (
-                    "..." if len(requested) > MAX_NAME_SHOWN else ""
-                )
-                offered = ", ".join(e.name for e in envs) or "none"
-                self.log.warning(
-                    "user=%s refused a spawn: environment %s is not offered to them",
-                    self.user.name,
-                    shown,
-                )
-                raise quiet(
-                    self.log,
-                    EnvNotOffered(
-                        f"Unknown environment {shown}: choose one of the offered "
-                        f"environments ({offered})."
-                    ),
-                )
-        else:
-            env = self._default_choice(envs)
+        env = self._offered_env(envs, requested) if requested else self._default_choice(envs)
         self._conda_env = env
         if env is None:
             self.log.warning(
@@ -332,10 +333,58 @@ class CondaKernelSpawnerMixin(LoggingConfigurable):
             self.log.info("user=%s environment %s (%s)", self.user.name, env.name, env.prefix)
         return env
 
+    def _requested_env(self, user_options: dict) -> str | None:
+        """The env name the options ask for (None: no choice). Other options are logged and
+        ignored; a choice that is not a string is refused."""
+        options = dict(user_options or {})
+        requested = None
+        for key in (OPTION, *OPTION_ALIASES):
+            if key in options:
+                requested = options.pop(key)
+                break
+        for key in (OPTION, *OPTION_ALIASES):
+            options.pop(key, None)
+        if options:
+            self.log.warning(
+                "user=%s ignoring unknown options %.300s", self.user.name, sorted(options)
+            )
+        if requested is not None and not isinstance(requested, str):
+            self.log.warning(
+                "user=%s refused a spawn: option %r is a %s, not an environment name",
+                self.user.name,
+                OPTION,
+                type(requested).__name__,
+            )
+            raise quiet(
+                self.log, EnvNotOffered(f"Option {OPTION!r} must be an environment name (a string)")
+            )
+        return requested
+
+    def _offered_env(self, envs: list[CondaEnv], requested: str) -> CondaEnv:
+        """The env named ``requested`` among ``envs``; a refusal naming the offered ones if none."""
+        env = next((e for e in envs if e.name == requested), None)
+        if env is not None:
+            return env
+        shown = repr(requested[:MAX_NAME_SHOWN]) + (
+            "..." if len(requested) > MAX_NAME_SHOWN else ""
+        )
+        offered = ", ".join(e.name for e in envs) or "none"
+        self.log.warning(
+            "user=%s refused a spawn: environment %s is not offered to them", self.user.name, shown
+        )
+        raise quiet(
+            self.log,
+            EnvNotOffered(
+                f"Unknown environment {shown}: choose one of the offered environments ({offered})."
+            ),
+        )
+
+    _conda_env: CondaEnv | None = None
+
     @property
     def conda_env(self) -> CondaEnv | None:
         """The validated choice of the current spawn (set by ``apply_user_options``)."""
-        return getattr(self, "_conda_env", None)
+        return self._conda_env
 
     # -- what the server gets ----------------------------------------------------------------
 
@@ -345,18 +394,25 @@ class CondaKernelSpawnerMixin(LoggingConfigurable):
 
     def get_env(self):
         env = super().get_env()
-        env[ENV_SHARED_DIRS] = os.pathsep.join(self.shared_env_dirs)
-        env[ENV_USER_DIRS] = os.pathsep.join(self.user_env_dirs)
-        env[ENV_ALLOW_VENVS] = "1" if self.allow_venvs else "0"
-        env[ENV_READ_ENVIRONMENTS_TXT] = "1" if self.read_environments_txt else "0"
-        env[ENV_SHARED_OWNERS] = os.pathsep.join(self.shared_env_owners)
+        env.update(server_env.to_env(self.discovery_config))
         home = self.conda_home(env)
-        if self.conda_user_dirs and home:
+        if self.set_conda_dirs and home:
             user = UserContext(name=self.user.name, uid=-1, home=home)
-            first = self.user_env_dirs[0] if self.user_env_dirs else "~/.conda/envs"
-            env.setdefault("CONDA_ENVS_DIRS", expand_user_dir(first, user))
-            env.setdefault("CONDA_PKGS_DIRS", os.path.join(home, ".conda", "pkgs"))
+            first = (self.user_env_dirs or DiscoveryConfig.user_env_dirs)[0]
+            env.setdefault(server_env.CONDA_ENVS_DIRS, expand_user_dir(first, user))
+            env.setdefault(server_env.CONDA_PKGS_DIRS, os.path.join(home, ".conda", "pkgs"))
+        if self.lab_status:
+            env.update(self._lab_status_env(env))
         return env
+
+    def _lab_status_env(self, env: dict) -> dict:
+        return lab_status.server_env(
+            self.conda_env.name if self.conda_env else None,
+            lab_status.configured_services(self.config),
+            self.lab_status_services,
+            env.get("JUPYTERHUB_BASE_URL", "/"),
+            self.lab_status_refresh,
+        )
 
     def get_args(self):
         args = list(super().get_args())
@@ -365,6 +421,8 @@ class CondaKernelSpawnerMixin(LoggingConfigurable):
         env = self.conda_env
         if env is not None and env.default_kernel_name:
             args.append(f"--MappingKernelManager.default_kernel_name={env.default_kernel_name}")
+        if self.lab_status:
+            args += lab_status.server_args()
         return args
 
     async def progress(self):
@@ -373,7 +431,3 @@ class CondaKernelSpawnerMixin(LoggingConfigurable):
             yield {"progress": 30, "message": f"Environment {env.name}: {env.summary()}"}
         async for event in super().progress():
             yield event
-
-
-class CondaKernelSpawner(CondaKernelSpawnerMixin, LocalProcessSpawner):
-    """LocalProcessSpawner whose users pick a shared or personal conda env (``conda-kernel``)."""

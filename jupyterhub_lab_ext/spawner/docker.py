@@ -1,8 +1,10 @@
-"""The conda-kernel mixin on dockerspawner's DockerSpawner and SwarmSpawner.
+"""``conda-kernel-docker`` and ``conda-kernel-swarm``: the conda-kernel feature on dockerspawner.
 
-Entry points ``conda-kernel-docker`` and ``conda-kernel-swarm``. dockerspawner is optional:
-this module imports without it and only fails, with a clear message, when one of the classes
-is used (``pip install jupyterhub-lab-ext[docker]``).
+:class:`CondaKernelDockerSpawner` (on ``DockerSpawner``) and :class:`CondaKernelSwarmSpawner` (on
+``SwarmSpawner``) take the options of every conda-kernel spawner (``c.CondaKernelSpawner.*``), the
+container options below, which both share (``c.CondaKernelContainerSpawner.*``), and
+dockerspawner's. This module imports dockerspawner (``pip install jupyterhub-lab-ext[docker]``);
+JupyterHub loads it only when an admin selects one of its classes.
 
 conda prefixes cannot be moved, so a container must see the envs at the same paths as the hub.
 The defaults here make that the case for a one-machine deployment where users are system users:
@@ -20,18 +22,29 @@ the kernelspec manager from it) and a Jupyter stack matching the hub.
 
 from __future__ import annotations
 
+import functools
+import pwd
+
 from jupyterhub.utils import random_port
 from traitlets import Bool, default
 
-from jupyterhub_lab_ext.spawner.conda_kernel import CondaKernelSpawnerMixin
+from jupyterhub_lab_ext.kernels.conda_envs import UserContext
+from jupyterhub_lab_ext.spawner.conda_kernel import CondaKernelSpawner
 
-__all__ = ["CondaKernelDockerMixin"]  # + CondaKernelDockerSpawner, CondaKernelSwarmSpawner (lazy)
+try:
+    from dockerspawner import DockerSpawner, SwarmSpawner
+except ImportError as e:  # pragma: no cover - depends on the install
+    raise ImportError(
+        "conda-kernel-docker and conda-kernel-swarm need dockerspawner: "
+        "pip install 'jupyterhub-lab-ext[docker]'"
+    ) from e
 
-_CLASSES: dict[str, type] = {}
+__all__ = ["CondaKernelContainerSpawner", "CondaKernelDockerSpawner", "CondaKernelSwarmSpawner"]
 
 
-class CondaKernelDockerMixin(CondaKernelSpawnerMixin):
-    """The conda-kernel mixin plus container defaults that keep env paths identical."""
+class CondaKernelContainerSpawner(CondaKernelSpawner):
+    """The conda-kernel feature plus container defaults that keep env paths identical (the part
+    the Docker and Swarm variants share; combine it with a dockerspawner class, before it)."""
 
     random_host_port = Bool(
         True,
@@ -50,11 +63,10 @@ class CondaKernelDockerMixin(CondaKernelSpawnerMixin):
         """,
     ).tag(config=True)
 
-    def _account(self):
+    @functools.cached_property
+    def _account(self) -> UserContext | None:
         """The user's system account (None without one); looked up once per spawner."""
-        if not hasattr(self, "_docker_account"):
-            self._docker_account = self.conda_user_context() if self.run_as_user else None
-        return self._docker_account
+        return self.conda_user_context() if self.run_as_user else None
 
     @property
     def _host_network(self) -> bool:
@@ -84,15 +96,13 @@ class CondaKernelDockerMixin(CondaKernelSpawnerMixin):
 
     @default("volumes")
     def _default_volumes(self):
-        account = self._account()
+        account = self._account
         return {account.home: account.home} if account else {}
 
     def _user_spec(self) -> dict:
-        account = self._account()
+        account = self._account
         if account is None:
             return {}
-        import pwd
-
         gid = pwd.getpwnam(account.name).pw_gid
         return {"user": f"{account.uid}:{gid}", "workdir": account.home}
 
@@ -107,19 +117,21 @@ class CondaKernelDockerMixin(CondaKernelSpawnerMixin):
         return await super().get_ip_and_port()
 
     def conda_home(self, env: dict) -> str | None:
-        account = self._account()
+        account = self._account
         return env.get("HOME") or (account.home if account else None)
 
     def get_env(self):
         env = super().get_env()
-        account = self._account()
+        account = self._account
         if account is not None:
             env.setdefault("HOME", account.home)
             env.setdefault("USER", account.name)
         return env
 
 
-class _DockerDefaults(CondaKernelDockerMixin):
+class CondaKernelDockerSpawner(CondaKernelContainerSpawner, DockerSpawner):
+    """DockerSpawner whose users pick a shared or personal conda env (``conda-kernel-docker``)."""
+
     @default("extra_create_kwargs")
     def _default_extra_create_kwargs(self):
         spec = self._user_spec()
@@ -128,30 +140,9 @@ class _DockerDefaults(CondaKernelDockerMixin):
         return {"user": spec["user"], "working_dir": spec["workdir"]}
 
 
-class _SwarmDefaults(CondaKernelDockerMixin):
+class CondaKernelSwarmSpawner(CondaKernelContainerSpawner, SwarmSpawner):
+    """SwarmSpawner whose users pick a shared or personal conda env (``conda-kernel-swarm``)."""
+
     @default("extra_container_spec")
     def _default_extra_container_spec(self):
         return self._user_spec()
-
-
-def _build(name: str) -> type:
-    try:
-        from dockerspawner import DockerSpawner, SwarmSpawner
-    except ImportError as e:  # pragma: no cover - depends on the install
-        raise ImportError(
-            f"{name} needs dockerspawner: pip install 'jupyterhub-lab-ext[docker]'"
-        ) from e
-    mixin, base = {
-        "CondaKernelDockerSpawner": (_DockerDefaults, DockerSpawner),
-        "CondaKernelSwarmSpawner": (_SwarmDefaults, SwarmSpawner),
-    }[name]
-    doc = f"{base.__name__} whose users pick a shared or personal conda environment."
-    return type(name, (mixin, base), {"__doc__": doc, "__module__": __name__})
-
-
-def __getattr__(name: str):
-    if name in ("CondaKernelDockerSpawner", "CondaKernelSwarmSpawner"):
-        if name not in _CLASSES:
-            _CLASSES[name] = _build(name)
-        return _CLASSES[name]
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

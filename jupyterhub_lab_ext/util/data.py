@@ -10,17 +10,18 @@ _NAME = "jupyterhub-lab-ext"
 
 
 def share_dir() -> Path:
-    """The installed ``share/jupyterhub-lab-ext`` directory.
+    """The ``share/jupyterhub-lab-ext`` directory of the running code.
 
-    Looks in ``sys.prefix`` first (a normal install), then in the source tree (a checkout
-    used without installing), so templates are found in both cases.
+    ``$JUPYTERHUB_LAB_EXT_SHARE`` if set; else the checkout's own ``share/`` when the package is
+    imported from a source tree (so its tests see its templates, not those of an older install
+    in ``sys.prefix``); else the installed one in ``sys.prefix``.
     """
     candidates = [
-        Path(sys.prefix) / "share" / _NAME,
         Path(os.environ.get("JUPYTERHUB_LAB_EXT_SHARE", ""))
         if os.environ.get("JUPYTERHUB_LAB_EXT_SHARE")
         else None,
         Path(__file__).resolve().parents[2] / "share" / _NAME,
+        Path(sys.prefix) / "share" / _NAME,
     ]
     for path in candidates:
         if path is not None and path.is_dir():

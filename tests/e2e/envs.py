@@ -26,7 +26,8 @@ from pathlib import Path
 PREFIX = Path(os.environ.get("JHLE_PREFIX", "/opt/jupyterhub-lab-ext"))
 SYSTEM_PYTHON = "/usr/bin/python3"
 CACHE = PREFIX / "cache"
-TRUSTED = PREFIX / "tmp"
+#: symlink-free (discovery reports real paths, and the trust rule judges where links lead)
+TRUSTED = Path(os.path.realpath(PREFIX / "tmp"))
 
 
 def python_version() -> str:

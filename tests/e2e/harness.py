@@ -18,7 +18,6 @@ import pwd
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import textwrap
 import time
@@ -29,6 +28,7 @@ from pathlib import Path
 from urllib.parse import urljoin
 
 import httpx
+from ports import free_port  # tests/support (on sys.path via tests/conftest.py)
 
 REPO = Path(__file__).resolve().parents[2]
 PREFIX = Path(os.environ.get("JHLE_PREFIX", "/opt/jupyterhub-lab-ext"))
@@ -40,13 +40,6 @@ SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 # ----------------------------------------------------------------------------- small utilities
-
-
-def free_port() -> int:
-    """A free TCP port on 127.0.0.1 (bind to 0, read, close)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Fatal(Exception):

@@ -210,7 +210,7 @@ def test_removal_stops_servers_and_locks_the_account(make_hub, oidc, user_prefix
     archive = home_root / "archive"
     hub = make_hub(
         "c.UserlistOAuthenticator.on_removal = 'lock'\n"
-        f"c.UserlistOAuthenticator.archive_removed_homes = {str(archive)!r}\n"
+        f"c.UserlistOAuthenticator.removed_homes_archive_dir = {str(archive)!r}\n"
         "c.UserlistOAuthenticator.userlist_poll_interval = 0.5\n",
         userlist=f"{ident}\nsomeone-else\n",
     )

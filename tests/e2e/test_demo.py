@@ -217,6 +217,8 @@ def test_demo_shows_every_part_in_a_browser(start_demo, browser, home_root):
     for expected in (
         f"{demo.url}/services/user-limit/queue",
         f"{demo.url}/services/idle-culler/health",
+        f"{demo.url}/services/idle-culler/dashboard",
+        f"{demo.url}/services/user-limit/dashboard",
         str(demo.workdir / "userlist"),
         "eve      refused: not in the userlist",
         "mallory  refused: the provider says the email is not verified",
@@ -249,6 +251,8 @@ def test_demo_shows_every_part_in_a_browser(start_demo, browser, home_root):
         status, specs = fetch_json(pa, f"/user/{alice}/api/kernelspecs")
         assert status == 200 and specs["default"] == "shared-data"
         assert set(specs["kernelspecs"]) == {"shared-base", "shared-data", "mine-scratch"}
+        # the JupyterLab status item (on by default for the conda-kernel spawner) names the env
+        pa.locator(".jp-jhle-status", has_text="shared/data").wait_for(timeout=60_000)
         shots["jupyterlab"] = docs_shot(pa, demo, home_root, "jupyterlab", "03-jupyterlab")
 
         # 3. a notebook in the default kernel: numpy and a matplotlib plot from the data env
@@ -292,6 +296,22 @@ def test_demo_shows_every_part_in_a_browser(start_demo, browser, home_root):
         assert pc.inner_text("[data-testid=queue-position]") == "1"
         shots["queue"] = docs_shot(pc, demo, home_root, "queue", "06-queue")
 
+        # the admin dashboards, as alice (admin) opens them from the hub's Services menu
+        pa.goto(f"{demo.url}/services/user-limit/")
+        pa.wait_for_url("**/services/user-limit/dashboard")
+        pa.wait_for_selector("[data-testid=gauge-servers][data-used='2'][data-cap='2']")
+        pa.wait_for_selector(f"#queue tr[data-user='{carol}']")
+        shots["dashboard-user-limit"] = docs_shot(
+            pa, demo, home_root, "dashboard-user-limit", "06b-user-limit-dashboard"
+        )
+        pa.goto(f"{demo.url}/services/idle-culler/")
+        pa.wait_for_url("**/services/idle-culler/dashboard")
+        for name in (alice, bob):
+            pa.wait_for_selector(f"#servers tr[data-user='{name}']")
+        shots["dashboard-culler"] = docs_shot(
+            pa, demo, home_root, "dashboard-culler", "06c-culler-dashboard"
+        )
+
         # the services' REST APIs, as alice (admin) sees them in her browser
         status, limits = open_json(pa, f"{demo.url}/services/user-limit/api/status")
         assert status == 200, limits
@@ -320,7 +340,15 @@ def test_demo_shows_every_part_in_a_browser(start_demo, browser, home_root):
 
     # the key screenshots illustrate docs/getting-started.md
     DOCS_IMAGES.mkdir(parents=True, exist_ok=True)
-    for name in ("login", "spawn-form", "jupyterlab", "notebook", "queue"):
+    for name in (
+        "login",
+        "spawn-form",
+        "jupyterlab",
+        "notebook",
+        "queue",
+        "dashboard-user-limit",
+        "dashboard-culler",
+    ):
         shutil.copy(shots[name], DOCS_IMAGES / f"{name}.png")
 
     # Ctrl-C stops all of it: servers, services, proxy, hub, provider

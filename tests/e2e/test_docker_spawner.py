@@ -19,6 +19,7 @@ import json
 import os
 import pwd
 import shutil
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
@@ -67,8 +68,6 @@ def image(dockerd):
     tag = singleuser_image(dockerd)
     # the image must run the same Jupyter stack as the hub's venv
     versions = image_versions(dockerd, tag)
-    from importlib.metadata import version
-
     assert versions["jupyterhub"] == version("jupyterhub"), versions
     return tag
 

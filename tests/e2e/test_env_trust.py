@@ -49,6 +49,55 @@ class Setup:
         ]
 
 
+def plant_shared_env(planted: Path, mallory: str, marks: Path) -> Path:
+    """mallory, as herself, plants an env at ``planted`` (her env, her ``bin/python``)."""
+    mallory_home = Path(pwd.getpwnam(mallory).pw_dir)
+    make_conda_env(mallory_home / "build" / "aaa", owner=mallory)
+    script = mallory_home / "python-script"
+    script.write_text(PLANTED_PYTHON.format(marks=marks))
+    shutil.chown(script, mallory)
+    script.chmod(0o755)
+    for argv in (
+        ["cp", "-a", str(mallory_home / "build" / "aaa"), str(planted)],
+        ["rm", str(planted / "bin" / "python")],
+        ["cp", str(script), str(planted / "bin" / "python")],
+    ):
+        subprocess.run(["runuser", "-u", mallory, "--", *argv], check=True)
+    assert os.stat(planted).st_uid == pwd.getpwnam(mallory).pw_uid
+    return planted
+
+
+def make_decoys(victim: str, mallory: str) -> dict[str, str]:
+    """The victim's decoys: path -> the reason the log must give for skipping it."""
+    home = Path(pwd.getpwnam(victim).pw_dir)
+    envs_dir = home / ".conda" / "envs"
+    nokernel = envs_dir / "nokernel"
+    make_conda_env(nokernel, owner=victim)
+    site_packages = next((nokernel / "lib").glob("python3.*")) / "site-packages"
+    shutil.rmtree(site_packages / "ipykernel")
+    (site_packages / "ipykernel_launcher.py").unlink()
+    shutil.rmtree(nokernel / "share" / "jupyter" / "kernels")
+    by_root = make_conda_env(envs_dir / "byroot")  # e.g. an admin's copy, owned by root
+    mallory_home = Path(pwd.getpwnam(mallory).pw_dir)
+    mallory_env = make_conda_env(mallory_home / "envs" / "evil", owner=mallory)
+    os.symlink(mallory_env, envs_dir / "link")
+    plain = home / "notes"
+    plain.mkdir()
+    txt = home / ".conda" / "environments.txt"
+    txt.write_text(f"{mallory_env}\n{plain}\n")
+    for p in (home / ".conda", envs_dir, txt, plain, envs_dir / "link"):
+        os.lchown(p, pwd.getpwnam(victim).pw_uid, pwd.getpwnam(victim).pw_gid)
+    outside = f"leads outside the home of {victim} and the user_env_dirs (to {mallory_env})"
+    no_kernel = "an environment without any kernel (install ipykernel or a kernelspec into it)"
+    return {
+        str(nokernel): no_kernel,
+        str(by_root): f"owned by root (uid 0), not by {victim}",
+        str(envs_dir / "link"): outside,
+        str(mallory_env): outside,
+        str(plain): "not an environment (no conda-meta/)",
+    }
+
+
 @pytest.fixture(scope="module")
 def setup(oidc, tmp_path_factory):
     prefix = f"jt{secrets.token_hex(2)}-"
@@ -68,7 +117,6 @@ def setup(oidc, tmp_path_factory):
             subprocess.run(["useradd", "-m", "-b", str(home_root), name], check=True)
             oidc.set_identity(name, email=f"{name}@example.org", email_verified=True)
         home = Path(pwd.getpwnam(victim).pw_dir)
-        mallory_home = Path(pwd.getpwnam(mallory).pw_dir)
 
         safe = trusted / "conda" / "envs"
         make_conda_env(safe / "py")
@@ -78,48 +126,11 @@ def setup(oidc, tmp_path_factory):
         open_dir.mkdir(mode=0o755)
         open_dir.chmod(0o1777)
 
-        # mallory, as herself, plants shared/aaa (her env, her bin/python)
-        planted = open_dir / "aaa"
-        make_conda_env(mallory_home / "build" / "aaa", owner=mallory)
-        script = mallory_home / "python-script"
-        script.write_text(PLANTED_PYTHON.format(marks=marks))
-        shutil.chown(script, mallory)
-        script.chmod(0o755)
-        for argv in (
-            ["cp", "-a", str(mallory_home / "build" / "aaa"), str(planted)],
-            ["rm", str(planted / "bin" / "python")],
-            ["cp", str(script), str(planted / "bin" / "python")],
-        ):
-            subprocess.run(["runuser", "-u", mallory, "--", *argv], check=True)
-        assert os.stat(planted).st_uid == pwd.getpwnam(mallory).pw_uid
-
-        # the victim's decoys
-        envs_dir = home / ".conda" / "envs"
-        nokernel = envs_dir / "nokernel"
-        make_conda_env(nokernel, owner=victim)
-        site_packages = next((nokernel / "lib").glob("python3.*")) / "site-packages"
-        shutil.rmtree(site_packages / "ipykernel")
-        (site_packages / "ipykernel_launcher.py").unlink()
-        shutil.rmtree(nokernel / "share" / "jupyter" / "kernels")
-        by_root = make_conda_env(envs_dir / "byroot")  # e.g. an admin's copy, owned by root
-        mallory_env = make_conda_env(mallory_home / "envs" / "evil", owner=mallory)
-        os.symlink(mallory_env, envs_dir / "link")
-        plain = home / "notes"
-        plain.mkdir()
-        txt = home / ".conda" / "environments.txt"
-        txt.write_text(f"{mallory_env}\n{plain}\n")
-        for p in (home / ".conda", envs_dir, txt, plain, envs_dir / "link"):
-            os.lchown(p, pwd.getpwnam(victim).pw_uid, pwd.getpwnam(victim).pw_gid)
-        outside = f"leads outside the home of {victim} and the user_env_dirs (to {mallory_env})"
-        decoys = {
-            str(planted): f"unsafe shared location: {open_dir} is writable by others (mode 1777)",
-            str(nokernel): "an environment without any kernel (install ipykernel or a kernelspec"
-            " into it)",
-            str(by_root): f"owned by root (uid 0), not by {victim}",
-            str(envs_dir / "link"): outside,
-            str(mallory_env): outside,
-            str(plain): "not an environment (no conda-meta/)",
-        }
+        planted = plant_shared_env(open_dir / "aaa", mallory, marks)
+        decoys = make_decoys(victim, mallory)
+        decoys[str(planted)] = (
+            f"unsafe shared location: {open_dir} is writable by others (mode 1777)"
+        )
 
         hub = Hub(
             tmp_path_factory.mktemp("trust-hub"),
@@ -174,11 +185,9 @@ def test_planted_shared_env_is_not_picked_by_another_users_default_spawn(setup):
 
 
 def test_cli_shows_the_planted_env_as_refused(setup):
-    out = subprocess.run(
-        [str(VENV_BIN / "jupyterhub-lab-ext"), "envs", setup.victim, "--config",
-         str(setup.hub.config_path)],
-        capture_output=True, text=True, timeout=60, check=True,
-    ).stdout  # fmt: skip
+    argv = [str(VENV_BIN / "jupyterhub-lab-ext"), "envs", setup.victim]
+    argv += ["--config", str(setup.hub.config_path)]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=True).stdout
     offered, refused = out.split("Not offered (refused or skipped):\n")
     assert "* shared/py  [" in offered and "aaa" not in offered
     planted = str(setup.open_dir / "aaa")
@@ -201,8 +210,9 @@ def test_every_skipped_env_is_one_line_in_the_hub_log_and_the_server_log(setup):
         if (hub.user_model(victim) or {}).get("servers"):
             hub.stop_server(victim)
     text = hub.log_text()
-    line_re = re.compile(r"^\[([IW]) [\d-]+ [\d:.]+ (JupyterHub|ServerApp)[^\]]*\] user=(\S+) "
-                         r"skipped (\S+): (.*)$")  # fmt: skip
+    line_re = re.compile(
+        r"^\[([IW]) [\d-]+ [\d:.]+ (JupyterHub|ServerApp)[^\]]*\] user=(\S+) skipped (\S+): (.*)$"
+    )
     seen: dict[tuple[str, str], list[tuple[str, str, str]]] = {}
     for logger, part in (("JupyterHub", text), ("ServerApp", text[server_start:])):
         for line in part.splitlines():

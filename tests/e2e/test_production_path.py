@@ -68,14 +68,17 @@ def login(site: Site) -> httpx.Client:
 
 
 def visit_service(site: Site, client: httpx.Client, name: str) -> dict:
-    """A browser visit to a service's page: hub OAuth, then the page, no consent page."""
+    """A browser visit to a service from the hub's Services menu: hub OAuth, no consent page,
+    the service's admin page; then the service's index as JSON (who it says you are)."""
     resp = client.get(site.url(f"services/{name}/"), headers={"Accept": "text/html"})
-    assert urlparse(str(resp.url)).path == f"{BASE}services/{name}/", (
+    assert urlparse(str(resp.url)).path == f"{BASE}services/{name}/dashboard", (
         f"{name}: ended on {resp.url} (a consent page?)\n{resp.text[:300]}"
     )
     assert "Authorize access" not in resp.text
     assert resp.status_code == 200, resp.text[:300]
-    return resp.json()
+    index = client.get(site.url(f"services/{name}/"), headers={"Accept": "application/json"})
+    assert index.status_code == 200, index.text[:300]
+    return index.json()
 
 
 def wait_services(site: Site, processes: list[Process]) -> None:

@@ -30,7 +30,7 @@ def config(on_removal: str = "revoke") -> str:
     return (
         f"c.Authenticator.auth_refresh_age = {REFRESH_AGE}\n"
         f"c.UserlistOAuthenticator.on_removal = {on_removal!r}\n"
-        "from jupyterhub_lab_ext.services.user_limit.hook import enable_user_limit\n"
+        "from jupyterhub_lab_ext.services.user_limit.hubconfig import enable_user_limit\n"
         f"enable_user_limit(c, url='http://127.0.0.1:{free_port()}')\n"
     )
 

@@ -41,7 +41,7 @@ def services_config(state: Path, *, timeout: int, cap: int) -> str:
         "--cull-every=3600",
     ]
     return f"""
-from jupyterhub_lab_ext.services.user_limit.hook import enable_user_limit
+from jupyterhub_lab_ext.services.user_limit.hubconfig import enable_user_limit
 c.JupyterHub.authenticator_class = "null"
 c.JupyterHub.custom_scopes = {{"custom:idle-culler:admin": {{"description": "culler admin"}}}}
 c.JupyterHub.services.append({{
@@ -54,7 +54,7 @@ c.JupyterHub.load_roles.append({{
     "services": [{CULLER!r}],
     "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
 }})
-enable_user_limit(c, url="http://127.0.0.1:{free_port()}", max_active_servers={cap})
+enable_user_limit(c, {{"max_active_servers": {cap}}}, url="http://127.0.0.1:{free_port()}")
 """
 
 
@@ -134,7 +134,7 @@ def test_services_exit_with_a_killed_hub_and_restart_with_new_config(make_hub, t
         hub.process.stop()  # reap the dead hub, close its log
         text = hub.config_path.read_text()
         text = text.replace("--timeout=600", "--timeout=900").replace(
-            "max_active_servers=3", "max_active_servers=5"
+            '"max_active_servers": 3', '"max_active_servers": 5'
         )
         hub.config_path.write_text(text)
         restart_at = len(hub.log_text())

@@ -30,19 +30,19 @@ c.DummyAuthenticator.allow_all = True
 c.Authenticator.admin_users = {set(admins)!r}
 c.JupyterHub.spawner_class = "simple"
 from jupyterhub_lab_ext.services.culler.hubconfig import enable_idle_culler
-from jupyterhub_lab_ext.services.user_limit.hook import enable_user_limit
+from jupyterhub_lab_ext.services.user_limit.hubconfig import enable_user_limit
 enable_idle_culler(
     c,
     url="http://127.0.0.1:{free_port()}",
     args=["--timeout=3600", "--cull-every=3600"],
     db_url="sqlite:///{tmp}/culler.sqlite",
 )
+from jupyterhub_lab_ext.services.user_limit.hubconfig import HookOptions
 enable_user_limit(
     c,
+    {{"max_active_servers": 5, "db_url": "sqlite:///{tmp}/user-limit.sqlite"}},
     url="http://127.0.0.1:{free_port()}",
-    hook_token={HOOK!r},
-    db_url="sqlite:///{tmp}/user-limit.sqlite",
-    max_active_servers=5,
+    hook=HookOptions(token={HOOK!r}),
 )
 """
 

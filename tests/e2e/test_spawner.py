@@ -24,6 +24,8 @@ import httpx
 import pytest
 from envs import base_env, make_conda_env, python_version, trusted_dir
 from harness import ARTIFACTS, Hub, remove_test_users, run_coroutine, run_in_kernel, wait_until
+from tornado.httpclient import HTTPRequest
+from tornado.websocket import websocket_connect
 
 PROBE = (
     "import json, os, sys; print(json.dumps({'prefix': sys.prefix, 'uid': os.getuid(),"
@@ -158,10 +160,12 @@ EXPECTED_ALICE = {"shared-py", "shared-actv", "mine-ml"}
 
 @pytest.mark.parametrize(
     "profile, kernel, where",
-    [("shared/py", "shared-py", "shared"), ("shared/actv", "shared-actv", "shared"),
-     ("mine/ml", "mine-ml", "alice")],
-    ids=["shared", "shared-with-activate-d", "own"],
-)  # fmt: skip
+    [
+        pytest.param("shared/py", "shared-py", "shared", id="shared"),
+        pytest.param("shared/actv", "shared-actv", "shared", id="shared-with-activate-d"),
+        pytest.param("mine/ml", "mine-ml", "alice", id="own"),
+    ],
+)
 def test_each_env_runs_as_the_user_with_exact_kernels(setup, profile, kernel, where):
     alice = pwd.getpwnam(setup.users["alice"])
     prefix = {
@@ -196,19 +200,28 @@ def test_each_env_runs_as_the_user_with_exact_kernels(setup, profile, kernel, wh
 async def _interrupt_sleeping_kernel(ws_url: str, token: str, interrupt) -> dict:
     """Run a long sleep; once the kernel reports it is sleeping, call ``interrupt()``; return the
     reply's error content (None if the cell finished without one)."""
-    from tornado.httpclient import HTTPRequest
-    from tornado.websocket import websocket_connect
-
     req = HTTPRequest(ws_url, headers={"Authorization": f"token {token}"}, request_timeout=60)
     conn = await asyncio.wait_for(websocket_connect(req), 60)
     msg_id = uuid.uuid4().hex
-    header = {"msg_id": msg_id, "username": "e2e", "session": uuid.uuid4().hex,
-              "msg_type": "execute_request", "version": "5.3", "date": ""}  # fmt: skip
+    header = {
+        "msg_id": msg_id,
+        "username": "e2e",
+        "session": uuid.uuid4().hex,
+        "msg_type": "execute_request",
+        "version": "5.3",
+        "date": "",
+    }
     code = "import time; print('sleeping', flush=True); time.sleep(300)"
-    content = {"code": code, "silent": False, "store_history": False, "user_expressions": {},
-               "allow_stdin": False, "stop_on_error": True}  # fmt: skip
-    conn.write_message(json.dumps({"header": header, "parent_header": {}, "metadata": {},
-                                   "channel": "shell", "buffers": [], "content": content}))  # fmt: skip
+    content = {
+        "code": code,
+        "silent": False,
+        "store_history": False,
+        "user_expressions": {},
+        "allow_stdin": False,
+        "stop_on_error": True,
+    }
+    message = {"header": header, "parent_header": {}, "metadata": {}, "channel": "shell"}
+    conn.write_message(json.dumps({**message, "buffers": [], "content": content}))
     deadline = time.monotonic() + 120
     interrupted = False
     try:

@@ -173,8 +173,10 @@ async def test_template_copy_ownership_and_symlinks(su, user_prefix, home_root, 
     # as that user, the copied files are readable and the home is private to them
     check = subprocess.run(
         ["runuser", "-u", account.name, "--", "cat", str(home / "notebooks" / "intro.ipynb")],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert check.returncode == 0 and check.stdout == '{"cells": []}'
 
 
@@ -285,8 +287,9 @@ async def test_sync_template_cli(su, user_prefix, home_root, tmp_path):
     (template / "b.ipynb").write_text("{}")
 
     def cli(*args):
-        argv = [sys.executable, "-m", "jupyterhub_lab_ext.cli.main", "homes", "sync-template",
-                "--state-dir", su.registry.state_dir, "--template", str(template), *args]  # fmt: skip
+        command = ["homes", "sync-template", "--state-dir", su.registry.state_dir]
+        argv = [sys.executable, "-m", "jupyterhub_lab_ext.cli.main", *command]
+        argv += ["--template", str(template), *args]
         return subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=60)
 
     dry = cli("--dry-run")

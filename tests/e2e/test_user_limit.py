@@ -30,14 +30,17 @@ def limit_config(
     tmp: Path,
     port: int,
     *,
-    hook_args: str = "",
+    settings: dict | None = None,
+    options: str = "",
     simple: bool = True,
     null_auth: bool = True,
     extra: str = "",
 ) -> str:
-    """Hub config: the one-line ``enable_user_limit`` plus (optionally) a light spawner, then
-    ``extra`` lines."""
-    lines = ["from jupyterhub_lab_ext.services.user_limit.hook import enable_user_limit"]
+    """Hub config: the one-line ``enable_user_limit`` (service ``settings``, other keyword
+    ``options`` as source) plus (optionally) a light spawner, then ``extra`` lines."""
+    lines = [
+        "from jupyterhub_lab_ext.services.user_limit.hubconfig import HookOptions, enable_user_limit"
+    ]
     if simple:
         homes = tmp / "homes"
         homes.mkdir(exist_ok=True)
@@ -49,13 +52,13 @@ def limit_config(
     if null_auth:
         # users made over REST only; no system accounts needed
         lines.append("c.JupyterHub.authenticator_class = 'null'")
-    # quick passes for tests (options of the managed service only)
-    quick = (
-        "" if "managed=False" in hook_args else "reconcile_interval=3, housekeeping_interval=0.5, "
-    )
+    settings = dict(settings or {})
+    if "managed=False" not in options:
+        # quick passes for tests (options of the managed service only)
+        settings = {"reconcile_interval": 3, "housekeeping_interval": 0.5, **settings}
     lines += [
         "c.JupyterHub.allow_named_servers = True",
-        f"enable_user_limit(c, url='http://127.0.0.1:{port}', {quick}{hook_args})",
+        f"enable_user_limit(c, {settings!r}, url='http://127.0.0.1:{port}', {options})",
         # the harness's admin service may change limits (custom scope made by enable_user_limit)
         "c.JupyterHub.load_roles.append({'name': 'e2e-limit-admin', "
         "'scopes': ['custom:user-limit:admin'], 'services': ['e2e-admin']})",
@@ -146,15 +149,23 @@ class Limits:
 
 @pytest.fixture
 def limits_hub(make_hub, tmp_path, user_prefix):
-    """``factory(hook_args, simple=True, **hub_kwargs)`` -> Limits on a started hub."""
+    """``factory(settings, options="", simple=True, **hub_kwargs)`` -> Limits on a started hub."""
 
-    def factory(hook_args: str = "", *, simple: bool = True, extra: str = "", **kw) -> Limits:
+    def factory(
+        settings: dict | None = None,
+        options: str = "",
+        *,
+        simple: bool = True,
+        extra: str = "",
+        **kw,
+    ) -> Limits:
         port = free_port()
         kw.setdefault("authenticator", None)
         config = limit_config(
             tmp_path,
             port,
-            hook_args=hook_args,
+            settings=settings,
+            options=options,
             simple=simple,
             null_auth=kw["authenticator"] is None,
             extra=extra,
@@ -167,7 +178,7 @@ def limits_hub(make_hub, tmp_path, user_prefix):
 
 
 def test_third_user_queues_and_starts_by_itself(limits_hub):
-    lim = limits_hub("max_active_servers=2")
+    lim = limits_hub({"max_active_servers": 2})
     a, b, c = lim.create_users("a", "b", "c")
     for name in (a, b):
         assert lim.spawn(name).status_code in (201, 202)
@@ -213,7 +224,7 @@ def test_fifty_concurrent_spawns_against_cap_ten_under_cpu_load(limits_hub):
     # 50 REST spawns at once while every core is busy with something else: the hub then reaches
     # the admission hook of many spawns only after JupyterHub's slow_spawn_timeout (10 s), and
     # used to answer them 202 before they were decided (14, 15, 11 and 45 answers of 201/202 seen)
-    lim = limits_hub("max_active_servers=10, start_queued_servers=False")
+    lim = limits_hub({"max_active_servers": 10, "start_queued_servers": False})
     names = lim.create_users(*[f"p{i:02d}" for i in range(50)])
 
     def decided():
@@ -243,21 +254,22 @@ def test_fifty_concurrent_spawns_against_cap_ten_under_cpu_load(limits_hub):
     assert lim.status()["usage"]["active_servers"] == 10
 
 
-# runs in user.spawn() before the pre_spawn_hook: the hub reaches the admission only after 12 s
+# runs in user.spawn() before the admission point: the hub reaches the admission only after 12 s
 SLOW_HUB = """
 import asyncio
 
-async def _slow_auth_state_hook(spawner, auth_state):
+async def _slow_server_token_scopes(spawner):
     await asyncio.sleep(12)
+    return []
 
-c.Spawner.auth_state_hook = _slow_auth_state_hook
+c.Spawner.server_token_scopes = _slow_server_token_scopes
 """
 
 
 def test_admission_decided_after_ten_seconds_is_still_the_answer(limits_hub):
     # later than JupyterHub's default slow_spawn_timeout (10 s): the hub used to answer all
     # three 202 and fail two of them afterwards
-    lim = limits_hub("max_active_servers=1, start_queued_servers=False", extra=SLOW_HUB)
+    lim = limits_hub({"max_active_servers": 1, "start_queued_servers": False}, extra=SLOW_HUB)
     names = lim.create_users("a", "b", "c")
     with concurrent.futures.ThreadPoolExecutor(3) as pool:
         answers = dict(zip(names, pool.map(lim.spawn, names), strict=True))
@@ -273,8 +285,72 @@ def test_admission_decided_after_ten_seconds_is_still_the_answer(limits_hub):
     assert lim.status()["usage"]["active_servers"] == 1
 
 
+# records every spawn that got past the admission point into the part of User.spawn() that the
+# hub undoes with User.stop() on failure (auth_state_hook runs right after pre_spawn_start)
+PAST_ADMISSION = """
+def _past_admission(spawner, auth_state):
+    with open({path!r}, "a") as f:
+        f.write(spawner.user.name + "\\n")
+
+c.Spawner.auth_state_hook = _past_admission
+"""
+
+
+def hub_rows(db: Path) -> dict[str, object]:
+    """What a spawn makes in the hub's database: API tokens, OAuth clients, server rows."""
+    engine = sa.create_engine(f"sqlite:///{db}")
+    try:
+        with engine.connect() as conn:
+            return {
+                "api_tokens": conn.execute(sa.text("SELECT count(*) FROM api_tokens")).scalar(),
+                "servers": conn.execute(sa.text("SELECT count(*) FROM servers")).scalar(),
+                "oauth_clients": sorted(
+                    conn.execute(sa.text("SELECT identifier FROM oauth_clients")).scalars()
+                ),
+            }
+    finally:
+        engine.dispose()
+
+
+def test_refusal_at_the_admission_point_costs_no_oauth_client(limits_hub, tmp_path):
+    """What docs/user-limit.md says the admission relies on in JupyterHub: the hub asks
+    ``Spawner.oauth_client_allowed_scopes`` before it creates the server's OAuth client and before
+    the part of the spawn it undoes with ``User.stop()``. A queued or refused spawn leaves no API
+    token, server row or OAuth client, and never reaches ``auth_state_hook``. Fails when a
+    JupyterHub calls the trait later (the safety net in ``pre_spawn_hook`` then decides)."""
+    past = tmp_path / "past-admission"
+    lim = limits_hub(
+        {"max_active_servers": 1, "max_servers_per_user": 1},
+        extra=PAST_ADMISSION.format(path=str(past)),
+    )
+    a, b, c = lim.create_users("a", "b", "c")
+    assert lim.spawn(a).status_code in (201, 202)
+    lim.wait_ready(a)
+    db = lim.hub.workdir / "jupyterhub.sqlite"
+    before = hub_rows(db)
+    assert lim.spawn(b).status_code == 429
+    resp = lim.hub.api("POST", f"users/{c}/server", json={"profile": "x"}, timeout=120)
+    assert resp.status_code == 429
+    assert lim.spawn(a, "two").status_code == 403  # max_servers_per_user
+    assert hub_rows(db) == before
+    assert past.read_text().split() == [a]
+    log = lim.hub.log_text()
+    for name in (b, c):
+        assert f"Creating oauth client jupyterhub-user-{name}" not in log
+    assert "did not run before pre_spawn_hook" not in log
+    # nothing half-made is left: the hub sees no server of theirs, and b, first in line, is
+    # started by the service when a stops
+    assert set(lim.active()) == {a}
+    lim.hub.stop_server(a)
+    lim.wait_ready(b)
+    assert lim.hub.user_model(c)["servers"] == {}
+    assert lim.queue() == [c]
+
+
 def test_group_quota_named_servers_and_per_user_cap(limits_hub):
-    lim = limits_hub("max_active_servers=10, group_quotas={'students': 1}, max_servers_per_user=2")
+    lim = limits_hub(
+        {"max_active_servers": 10, "group_quotas": {"students": 1}, "max_servers_per_user": 2}
+    )
     s1, s2, staff = lim.create_users("s1", "s2", "staff")
     resp = lim.hub.api("POST", "groups/students", json={"users": [s1, s2]})
     assert resp.status_code == 201, resp.text
@@ -297,7 +373,7 @@ def test_group_quota_named_servers_and_per_user_cap(limits_hub):
 
 
 def test_limit_change_over_rest_starts_waiters_and_persists(limits_hub):
-    lim = limits_hub("max_active_servers=1")
+    lim = limits_hub({"max_active_servers": 1})
     a, b = lim.create_users("a", "b")
     assert lim.spawn(a).status_code in (201, 202)
     assert lim.spawn(b).status_code == 429
@@ -326,7 +402,7 @@ def test_limit_change_over_rest_starts_waiters_and_persists(limits_hub):
 
 
 def test_service_killed_and_restarted_keeps_order_and_caps(limits_hub):
-    lim = limits_hub("max_active_servers=1")
+    lim = limits_hub({"max_active_servers": 1})
     a, b, c = lim.create_users("a", "b", "c")
     assert lim.spawn(a).status_code in (201, 202)
     assert lim.spawn(b).status_code == 429
@@ -354,7 +430,8 @@ def test_service_killed_and_restarted_keeps_order_and_caps(limits_hub):
 def test_fail_closed_when_service_unreachable(limits_hub):
     dead = free_port()
     lim = limits_hub(
-        f"managed=False, api_token='x' * 32, service_options={{'timeout': 1, 'url': 'http://127.0.0.1:{dead}'}}"
+        options="managed=False, api_token='x' * 32, "
+        f"service_options={{'timeout': 1, 'url': 'http://127.0.0.1:{dead}'}}"
     )
     (a,) = lim.create_users("a")
     resp = lim.spawn(a)
@@ -367,7 +444,7 @@ def test_fail_closed_when_service_unreachable(limits_hub):
 def test_fail_open_lets_spawns_through_and_logs(limits_hub):
     dead = free_port()
     lim = limits_hub(
-        "managed=False, api_token='x' * 32, fail_open=True, "
+        options="managed=False, api_token='x' * 32, hook=HookOptions(fail_open=True), "
         f"service_options={{'timeout': 1, 'url': 'http://127.0.0.1:{dead}'}}"
     )
     (a,) = lim.create_users("a")
@@ -382,7 +459,7 @@ def test_store_backends(limits_hub, request, store, tmp_path):
         db_url = request.getfixturevalue("postgres").url()
     else:
         db_url = f"sqlite:///{tmp_path}/limits.sqlite"
-    lim = limits_hub(f"max_active_servers=1, db_url={db_url!r}")
+    lim = limits_hub({"max_active_servers": 1, "db_url": db_url})
     a, b = lim.create_users("a", "b")
     assert lim.spawn(a).status_code in (201, 202)
     assert lim.spawn(b).status_code == 429
@@ -405,7 +482,7 @@ def test_seat_cap_at_login(limits_hub, oidc, user_prefix):
     first, second = f"{user_prefix}first", f"{user_prefix}second"
     for name in (first, second):
         oidc.set_identity(name, email=f"{name}@example.org", email_verified=True)
-    lim = limits_hub("max_users=1", simple=False, authenticator="generic-local")
+    lim = limits_hub({"max_users": 1}, simple=False, authenticator="generic-local")
     _, resp = lim.hub.login(first)
     assert resp.status_code == 200, resp.text[:500]
     _, resp = lim.hub.login(second)
@@ -426,7 +503,7 @@ def test_browser_queue_page_turns_into_jupyterlab(limits_hub, oidc, user_prefix,
     first, second = f"{user_prefix}first", f"{user_prefix}second"
     for name in (first, second):
         oidc.set_identity(name, email=f"{name}@example.org", email_verified=True)
-    lim = limits_hub("max_active_servers=1", simple=False, authenticator="generic-local")
+    lim = limits_hub({"max_active_servers": 1}, simple=False, authenticator="generic-local")
     _, resp = lim.hub.login(first)  # creates the system user
     assert resp.status_code == 200
     assert lim.hub.start_server(first).status_code in (201, 202)
@@ -480,7 +557,7 @@ def test_conda_kernel_spawner_queued_options_survive_the_auto_start(limits_hub):
         make_conda_env(shared / "geo")
         shared.chmod(0o755)
         lim = limits_hub(
-            "max_active_servers=1",
+            {"max_active_servers": 1},
             simple=False,
             authenticator="generic-local",
             extra=(

@@ -210,7 +210,7 @@ def hub_auth(tmp_path):
 
     yield make
     for auth in made:
-        auth.actions.stop_polling()
+        auth.background.stop_polling()
 
 
 def edit(auth, text, *, invalidate=True):
@@ -219,7 +219,7 @@ def edit(auth, text, *, invalidate=True):
     path.write_text(text)
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10_000_000))
     if invalidate:
-        auth._userlist.invalidate()
+        auth.userlist.file.invalidate()
 
 
 def tokens_of(db, user):
@@ -288,7 +288,7 @@ async def test_servers_of_removed_users_stop_only_when_asked(hub_auth, mode, sto
     add_user(db, "zed", server=True)
     auth = hub_auth(db, running={"zed"}, on_removal=mode)
     await auth.access.sync()
-    await auth.actions.wait()
+    await auth.background.wait()
     assert auth.parent.users.stopped == stopped
 
 
@@ -335,7 +335,7 @@ async def test_file_change_revokes_at_once(hub_auth):
     assert not await auth.access.sync()
     edit(auth, "ann admin group:staff\n", invalidate=False)  # the poll has to notice
     await auth.poll_userlist()
-    await auth.actions.wait()
+    await auth.background.wait()
     assert tokens_of(db, bob) == 0
 
 

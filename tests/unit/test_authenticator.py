@@ -11,15 +11,17 @@ import pytest
 from fakes_oauth import FakeHTTPClient, FakeProvider
 from jupyterhub import orm
 from tornado.web import HTTPError
-from traitlets.config import Configurable
+from traitlets import TraitError
+from traitlets.config import Config, Configurable
 
 from jupyterhub_lab_ext.accounts.system_users import Account, ExistingAccountError, SystemUserError
 from jupyterhub_lab_ext.auth.authenticator import (
-    UserlistAuthenticatorMixin,
+    UserlistAuthenticator,
     UserlistGitHubOAuthenticator,
     UserlistGoogleOAuthenticator,
     UserlistOAuthenticator,
 )
+from jupyterhub_lab_ext.auth.identities import IdentityMemo
 
 USERLIST = """\
 # test userlist
@@ -114,7 +116,7 @@ def make_auth(userlist, provider, fake_su):
 
     yield make
     for a in made:
-        a.actions.stop_polling()
+        a.background.stop_polling()
 
 
 def edit(path, text):
@@ -349,10 +351,10 @@ async def test_admin_page_add_reserved_name_fails(make_auth):
 
 
 async def test_admin_page_delete_removes_line_and_locks(make_auth, provider, userlist, fake_su):
-    auth = make_auth(on_removal="lock", archive_removed_homes="/srv/archive")
+    auth = make_auth(on_removal="lock", removed_homes_archive_dir="/srv/archive")
     await login(auth, provider, email="bob@example.org")
     await auth.delete_user(SimpleNamespace(name="bob"))
-    await auth.actions.wait()
+    await auth.background.wait()
     assert "bob@" not in userlist.read_text()
     assert "# teacher" in userlist.read_text()
     assert fake_su.calls[-2:] == [("lock", "bob"), ("archive", "bob", "/srv/archive")]
@@ -404,7 +406,7 @@ async def test_removal_from_file(make_auth, provider, userlist, fake_su, mode, s
     edit(userlist, USERLIST.replace("bob@example.org group:physics\n", ""))
     await auth.poll_userlist()
     await auth.poll_userlist()  # second poll: no second removal
-    await auth.actions.wait()
+    await auth.background.wait()
     assert bob.stopped == stops
     assert app.routes_deleted == [("bob", s) for s in stops]
     assert fake_su.names("lock") == locks
@@ -432,7 +434,7 @@ async def test_google_preset_keeps_domain_and_checks_verified(make_auth, provide
 def test_mixin_applies_to_any_oauthenticator(provider, userlist):
     from oauthenticator.gitlab import GitLabOAuthenticator
 
-    class UserlistGitLab(UserlistAuthenticatorMixin, GitLabOAuthenticator):
+    class UserlistGitLab(UserlistAuthenticator, GitLabOAuthenticator):
         pass
 
     auth = UserlistGitLab(userlist_file=str(userlist), system_users=FakeSystemUsers())
@@ -442,20 +444,20 @@ def test_mixin_applies_to_any_oauthenticator(provider, userlist):
 
 @pytest.mark.parametrize("mode", [0o600, 0o1777, -1], ids=oct)
 def test_bad_home_mode_rejected(make_auth, mode):
-    with pytest.raises(Exception, match="home_mode"):
+    with pytest.raises(TraitError, match="home_mode"):
         make_auth(home_mode=mode)
 
 
 def test_archive_without_stop_warns(make_auth, caplog):
     caplog.set_level(logging.WARNING)
-    make_auth(archive_removed_homes="/srv/archive")
-    assert "archive_removed_homes needs on_removal" in caplog.text
+    make_auth(removed_homes_archive_dir="/srv/archive")
+    assert "removed_homes_archive_dir needs on_removal" in caplog.text
 
 
 async def test_background_poll_starts_with_the_loop(make_auth, userlist, fake_su):
     auth = make_auth(userlist_poll_interval=0.01, on_removal="lock")
-    await auth._provision("bob")
-    assert auth.actions._poller is not None
+    await auth.provisioner.ensure("bob")
+    assert auth.background.polling
     edit(userlist, USERLIST.replace("bob@example.org group:physics\n", ""))
     for _ in range(200):
         if fake_su.names("lock"):
@@ -503,7 +505,105 @@ async def test_reserved_usernames_config(make_auth, provider, userlist):
     userlist.write_text("dave\nops-bot\n")
     auth = make_auth(reserved_usernames={"ops-bot"})
     assert auth.userlist_entry("dave") is None  # an invalid file is not used at all
-    assert [str(e).split(": ", 1)[1] for e in auth._userlist.errors] == [
+    assert [str(e).split(": ", 1)[1] for e in auth.userlist.file.errors] == [
         "identity 'ops-bot': 'ops-bot' is a reserved or system account name and is never handed out"
     ]
     assert "reserved or system account" in await refused(auth, provider, email="ops-bot")
+
+
+# ---- one config section for the feature ----------------------------------------------------------
+
+LOGIN_CLASSES = [UserlistOAuthenticator, UserlistGitHubOAuthenticator, UserlistGoogleOAuthenticator]
+
+
+def by_config(cls, cfg, fake_su):
+    return cls(config=cfg, system_users=fake_su, system_names_loader=lambda uid_min: ())
+
+
+@pytest.mark.parametrize("cls", LOGIN_CLASSES, ids=lambda c: c.__name__)
+def test_one_section_configures_every_login_class(cls, userlist, fake_su):
+    cfg = Config()
+    cfg.UserlistAuthenticator.userlist_file = str(userlist)
+    cfg.UserlistAuthenticator.home_root = "/srv/people"
+    cfg.UserlistAuthenticator.on_removal = "lock"
+    cfg.UserlistAuthenticator.removed_homes_archive_dir = "/srv/archive"
+    auth = by_config(cls, cfg, fake_su)
+    auth.background.stop_polling()
+    assert auth.userlist_entry("dave").identity == "dave"
+    assert (auth.home_root, auth.on_removal) == ("/srv/people", "lock")
+    assert auth.account_spec_for("dave").home == "/srv/people/dave"
+    assert auth.removal.archive_dir == "/srv/archive"
+
+
+@pytest.mark.parametrize("cls", LOGIN_CLASSES, ids=lambda c: c.__name__)
+def test_no_option_lives_in_a_mixin_section(cls):
+    ours = [k for k in cls.mro() if k.__module__.startswith("jupyterhub_lab_ext")]
+    sections = {k.__name__ for k in ours}
+    assert not {s for s in sections if s.endswith("Mixin") or s == "UserlistAuthConfig"}
+    owners = {}
+    for name in cls.class_trait_names(config=True):
+        owner = next(k for k in cls.mro() if name in vars(k))
+        if owner.__module__.startswith("jupyterhub_lab_ext"):
+            owners[name] = owner.__name__
+    assert owners["userlist_file"] == owners["on_removal"] == "UserlistAuthenticator"
+    assert set(owners.values()) <= {"UserlistAuthenticator", "OIDCDiscovery"}
+    # test seams are constructor arguments, not options
+    assert not {"system_users", "system_names_loader"} & set(cls.class_trait_names())
+
+
+def test_old_section_names_configure_nothing(userlist, fake_su):
+    cfg = Config()
+    cfg.UserlistAuthenticatorMixin.userlist_file = str(userlist)
+    cfg.UserlistAuthConfig.userlist_file = str(userlist)
+    with pytest.raises(ValueError, match="userlist_file must be set"):
+        by_config(UserlistOAuthenticator, cfg, fake_su)
+
+
+def test_default_system_users_follow_the_options(userlist, tmp_path):
+    cfg = Config()
+    cfg.UserlistAuthenticator.userlist_file = str(userlist)
+    cfg.UserlistAuthenticator.system_users_state_dir = str(tmp_path / "state")
+    cfg.UserlistAuthenticator.allow_existing_system_users = True
+    auth = UserlistOAuthenticator(config=cfg, system_names_loader=lambda uid_min: ())
+    auth.background.stop_polling()
+    assert auth.system_users.registry.state_dir == str(tmp_path / "state")
+    assert auth.system_users.allow_existing is True
+
+
+@pytest.mark.parametrize(
+    "option, value",
+    [
+        ("userlist_poll_interval", -1.0),
+        ("uid_min", 0),
+        ("system_gid", 0),
+        ("home_mode", 0o055),
+        ("username_prefix", "Jh-"),
+        ("domain_rules", {"example.org": "Not a tag"}),
+    ],
+)
+def test_bad_values_from_a_config_file_are_refused(userlist, fake_su, option, value):
+    cfg = Config()
+    cfg.UserlistAuthenticator.userlist_file = str(userlist)
+    cfg.UserlistAuthenticator[option] = value
+    with pytest.raises(TraitError, match=option):
+        by_config(UserlistOAuthenticator, cfg, fake_su)
+
+
+# ---- the admin-page identity memo (pure, with a clock) ------------------------------------------
+
+
+def test_identity_memo_remembers_typed_identities_briefly_and_never_provider_ones():
+    now = [0.0]
+    memo = IdentityMemo(size=2, ttl=120.0, clock=lambda: now[0])
+    memo.normalized("Frank@Example.org", "frank")
+    assert memo.identity_for("frank") == "Frank@Example.org"
+    assert memo.identity_for("frank") == "frank"  # used once
+    memo.from_provider("Eve@Example.org")  # a login: oauthenticator normalizes it next
+    memo.normalized("Eve@Example.org", "eve")
+    assert memo.identity_for("eve") == "eve"
+    memo.normalized("Gina@Example.org", "gina")
+    now[0] = 120.0
+    assert memo.identity_for("gina") == "gina"  # too old
+    for n in range(3):  # bounded: the oldest goes first
+        memo.normalized(f"u{n}@x.org", f"u{n}")
+    assert [memo.identity_for(f"u{n}") for n in range(3)] == ["u0", "u1@x.org", "u2@x.org"]

@@ -7,10 +7,12 @@ import json
 import os
 import pwd
 
+import pytest
 from test_conda_envs import IR_SPEC, make_prefix
 
-from jupyterhub_lab_ext.cli.envs import spawner_settings
+from jupyterhub_lab_ext.cli.envs import hub_discovery
 from jupyterhub_lab_ext.cli.main import main
+from jupyterhub_lab_ext.kernels.conda_envs import DiscoveryConfig
 
 
 def write_config(tmp_path, text):
@@ -25,23 +27,58 @@ def test_settings_come_from_the_configured_spawner_sections(tmp_path):
         "c.JupyterHub.spawner_class = 'conda-kernel'\n"
         "c.CondaKernelSpawner.shared_env_dirs = ['/srv/envs']\n"
         "c.Spawner.default_env = 'shared/geo'\n"
-        "c.CondaKernelSpawnerMixin.allow_venvs = True\n",
+        "c.LocalCondaKernelSpawner.allow_venvs = True\n",
     )
-    settings = spawner_settings(cfg)
-    assert settings["shared_env_dirs"] == ["/srv/envs"]
-    assert settings["user_env_dirs"] == ["~/.conda/envs"]
-    assert settings["default_env"] == "shared/geo"
-    assert settings["allow_venvs"] is True
+    config, default_env = hub_discovery(cfg, getpass.getuser())
+    assert config == DiscoveryConfig(shared_env_dirs=("/srv/envs",), allow_venvs=True)
+    assert default_env == "shared/geo"
 
 
-def test_docker_spawner_sections_are_used_for_the_docker_spawner(tmp_path):
+@pytest.mark.parametrize("variant", ["conda-kernel-docker", "conda-kernel-swarm"])
+def test_the_feature_section_and_the_variants_own_both_apply(tmp_path, variant):
     cfg = write_config(
         tmp_path,
-        "c.JupyterHub.spawner_class = 'conda-kernel-docker'\n"
+        f"c.JupyterHub.spawner_class = {variant!r}\n"
         "c.CondaKernelDockerSpawner.shared_env_dirs = ['/docker/envs']\n"
-        "c.CondaKernelSpawner.shared_env_dirs = ['/not/this']\n",
+        "c.CondaKernelSpawner.shared_env_dirs = ['/feature/envs']\n"
+        "c.CondaKernelSpawner.default_env = 'shared/geo'\n",
     )
-    assert spawner_settings(cfg)["shared_env_dirs"] == ["/docker/envs"]
+    config, default_env = hub_discovery(cfg, getpass.getuser())
+    expected = "/docker/envs" if variant == "conda-kernel-docker" else "/feature/envs"
+    assert (config.shared_env_dirs, default_env) == ((expected,), "shared/geo")
+
+
+def test_a_spawner_that_reads_its_user_while_configured(tmp_path):
+    """dockerspawner names the container after the user as soon as ``image`` is set."""
+    cfg = write_config(
+        tmp_path,
+        "c.JupyterHub.spawner_class = 'conda-kernel-swarm'\n"
+        "c.DockerSpawner.image = 'registry.example.org/lab:1'\n"
+        "c.CondaKernelSpawner.shared_env_dirs = ['/srv/envs']\n",
+    )
+    assert hub_discovery(cfg, "alice")[0].shared_env_dirs == ("/srv/envs",)
+
+
+def test_an_admins_subclass_is_configured_as_the_hub_configures_it(tmp_path):
+    cfg = write_config(
+        tmp_path,
+        "from jupyterhub_lab_ext.spawner.local import LocalCondaKernelSpawner\n"
+        "class CourseSpawner(LocalCondaKernelSpawner):\n"
+        "    pass\n"
+        "c.JupyterHub.spawner_class = CourseSpawner\n"
+        "c.CondaKernelSpawner.shared_env_dirs = ['/srv/envs']\n"
+        "c.CondaKernelSpawner.default_env = 'shared/not-this'\n"
+        "c.CourseSpawner.default_env = 'shared/course'\n",
+    )
+    config, default_env = hub_discovery(cfg, getpass.getuser())
+    assert (config.shared_env_dirs, default_env) == (("/srv/envs",), "shared/course")
+
+
+def test_a_hub_without_a_conda_kernel_spawner_is_named(tmp_path, capsys):
+    cfg = write_config(tmp_path, "c.JupyterHub.spawner_class = 'localprocess'\n")
+    assert main(["envs", getpass.getuser(), "--config", cfg]) == 1
+    err = capsys.readouterr().err
+    assert "the hub's spawner LocalProcessSpawner has no shared_env_dirs" in err
 
 
 def test_table_and_json_for_a_user(trusted_tmp_path, capsys):
@@ -78,7 +115,7 @@ def test_unknown_user_and_broken_config(tmp_path, capsys):
     assert "no system user" in capsys.readouterr().err
     bad = write_config(tmp_path, "raise RuntimeError('boom')\n")
     assert main(["envs", getpass.getuser(), "--config", bad]) == 1
-    assert "cannot read" in capsys.readouterr().err
+    assert capsys.readouterr().err == f"{bad}: cannot load hub config: RuntimeError: boom\n"
 
 
 def test_refused_shared_env_is_shown_with_its_reason(trusted_tmp_path, capsys):

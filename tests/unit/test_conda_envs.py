@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 
 import pytest
 from hypothesis import given
@@ -18,7 +19,6 @@ from jupyterhub_lab_ext.kernels.conda_envs import (
     DiscoveryConfig,
     EnvScanner,
     UserContext,
-    discover,
     expand_user_dir,
     scan,
 )
@@ -71,10 +71,16 @@ def make_prefix(
     return path
 
 
-IR_SPEC = {"argv": ["R", "--slave", "-e", "IRkernel::main()", "--args", "{connection_file}"],
-           "display_name": "R", "language": "R"}  # fmt: skip
-PY_SPEC = {"argv": ["python", "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-           "display_name": "Python 3 (ipykernel)", "language": "python"}  # fmt: skip
+IR_SPEC = {
+    "argv": ["R", "--slave", "-e", "IRkernel::main()", "--args", "{connection_file}"],
+    "display_name": "R",
+    "language": "R",
+}
+PY_SPEC = {
+    "argv": ["python", "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+    "display_name": "Python 3 (ipykernel)",
+    "language": "python",
+}
 
 
 @pytest.fixture
@@ -92,6 +98,11 @@ def tree(trusted_tmp_path):
 
 def names(envs):
     return [e.name for e in envs]
+
+
+def discover(config, user):
+    """What discovery offers (a fresh scan, no cache)."""
+    return scan(config, user).envs
 
 
 def skipped(config, user):
@@ -330,8 +341,6 @@ def test_conda_dir_linked_to_another_home_is_ignored(tree):
     proj = make_prefix(p["home"] / "p" / "env")  # alice's own env, named in bob's file
     bob_conda.mkdir(parents=True)
     (bob_conda / "environments.txt").write_text(f"{proj}\n")
-    import shutil
-
     shutil.rmtree(p["home"] / ".conda")
     os.symlink(bob_conda, p["home"] / ".conda")
     assert discover(config, user) == []
@@ -383,30 +392,28 @@ def test_cache_reuses_records_and_sees_changes(tree):
     config, user, p = tree
     scanner = EnvScanner()
     make_prefix(p["shared"] / "geo")
-    first = scanner.discover(config, user)
-    again = scanner.discover(config, user)
+    first = scanner.scan(config, user).envs
+    again = scanner.scan(config, user).envs
     assert again[0] is first[0]  # unchanged tree: same immutable record, nothing re-read
 
     make_prefix(p["home"] / ".conda" / "envs" / "new")
-    assert names(scanner.discover(config, user)) == ["shared/geo", "mine/new"]
+    assert names(scanner.scan(config, user).envs) == ["shared/geo", "mine/new"]
 
     make_prefix(p["shared"] / "geo", activate={"x.sh": "export X=1\n"})
-    (geo, _) = scanner.discover(config, user)
+    (geo, _) = scanner.scan(config, user).envs
     assert geo.activate_scripts and geo is not first[0]
 
-    import shutil
-
     shutil.rmtree(p["home"] / ".conda" / "envs" / "new")
-    assert names(scanner.discover(config, user)) == ["shared/geo"]
+    assert names(scanner.scan(config, user).envs) == ["shared/geo"]
 
 
 def test_cache_notices_ipykernel_installed_later(tree):
     config, user, p = tree
     scanner = EnvScanner()
     prefix = make_prefix(p["shared"] / "late", ipykernel=False)
-    assert scanner.discover(config, None) == []
+    assert scanner.scan(config, None).envs == []
     os.makedirs(os.path.join(prefix, "lib", "python3.11", "site-packages", "ipykernel"))
-    assert names(scanner.discover(config, None)) == ["shared/late"]
+    assert names(scanner.scan(config, None).envs) == ["shared/late"]
 
 
 def test_environments_txt_change_is_noticed(tree):
@@ -415,6 +422,6 @@ def test_environments_txt_change_is_noticed(tree):
     a = make_prefix(p["home"] / "a" / "env-a")
     b = make_prefix(p["home"] / "b" / "env-b")
     write_environments_txt(p["home"], a)
-    assert names(scanner.discover(config, user)) == ["mine/env-a"]
+    assert names(scanner.scan(config, user).envs) == ["mine/env-a"]
     write_environments_txt(p["home"], a, b)
-    assert names(scanner.discover(config, user)) == ["mine/env-a", "mine/env-b"]
+    assert names(scanner.scan(config, user).envs) == ["mine/env-a", "mine/env-b"]

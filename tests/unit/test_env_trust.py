@@ -30,23 +30,41 @@ def describe(uid):
 @pytest.mark.parametrize(
     "st, trusted, expected",
     [
-        (fake_stat(), (), None),
-        (fake_stat(mode=0o700), (), None),
-        (fake_stat(mode=0o1777), (), "/d is writable by others (mode 1777)"),
-        (fake_stat(mode=0o777), (), "/d is writable by others (mode 0777)"),
-        (fake_stat(mode=0o775), (), "/d is writable by its group (mode 0775)"),
-        (fake_stat(mode=0o2775), (), "/d is writable by its group (mode 2775)"),
-        (fake_stat(uid=1001), (), "/d is owned by uid 1001, not by root or a trusted owner"),
-        (fake_stat(uid=1001), (1001,), None),
-        (fake_stat(uid=1001, mode=0o775), (1001,), "/d is writable by its group (mode 0775)"),
-        (fake_stat(kind=LINK, mode=0o777), (), "/d is a symbolic link"),
-        (fake_stat(kind=FILE), (), "/d is not a directory"),
-        (None, (), "/d cannot be read"),
+        pytest.param(fake_stat(), (), None, id="root-755"),
+        pytest.param(fake_stat(mode=0o700), (), None, id="root-700"),
+        pytest.param(
+            fake_stat(mode=0o1777), (), "/d is writable by others (mode 1777)", id="sticky-1777"
+        ),
+        pytest.param(
+            fake_stat(mode=0o777), (), "/d is writable by others (mode 0777)", id="world-777"
+        ),
+        pytest.param(
+            fake_stat(mode=0o775), (), "/d is writable by its group (mode 0775)", id="group-775"
+        ),
+        pytest.param(
+            fake_stat(mode=0o2775),
+            (),
+            "/d is writable by its group (mode 2775)",
+            id="setgid-group-2775",
+        ),
+        pytest.param(
+            fake_stat(uid=1001),
+            (),
+            "/d is owned by uid 1001, not by root or a trusted owner",
+            id="non-root-owner",
+        ),
+        pytest.param(fake_stat(uid=1001), (1001,), None, id="trusted-owner"),
+        pytest.param(
+            fake_stat(uid=1001, mode=0o775),
+            (1001,),
+            "/d is writable by its group (mode 0775)",
+            id="trusted-owner-group-writable",
+        ),
+        pytest.param(fake_stat(kind=LINK, mode=0o777), (), "/d is a symbolic link", id="symlink"),
+        pytest.param(fake_stat(kind=FILE), (), "/d is not a directory", id="file"),
+        pytest.param(None, (), "/d cannot be read", id="missing"),
     ],
-    ids=["root-755", "root-700", "sticky-1777", "world-777", "group-775", "setgid-group-2775",
-         "non-root-owner", "trusted-owner", "trusted-owner-group-writable", "symlink", "file",
-         "missing"],
-)  # fmt: skip
+)
 def test_problem_of_one_directory(st, trusted, expected):
     assert problem("/d", st, frozenset(trusted), describe) == expected
 
@@ -64,18 +82,32 @@ def chain_check(stats: dict[str, os.stat_result], trusted=()):
 @pytest.mark.parametrize(
     "stats, trusted, expected",
     [
-        ({}, (), None),
-        ({"/srv": fake_stat(mode=0o775)}, (), "/srv is writable by its group (mode 0775)"),
-        ({"/srv/envs": fake_stat(uid=NOBODY)}, (), "/srv/envs is owned by"),
-        ({"/srv/envs": fake_stat(uid=NOBODY)}, (NOBODY,), None),
-        ({"/srv": fake_stat(kind=LINK, mode=0o777)}, (), "/srv is a symbolic link"),
-        ({"/srv/envs": fake_stat(mode=0o1777), "/srv/envs/geo": fake_stat(uid=NOBODY)}, (),
-         "/srv/envs is writable by others (mode 1777)"),
-        ({"/": fake_stat(mode=0o777)}, (), "/ is writable by others"),
+        pytest.param({}, (), None, id="all-safe"),
+        pytest.param(
+            {"/srv": fake_stat(mode=0o775)},
+            (),
+            "/srv is writable by its group (mode 0775)",
+            id="group-writable-parent",
+        ),
+        pytest.param(
+            {"/srv/envs": fake_stat(uid=NOBODY)}, (), "/srv/envs is owned by", id="non-root-owner"
+        ),
+        pytest.param({"/srv/envs": fake_stat(uid=NOBODY)}, (NOBODY,), None, id="trusted-owner"),
+        pytest.param(
+            {"/srv": fake_stat(kind=LINK, mode=0o777)},
+            (),
+            "/srv is a symbolic link",
+            id="symlinked-component",
+        ),
+        pytest.param(
+            {"/srv/envs": fake_stat(mode=0o1777), "/srv/envs/geo": fake_stat(uid=NOBODY)},
+            (),
+            "/srv/envs is writable by others (mode 1777)",
+            id="topmost-problem-first",
+        ),
+        pytest.param({"/": fake_stat(mode=0o777)}, (), "/ is writable by others", id="root-dir"),
     ],
-    ids=["all-safe", "group-writable-parent", "non-root-owner", "trusted-owner",
-         "symlinked-component", "topmost-problem-first", "root-dir"],
-)  # fmt: skip
+)
 def test_every_directory_up_to_the_root_counts(stats, trusted, expected):
     check, _ = chain_check(stats, trusted)
     found = check.reason("/srv/envs/geo")
@@ -116,10 +148,8 @@ def test_planted_env_in_a_world_writable_sticky_dir_is_refused(roots):
     open_dir.chmod(0o1777)
     names, skips = shared_scan(open_dir, safe)
     assert names == ["shared/ok"]
-    assert skips == {
-        planted: (env_skips.UNSAFE_SHARED,
-                  f"unsafe shared location: {open_dir} is writable by others (mode 1777)")
-    }  # fmt: skip
+    why = f"unsafe shared location: {open_dir} is writable by others (mode 1777)"
+    assert skips == {planted: (env_skips.UNSAFE_SHARED, why)}
 
 
 def test_group_writable_parent_refuses_every_env_below(roots):

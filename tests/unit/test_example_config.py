@@ -24,6 +24,7 @@ from urllib.parse import urlparse
 
 import pytest
 import yaml
+from dockerspawner import DockerSpawner, SwarmSpawner
 from jupyterhub import roles as hub_roles
 from jupyterhub import scopes as hub_scopes
 from jupyterhub.app import JupyterHub
@@ -32,6 +33,9 @@ from jupyterhub.proxy import ConfigurableHTTPProxy
 from jupyterhub.services.service import Service
 from traitlets.config import Config, Configurable
 from traitlets.config.loader import PyFileConfigLoader
+
+from jupyterhub_lab_ext.services.culler.app import LabIdleCuller
+from jupyterhub_lab_ext.services.user_limit.app import UserLimitApp
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "example_config"
@@ -329,9 +333,6 @@ def test_services_commands_parse_with_the_real_apps(env):
 
 
 def test_admin_scopes_are_the_ones_the_services_check(env):
-    from jupyterhub_lab_ext.services.culler.app import LabIdleCuller
-    from jupyterhub_lab_ext.services.user_limit.app import UserLimitApp
-
     cfg = load(HUB_CONFIG)
     defined = set(cfg.JupyterHub.custom_scopes)
     assert LabIdleCuller.class_traits()["admin_scope"].default_value in defined
@@ -478,8 +479,8 @@ def test_unknown_services_mode_is_refused(env):
 
 MISTAKES = {
     "typo-in-trait": (
-        "c.CondaKernelSpawnerMixin.shared_env_dirs",
-        "c.CondaKernelSpawnerMixin.shared_env_dir",
+        "c.CondaKernelSpawner.shared_env_dirs",
+        "c.CondaKernelSpawner.shared_env_dir",
     ),
     "wrong-class-for-provider": (
         "c.UserlistOAuthenticator.oidc_issuer",
@@ -491,7 +492,7 @@ MISTAKES = {
     "undefined-custom-scope": ('"custom:idle-culler:admin",\n', '"custom:idle-culler:admn",\n'),
     "unknown-culler-flag": ('"--timeout=3600"', '"--timout=3600"'),
     "bad-culler-value": ('"--cull-every=300"', '"--cull-every=often"'),
-    "unknown-limit-setting": ("max_users=200", "max_user=200"),
+    "unknown-limit-setting": ('"max_users": 200', '"max_user": 200'),
     "role-for-missing-service": ('"groups": ["teachers"]', '"services": ["culler"]'),
 }
 
@@ -632,8 +633,6 @@ def test_culler_unit_runs_the_flags_its_role_was_made_for(env):
 
 
 def test_user_limit_unit_has_the_limits_of_the_managed_service(env):
-    from jupyterhub_lab_ext.services.user_limit.app import UserLimitApp
-
     env_ = service(load(HUB_CONFIG), "user-limit")["environment"]
     managed = json.loads(env_["JUPYTERHUB_USER_LIMIT_SETTINGS"])
     app = UserLimitApp()
@@ -693,13 +692,13 @@ def test_compose_files_use_host_network_and_read_only_shared_envs(env, path):
     mounts = {v.split(":")[1]: v for v in volumes}
     # shared envs read-only at the same path; homes at the same path
     cfg = load(DOCKER_CONFIG)
-    for shared in cfg.CondaKernelSpawnerMixin.shared_env_dirs:
+    for shared in cfg.CondaKernelSpawner.shared_env_dirs:
         assert mounts[shared] == f"{shared}:{shared}:ro"
     assert mounts["/home"].startswith("/home:/home")
     assert "/var/run/docker.sock" in mounts
     # the hub replaces the userlist by rename: a bind-mounted single file would fail (EBUSY);
     # it is next to the config, in the mounted directory
-    userlist = Path(cfg.UserlistAuthenticatorMixin.userlist_file)
+    userlist = Path(cfg.UserlistAuthenticator.userlist_file)
     assert userlist == HUB_CONFIG.parent / "userlist"
     assert "/etc/jupyterhub" in mounts and "/etc/jupyterhub/userlist" not in mounts
     assert "/etc" in mounts  # the account database outlives the container
@@ -740,11 +739,6 @@ SETTING = re.compile(r"^\s*c\.(\w+)\.(\w+)(?:\s*=|\.append\()", re.M)
 
 def all_config_classes() -> dict[str, type]:
     """Every class a setting in the docs may address: the hub's, ours, dockerspawner's."""
-    from dockerspawner import DockerSpawner, SwarmSpawner
-
-    from jupyterhub_lab_ext.services.culler.app import LabIdleCuller
-    from jupyterhub_lab_ext.services.user_limit.app import UserLimitApp
-
     roots = [JupyterHub, ConfigurableHTTPProxy, CryptKeeper, DockerSpawner, SwarmSpawner]
     roots += [LabIdleCuller, UserLimitApp]
     for group in ("jupyterhub.authenticators", "jupyterhub.spawners"):

@@ -17,13 +17,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jupyterhub_lab_ext.accounts.homes import (
-    HomeError,
-    archive_home,
-    copy_template,
-    make_home,
-    make_parents,
-)
+from jupyterhub_lab_ext.accounts.archive import archive_home
+from jupyterhub_lab_ext.accounts.home_template import copy_template
+from jupyterhub_lab_ext.accounts.homes import HomeError, make_home, make_parents
 
 
 @pytest.fixture
@@ -317,8 +313,14 @@ async def test_sync_template_command(tmp_path, template, owner):
     fake = FakeSystem()
     uid, gid = owner
     root = tmp_path / "homes"
-    su = SystemUsers(fake, lookup=fake, state_dir=str(tmp_path / "state"), uid_min=min(uid, 1000),
-                     gid_min=1000, flavour="useradd")  # fmt: skip
+    su = SystemUsers(
+        fake,
+        lookup=fake,
+        state_dir=str(tmp_path / "state"),
+        uid_min=min(uid, 1000),
+        gid_min=1000,
+        flavour="useradd",
+    )
     names = ["ann", "ben", "cat"]
     for name in names:  # accounts the package created earlier, owned by a uid we may chown to
         fake.users[name] = UserEntry(name, uid, gid, str(root / name), "/bin/bash")
@@ -339,11 +341,13 @@ async def test_sync_template_command(tmp_path, template, owner):
         "ann: 1 new, 0 updated, 4 kept, 0 removed by user, 0 skipped",
         "    new: new.ipynb",
         "ben: 5 new, 0 updated, 0 kept, 0 removed by user, 0 skipped",
-        *[f"    new: {p}" for p in
-          ["README.md", "nb/deep/data.csv", "nb/intro.ipynb", "new.ipynb", "run.sh"]],
+        *[
+            f"    new: {p}"
+            for p in "README.md nb/deep/data.csv nb/intro.ipynb new.ipynb run.sh".split()
+        ],
         "cat: skipped (account locked)",
         f"{template}: 2 homes synced, 1 skipped, 0 failed",
-    ]  # fmt: skip
+    ]
     assert (root / "ann" / "README.md").read_text() == "ann's notes"
     assert owner_of(root / "ben" / "new.ipynb") == owner
     assert not (root / "cat" / "new.ipynb").exists()

@@ -6,7 +6,8 @@ import logging
 from datetime import datetime, timezone
 
 import pytest
-from fakehub import FakeHub, free_port
+from fakehub import FakeHub
+from ports import free_port
 from tornado import web
 from tornado.httpserver import HTTPServer
 

@@ -6,19 +6,20 @@ import getpass
 import os
 import shutil
 import subprocess
+import sys
 
 import pytest
 from jupyter_client.kernelspec import NoSuchKernel
 from jupyter_client.manager import KernelManager
+from jupyter_client.multikernelmanager import AsyncMultiKernelManager
 from test_conda_envs import IR_SPEC, PY_SPEC, make_prefix
 from tornado import web
 
+from jupyterhub_lab_ext.kernels import server_env
+from jupyterhub_lab_ext.kernels.conda_envs import DiscoveryConfig
 from jupyterhub_lab_ext.kernels.kernelspec import (
     ACTIVATE_ARGV0_NAME,
     ACTIVATE_SCRIPT,
-    ENV_ALLOW_VENVS,
-    ENV_SHARED_DIRS,
-    ENV_USER_DIRS,
     CondaEnvKernelSpecManager,
 )
 
@@ -31,8 +32,8 @@ def dirs(trusted_tmp_path, monkeypatch):
     shared.mkdir()
     (home / ".conda" / "envs").mkdir(parents=True)
     monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setenv(ENV_SHARED_DIRS, str(shared))
-    monkeypatch.setenv(ENV_USER_DIRS, "~/.conda/envs")
+    monkeypatch.setenv(server_env.SHARED_ENV_DIRS, str(shared))
+    monkeypatch.setenv(server_env.USER_ENV_DIRS, "~/.conda/envs")
     # a stale user kernelspec that the stock manager would list
     stale = home / ".local" / "share" / "jupyter" / "kernels" / "stale"
     stale.mkdir(parents=True)
@@ -80,7 +81,7 @@ def test_activation_in_env_without_wrapper(dirs):
 def test_venv_gets_virtual_env_instead_of_conda_vars(dirs, monkeypatch):
     shared, home = dirs
     prefix = make_prefix(shared / "v", conda=False, venv=True)
-    monkeypatch.setenv(ENV_ALLOW_VENVS, "1")
+    monkeypatch.setenv(server_env.ALLOW_VENVS, "1")
     spec = CondaEnvKernelSpecManager().get_kernel_spec("shared-v")
     assert spec.env["VIRTUAL_ENV"] == prefix and "CONDA_PREFIX" not in spec.env
 
@@ -187,8 +188,8 @@ def test_skipped_envs_are_logged_once_in_the_server_log(dirs, caplog):
         for _ in range(3):
             ksm.find_kernel_specs()
         lines = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
-        assert lines == [f"user={getpass.getuser()} skipped {nokernel}: an environment without "
-                         "any kernel (install ipykernel or a kernelspec into it)"]  # fmt: skip
+        reason = "an environment without any kernel (install ipykernel or a kernelspec into it)"
+        assert lines == [f"user={getpass.getuser()} skipped {nokernel}: {reason}"]
         shutil.rmtree(nokernel)
         ksm.find_kernel_specs()
         make_prefix(nokernel, ipykernel=False)  # back again: logged again
@@ -198,8 +199,6 @@ def test_skipped_envs_are_logged_once_in_the_server_log(dirs, caplog):
 
 async def test_refused_kernel_start_costs_the_server_log_no_traceback(dirs, caplog):
     """jupyter_client logs a failed start twice with a traceback; not for a refused name."""
-    from jupyter_client.multikernelmanager import AsyncMultiKernelManager
-
     shared, home = dirs
     make_prefix(shared / "geo")
     mkm = AsyncMultiKernelManager(kernel_spec_manager=CondaEnvKernelSpecManager())
@@ -208,3 +207,52 @@ async def test_refused_kernel_start_costs_the_server_log_no_traceback(dirs, capl
     assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
         ("WARNING", "Refusing kernel 'python3': not one of this user's environments")
     ]
+
+
+# ---- what the spawner passes to the server --------------------------------------------------
+
+PASSED = [
+    DiscoveryConfig(),
+    DiscoveryConfig(
+        shared_env_dirs=("/srv/a", "/srv/b"),
+        user_env_dirs=("~/envs", "/scratch/{username}"),
+        read_environments_txt=False,
+        allow_venvs=True,
+        shared_env_owners=("conda-admin", "1234"),
+    ),
+    DiscoveryConfig(user_env_dirs=()),
+]
+
+
+@pytest.mark.parametrize("config", PASSED, ids=["defaults", "all-set", "no-user-dirs"])
+def test_the_server_reads_back_what_the_spawner_passed(config, monkeypatch):
+    assert server_env.from_env(server_env.to_env(config)) == config
+    for name, value in server_env.to_env(config).items():
+        monkeypatch.setenv(name, value)
+    assert DiscoveryConfig.of(CondaEnvKernelSpecManager()) == config
+
+
+def test_without_the_spawner_the_manager_uses_the_defaults(monkeypatch):
+    for name in server_env.to_env(DiscoveryConfig()):
+        monkeypatch.delenv(name, raising=False)
+    assert DiscoveryConfig.of(CondaEnvKernelSpecManager()) == DiscoveryConfig()
+    assert server_env.from_env({server_env.ALLOW_VENVS: "yes"}).allow_venvs is True
+
+
+def test_the_kernels_folder_loads_without_jupyterhub():
+    """Every user's server imports it: no hub code may come along (checked in a fresh process)."""
+    code = (
+        "import pkgutil, importlib, sys\n"
+        "import jupyterhub_lab_ext.kernels as k\n"
+        "names = [m.name for m in pkgutil.iter_modules(k.__path__)]\n"
+        "for n in names: importlib.import_module('jupyterhub_lab_ext.kernels.' + n)\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] == 'jupyterhub'\n"
+        "             or m.startswith(('jupyterhub_lab_ext.spawner', 'jupyterhub_lab_ext.auth',\n"
+        "                             'jupyterhub_lab_ext.services', 'jupyterhub_lab_ext.cli')))\n"
+        "assert len(names) >= 7 and not bad, (names, bad)\n"
+    )
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=repo, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr

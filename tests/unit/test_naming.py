@@ -11,7 +11,6 @@ from jupyterhub_lab_ext.auth.naming import (
     load_system_names,
     make_normalizer,
     normalize_username,
-    read_uid_min,
     reserved_reason,
     validate_domain_rules,
     validate_prefix,
@@ -83,12 +82,6 @@ def test_bad_domain_rules(rules):
         validate_domain_rules(rules)
 
 
-def test_read_uid_min():
-    assert read_uid_min("# c\nUID_MIN\t\t 500\nUID_MAX 60000\n") == 500
-    assert read_uid_min("UID_MAX 6\n") == 1000
-    assert read_uid_min("UID_MIN nope\n", default=7) == 7
-
-
 def test_load_system_names_injected(tmp_path):
     defs = tmp_path / "login.defs"
     defs.write_text("UID_MIN 2000\n")
@@ -97,6 +90,10 @@ def test_load_system_names_injected(tmp_path):
     assert {"root", "svc", "nobody"} <= names
     assert "alice" not in names
     assert RESERVED_NAMES <= names
+    # no UID_MIN (or no file): 1000, so svc (1500) is a normal account then
+    defs.write_text("# UID_MIN 2000\n")
+    assert "svc" not in load_system_names(str(defs), getpwall=lambda: passwd)
+    assert "svc" in load_system_names(str(defs), uid_min=1600, getpwall=lambda: passwd)
 
 
 def test_reserved_reason():

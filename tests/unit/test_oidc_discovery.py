@@ -81,7 +81,7 @@ def make_auth(tmp_path, provider):
 
     yield make
     for a in made:
-        a.actions.stop_polling()
+        a.background.stop_polling()
 
 
 async def login(auth, provider):

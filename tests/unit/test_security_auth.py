@@ -85,7 +85,7 @@ def make_auth(userlist, provider, fake_su):
 
     yield make
     for a in made:
-        a.actions.stop_polling()
+        a.background.stop_polling()
 
 
 async def login(auth, provider, **claims):
@@ -319,10 +319,17 @@ async def test_prefixed_spelling_and_plain_identity_in_one_file_is_an_error(
 
 @pytest.mark.parametrize(
     "claims",
-    [{"name": "bob"}, {"email": None}, {"email": ""}, {"email": 5},
-     {"email": ["bob"]}, {"email": {"bob": 1}}, {"email": True}],
+    [
+        {"name": "bob"},
+        {"email": None},
+        {"email": ""},
+        {"email": 5},
+        {"email": ["bob"]},
+        {"email": {"bob": 1}},
+        {"email": True},
+    ],
     ids=["missing", "null", "empty", "number", "list", "object", "bool"],
-)  # fmt: skip
+)
 async def test_unusable_identity_claim_is_a_403_not_a_500(make_auth, provider, fake_su, claims):
     message = await refused(make_auth(), provider, **claims)
     assert "did not send a usable login or email" in message

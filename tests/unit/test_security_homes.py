@@ -15,8 +15,9 @@ import tarfile
 
 import pytest
 
-from jupyterhub_lab_ext.accounts import homes
-from jupyterhub_lab_ext.accounts.homes import HomeError, copy_template, make_home, make_parents
+from jupyterhub_lab_ext.accounts import archive, home_template
+from jupyterhub_lab_ext.accounts.home_template import copy_template
+from jupyterhub_lab_ext.accounts.homes import HomeError, make_home, make_parents
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="ownership checks need root")
 
@@ -178,7 +179,7 @@ def test_symlink_swapped_for_hardlink_before_chown_leaves_victim_alone(
             planted.unlink()
         os.link(secret, planted)  # hard link to the root file, where the link goes
 
-    monkeypatch.setattr(homes.os, "symlink", racing_symlink)
+    monkeypatch.setattr(home_template.os, "symlink", racing_symlink)
     copy_template(str(template), str(home), *USER)
     st = os.stat(secret)
     assert (st.st_uid, st.st_gid) == (0, 0), "root chowned a file the user planted"
@@ -198,7 +199,7 @@ def test_new_dir_swapped_for_foreign_dir_is_not_chowned(template, home, tmp_path
             os.rmdir(home / "nb")
             os.rename(foreign, home / "nb")
 
-    monkeypatch.setattr(homes.os, "mkdir", racing_mkdir)
+    monkeypatch.setattr(home_template.os, "mkdir", racing_mkdir)
     report = copy_template(str(template), str(home), *USER)
     assert owner_of(home / "nb") == OTHER
     assert not (home / "nb" / "intro.ipynb").exists()
@@ -270,7 +271,7 @@ def test_archive_swaps_during_read_never_pull_in_root_files(home, secret, tmp_pa
     monkeypatch.setattr(os, "lstat", racing_lstat)
     out = tmp_path / "archive"
     out.mkdir(mode=0o700)
-    path = homes.archive_home(str(home), str(out / "alice.tar.gz"), USER[0])
+    path = archive.archive_home(str(home), str(out / "alice.tar.gz"), USER[0])
     monkeypatch.undo()
     assert swaps == {}, "the race hook never ran"
     with open(path, "rb") as f:
@@ -289,7 +290,7 @@ def test_template_link_on_a_file_system_without_hard_links(template, home, monke
     def no_link(*args, **kwargs):
         raise OSError(errno.EPERM, "Operation not permitted")
 
-    monkeypatch.setattr(homes.os, "link", no_link)
+    monkeypatch.setattr(home_template.os, "link", no_link)
     report = copy_template(str(template), str(home), *USER)
     assert "link" in report.copied and os.readlink(home / "link") == "README.md"
     assert owner_of(home / "link") == 0

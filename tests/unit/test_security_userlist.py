@@ -9,11 +9,10 @@ import threading
 
 import pytest
 
-from jupyterhub_lab_ext.auth.userlist import (
+from jupyterhub_lab_ext.auth.userlist import UserlistParseError, parse_userlist
+from jupyterhub_lab_ext.auth.userlist_file import (
     UserlistFile,
-    UserlistParseError,
     load_userlist,
-    parse_userlist,
     remove_entry,
     set_entry,
 )

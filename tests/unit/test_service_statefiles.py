@@ -20,7 +20,9 @@ from jupyterhub_lab_ext.services.common.store import Store
 from jupyterhub_lab_ext.services.culler.app import LabIdleCuller
 from jupyterhub_lab_ext.services.culler.store import exemptions, metadata
 from jupyterhub_lab_ext.services.user_limit.app import UserLimitApp
-from jupyterhub_lab_ext.services.user_limit.store import LimitStore, Op
+from jupyterhub_lab_ext.services.user_limit.records import Op
+from jupyterhub_lab_ext.services.user_limit.store import LimitStore
+from jupyterhub_lab_ext.services.user_limit.store import metadata as limit_metadata
 
 
 def mode(path) -> int:
@@ -146,8 +148,9 @@ async def test_store_files_and_rollback_journal_are_0600(tmp_path, open_umask):
 
 async def test_limit_store_wal_files_are_0600(tmp_path, open_umask):
     """The user-limit's store (WAL): database, -wal and -shm are 0600 even with umask 000."""
-    store = LimitStore(f"sqlite:///{tmp_path}/user-limit.sqlite")
-    await store.start()
+    base = Store(f"sqlite:///{tmp_path}/user-limit.sqlite", limit_metadata)
+    await base.start()
+    store = LimitStore(base)
     try:
         await store.write([Op("put_seat", "alice", 1.0)])
         files = sorted(tmp_path.glob("user-limit.sqlite*"))
@@ -158,7 +161,8 @@ async def test_limit_store_wal_files_are_0600(tmp_path, open_umask):
         }
         assert {f.name: mode(f) for f in files} == {f.name: 0o600 for f in files}
     finally:
-        await store.close()
+        await store.drain()
+        await base.close()
 
 
 async def test_store_refuses_a_world_writable_directory(tmp_path):

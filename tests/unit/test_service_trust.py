@@ -87,13 +87,21 @@ async def test_token_answers_are_cached_for_reads_only(start, hub):
     assert hub.count("GET", "/user") - before == 4
 
 
-def test_auth_cache_ttl_is_bounded():
+@pytest.mark.parametrize(
+    "trait, value, message",
+    [
+        ("auth_cache_ttl", 300, "should not be greater than 10"),
+        ("auth_cache_ttl", -1, "should not be less than 0"),
+        ("hub_concurrency", 0, "should not be less than 1"),
+    ],
+)
+def test_service_options_are_bounded(trait, value, message):
     from traitlets import TraitError
 
     from jupyterhub_lab_ext.services.culler.app import LabIdleCuller
 
-    with pytest.raises(TraitError, match="between 0 and 10"):
-        LabIdleCuller(auth_cache_ttl=300)
+    with pytest.raises(TraitError, match=message):
+        LabIdleCuller(**{trait: value})
 
 
 # -- bodies --------------------------------------------------------------------------------------

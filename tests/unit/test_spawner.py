@@ -1,20 +1,27 @@
-"""The conda-kernel spawner mixin without a hub: form, validation, env and args, progress."""
+"""The conda-kernel spawners without a hub: form, validation, env and args, progress, config."""
 
 from __future__ import annotations
 
+import asyncio
 import html
 import os
 import pwd
 import re
+import shutil
+import subprocess
+import sys
 
 import pytest
 from jupyterhub.spawner import LocalProcessSpawner, Spawner
 from test_conda_envs import IR_SPEC, make_prefix
 from tornado import web
+from traitlets.config import Config
 
+from jupyterhub_lab_ext.kernels import server_env
 from jupyterhub_lab_ext.kernels.conda_envs import UserContext
-from jupyterhub_lab_ext.kernels.kernelspec import ENV_SHARED_DIRS, ENV_USER_DIRS
-from jupyterhub_lab_ext.spawner.conda_kernel import CondaKernelSpawner, CondaKernelSpawnerMixin
+from jupyterhub_lab_ext.spawner import docker as docker_spawner
+from jupyterhub_lab_ext.spawner.conda_kernel import CondaKernelSpawner
+from jupyterhub_lab_ext.spawner.local import LocalCondaKernelSpawner
 
 
 class FakeUser:
@@ -40,14 +47,14 @@ class FakeBase(Spawner):
         return 0
 
 
-class FakeCondaSpawner(CondaKernelSpawnerMixin, FakeBase):
+class FakeCondaSpawner(CondaKernelSpawner, FakeBase):
     def conda_user_context(self):
         return UserContext(name=self.user.name, uid=os.getuid(), home=self._home)
 
 
 @pytest.fixture
 def tree(trusted_tmp_path):
-    tmp_path = trusted_tmp_path
+    tmp_path = trusted_tmp_path.resolve()  # discovery reports real paths
     shared = tmp_path / "shared"
     home = tmp_path / "home"
     make_prefix(shared / "geo", conda_meta_python="3.12.1", kernelspecs={"ir": IR_SPEC})
@@ -157,8 +164,6 @@ async def test_form_escapes_paths(trusted_tmp_path):
 
 async def test_form_without_user_envs_explains_how_to_make_one(spawner, tree):
     shared, home = tree
-    import shutil
-
     shutil.rmtree(home / ".conda")
     form = await spawner.get_options_form()
     assert radio_values(form.split('id="jhle-user-envs"')[1]) == []
@@ -232,11 +237,11 @@ def test_env_for_the_server(spawner, tree):
     spawner.user_env_dirs = ["~/.conda/envs", "/scratch/{username}"]
     env = spawner.get_env()
     assert env["FROM_BASE"] == "1"
-    assert env[ENV_SHARED_DIRS] == str(shared)
-    assert env[ENV_USER_DIRS] == "~/.conda/envs:/scratch/{username}"
+    assert env[server_env.SHARED_ENV_DIRS] == str(shared)
+    assert env[server_env.USER_ENV_DIRS] == "~/.conda/envs:/scratch/{username}"
     assert env["CONDA_ENVS_DIRS"] == f"{home}/.conda/envs"
     assert env["CONDA_PKGS_DIRS"] == f"{home}/.conda/pkgs"
-    spawner.conda_user_dirs = False
+    spawner.set_conda_dirs = False
     assert "CONDA_ENVS_DIRS" not in spawner.get_env()
 
 
@@ -251,33 +256,73 @@ def test_custom_template(spawner, tmp_path):
     tpl = tmp_path / "mine.html"
     tpl.write_text("{% for e in shared_envs %}[{{ e.name }}]{% endfor %}|{{ selected }}")
     spawner.options_form_template = str(tpl)
-    import asyncio
-
     assert asyncio.run(spawner.get_options_form()) == "[shared/base][shared/geo]|shared/base"
 
 
 def test_conda_kernel_spawner_is_a_local_process_spawner():
-    assert issubclass(CondaKernelSpawner, LocalProcessSpawner)
-    assert CondaKernelSpawner.__mro__[1] is CondaKernelSpawnerMixin
-    s = CondaKernelSpawner()
+    assert issubclass(LocalCondaKernelSpawner, LocalProcessSpawner)
+    assert LocalCondaKernelSpawner.__mro__[1] is CondaKernelSpawner
+    s = LocalCondaKernelSpawner()
     assert s.default_url == "/lab"
     assert s.shared_env_dirs == ["/opt/conda/envs"] and s.user_env_dirs == ["~/.conda/envs"]
 
 
-def test_docker_classes_load_lazily():
-    from jupyterhub_lab_ext.spawner import docker as docker_spawner
+VARIANTS = [
+    LocalCondaKernelSpawner,
+    docker_spawner.CondaKernelDockerSpawner,
+    docker_spawner.CondaKernelSwarmSpawner,
+]
 
-    cls = docker_spawner.CondaKernelDockerSpawner
-    assert issubclass(cls, docker_spawner.CondaKernelDockerMixin)
-    assert docker_spawner.CondaKernelDockerSpawner is cls  # built once
-    assert docker_spawner.CondaKernelSwarmSpawner.__name__ == "CondaKernelSwarmSpawner"
-    with pytest.raises(AttributeError):
-        docker_spawner.NoSuchSpawner  # noqa: B018
+
+@pytest.mark.parametrize("cls", VARIANTS, ids=lambda c: c.__name__)
+def test_the_feature_section_reaches_every_variant(cls):
+    config = Config()
+    config.CondaKernelSpawner.shared_env_dirs = ["/srv/course-envs"]
+    config.CondaKernelSpawner.default_env = "shared/geo"
+    config.CondaKernelContainerSpawner.run_as_user = False  # Docker and Swarm only
+    s = cls(config=config)
+    assert (s.shared_env_dirs, s.default_env) == (["/srv/course-envs"], "shared/geo")
+    if cls is not LocalCondaKernelSpawner:
+        assert s.run_as_user is False
+    # a variant's own section wins over the feature's, as with any traitlets subclass
+    config[cls.__name__].shared_env_dirs = ["/srv/mine"]
+    assert cls(config=config).shared_env_dirs == ["/srv/mine"]
+
+
+@pytest.mark.parametrize("cls", VARIANTS, ids=lambda c: c.__name__)
+def test_no_option_lives_in_a_mixin_section(cls):
+    sections = {
+        klass.__name__
+        for klass in cls.__mro__
+        for name, trait in cls.class_traits(config=True).items()
+        if name in vars(klass)
+    }
+    assert sections and not [s for s in sections if s.endswith("Mixin")]
+
+
+def test_docker_module_defines_ordinary_classes():
+    for cls in (docker_spawner.CondaKernelDockerSpawner, docker_spawner.CondaKernelSwarmSpawner):
+        assert cls.__module__ == docker_spawner.__name__
+        assert issubclass(cls, docker_spawner.CondaKernelContainerSpawner)
+    assert not hasattr(docker_spawner, "__getattr__")
+
+
+def test_the_local_spawner_loads_no_docker_and_the_folder_no_spawner():
+    code = (
+        "import sys\n"
+        "import jupyterhub_lab_ext.spawner\n"
+        "assert not [m for m in sys.modules if m.startswith('jupyterhub_lab_ext.spawner.')]\n"
+        "from jupyterhub_lab_ext.spawner.local import LocalCondaKernelSpawner\n"
+        "assert 'dockerspawner' not in sys.modules, 'dockerspawner loaded'\n"
+    )
+    cwd = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
 
 
 def _docker_spawner(cls_name, tmp_path, **kw):
-    from jupyterhub_lab_ext.spawner import docker as docker_spawner
-
     me = pwd.getpwuid(os.getuid())
     s = getattr(docker_spawner, cls_name)(user=FakeUser(me.pw_name), **kw)
     return s, me
@@ -334,8 +379,8 @@ async def test_skipped_envs_are_logged_once_per_user_by_the_spawner_log(tree, ca
         await new_spawner().get_options_form()
         await new_spawner().apply_conda_user_options({})
     lines = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
-    assert lines == [f"user={name} skipped {shared / 'nokernel'}: an environment without any "
-                     "kernel (install ipykernel or a kernelspec into it)"]  # fmt: skip
+    reason = "an environment without any kernel (install ipykernel or a kernelspec into it)"
+    assert lines == [f"user={name} skipped {shared / 'nokernel'}: {reason}"]
     assert {r.name for r in caplog.records} == {new_spawner().log.name}  # the hub's logger
 
 
@@ -349,11 +394,8 @@ async def test_refused_spawn_leaves_one_warning_and_no_traceback(spawner, caplog
     spawner.log.error("Failed to spawn single-user server with form", exc_info=info.value)
     spawner.log.error("an unrelated error")
     records = [(r.levelname, r.getMessage(), r.exc_info) for r in caplog.records]
-    assert records == [
-        ("WARNING", "user=alice refused a spawn: environment 'mine/other' is not offered to them",
-         None),
-        ("ERROR", "an unrelated error", None),
-    ]  # fmt: skip
+    refusal = "user=alice refused a spawn: environment 'mine/other' is not offered to them"
+    assert records == [("WARNING", refusal, None), ("ERROR", "an unrelated error", None)]
 
 
 async def test_refused_name_is_bounded_in_log_and_message(spawner, caplog):

@@ -25,7 +25,7 @@ from jupyterhub_lab_ext.accounts.commands import (
     detect_flavour,
     run_command,
 )
-from jupyterhub_lab_ext.accounts.nss import read_login_defs
+from jupyterhub_lab_ext.accounts.logindefs import read_login_defs, uid_min
 from jupyterhub_lab_ext.accounts.policy import check_existing_account, check_existing_group
 from jupyterhub_lab_ext.accounts.registry import RegistryError
 from jupyterhub_lab_ext.accounts.system_users import (
@@ -256,7 +256,7 @@ BUILD_CASES = {
             "Alice A",
             "alice",
         ],
-    ),  # fmt: skip
+    ),
     "adduser-full": (
         "adduser",
         FULL,
@@ -277,7 +277,7 @@ BUILD_CASES = {
             "Alice A",
             "alice",
         ],
-    ),  # fmt: skip
+    ),
     "busybox-full": (
         "busybox",
         FULL,
@@ -297,7 +297,7 @@ BUILD_CASES = {
             "Alice A",
             "alice",
         ],
-    ),  # fmt: skip
+    ),
 }
 
 
@@ -375,9 +375,8 @@ async def test_uid_gid_shared_and_supplementary_groups(fake, make_users):
     )
     assert fake.calls == [
         ["groupadd", "course1"],
-        ["useradd", "-M", "-d", "/srv/homes/bob", "-s", "/bin/bash", "-g", "students",
-         "-G", "course1,audio", "bob"],
-    ]  # fmt: skip
+        "useradd -M -d /srv/homes/bob -s /bin/bash -g students -G course1,audio bob".split(),
+    ]
     assert b.gid == 1500
     assert "bob" in fake.groups["course1"].members and "bob" in fake.groups["audio"].members
     # later a new supplementary group is added to the existing account
@@ -559,10 +558,12 @@ async def test_failed_groupadd_leaves_no_claim(fake, make_users):
 
 @pytest.mark.parametrize(
     "rc, stderr",
-    [(10, "useradd: cannot lock /etc/group; try again later.\n"),
-     (1, "useradd: cannot lock /etc/passwd; try again later.\n")],
+    [
+        (10, "useradd: cannot lock /etc/group; try again later.\n"),
+        (1, "useradd: cannot lock /etc/passwd; try again later.\n"),
+    ],
     ids=["rc10", "rc1-lock-message"],
-)  # fmt: skip
+)
 async def test_retries_on_lock_contention(fake, make_users, rc, stderr):
     fake.fail["useradd"] = [(rc, stderr), (rc, stderr)]
     account = await make_users().ensure_account(spec())
@@ -632,6 +633,19 @@ def owner():
     return os.getuid(), os.getgid()
 
 
+def own_users(fake, tmp_path, uid, **kwargs) -> SystemUsers:
+    """SystemUsers over ``fake`` that may use accounts with the test's own ``uid``."""
+    return SystemUsers(
+        fake,
+        lookup=fake,
+        state_dir=str(tmp_path / "state"),
+        uid_min=min(uid, 1000),
+        gid_min=1000,
+        flavour="useradd",
+        **kwargs,
+    )
+
+
 async def test_populate_home_keeps_a_manifest(fake, tmp_path, owner, monkeypatch):
     uid, gid = owner
     home = tmp_path / "homes" / "dana"
@@ -640,8 +654,7 @@ async def test_populate_home_keeps_a_manifest(fake, tmp_path, owner, monkeypatch
     (template / "nb" / "intro.ipynb").write_text("{}")
     (template / "README.md").write_text("hello")
     fake.users["dana"] = UserEntry("dana", uid, gid, str(home), "/bin/bash")
-    su = SystemUsers(fake, lookup=fake, state_dir=str(tmp_path / "state"), uid_min=min(uid, 1000),
-                     gid_min=1000, flavour="useradd", allow_existing=True)  # fmt: skip
+    su = own_users(fake, tmp_path, uid, allow_existing=True)
     account = await su.ensure_account(spec("dana", home=str(home)))
     assert (home.stat().st_uid, stat.S_IMODE(home.stat().st_mode)) == (uid, 0o700)
     assert await su.populate_home(account, str(template), readonly=True) == 2
@@ -661,8 +674,7 @@ async def test_archive_home(fake, tmp_path, owner):
     uid, gid = owner
     home = tmp_path / "homes" / "erin"
     fake.users["erin"] = UserEntry("erin", uid, gid, str(home), "/bin/bash")
-    su = SystemUsers(fake, lookup=fake, state_dir=str(tmp_path / "state"), uid_min=min(uid, 1000),
-                     gid_min=1000, flavour="useradd", allow_existing=True)  # fmt: skip
+    su = own_users(fake, tmp_path, uid, allow_existing=True)
     await su.ensure_account(spec("erin", home=str(home)))
     (home / "work.txt").write_text("results")
     (home / "escape").symlink_to("/etc/hostname")
@@ -814,3 +826,13 @@ def test_read_login_defs(tmp_path):
     assert values["UID_MIN"] == 1000 and values["GID_MIN"] == 1000 and values["UMASK"] == 22
     assert values["SYS_UID_MAX"] == 999 and "ENCRYPT_METHOD" not in values
     assert read_login_defs(str(tmp_path / "missing")) == {}
+
+
+def test_uid_min_of_login_defs(tmp_path):
+    defs = tmp_path / "login.defs"
+    defs.write_text("UID_MIN 500\nUID_MIN 1500  # the last one counts, as for shadow\n")
+    assert uid_min(str(defs)) == 1500
+    defs.write_text("UID_MIN nope\nUID_MAX 6\n")
+    assert uid_min(str(defs)) == 1000
+    assert uid_min(str(tmp_path / "missing")) == 1000
+    assert uid_min(str(tmp_path)) == 1000  # unreadable (a directory): the default

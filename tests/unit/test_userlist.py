@@ -5,13 +5,11 @@ import stat
 import pytest
 
 from jupyterhub_lab_ext.auth.naming import make_normalizer
-from jupyterhub_lab_ext.auth.userlist import (
-    UserlistEntry,
+from jupyterhub_lab_ext.auth.userlist import UserlistEntry, UserlistParseError, parse_userlist
+from jupyterhub_lab_ext.auth.userlist_file import (
     UserlistFile,
     UserlistLoadError,
-    UserlistParseError,
     load_userlist,
-    parse_userlist,
     remove_entry,
     set_entry,
 )

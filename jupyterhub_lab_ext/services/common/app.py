@@ -1,21 +1,14 @@
 """``ServiceApp``: the traitlets Application base of the package's hub services.
 
 A service subclasses it, sets ``name``/``service_default_name``/``config_file_name``, adds its
-traits and overrides the hooks:
+traits and overrides the hooks ``make_handlers()``, ``metadata()`` (a store to persist),
+``on_start()``/``on_stop()`` (background work) and ``health()``.
 
-- ``make_handlers()``: extra ``(path relative to the prefix, handler)`` pairs;
-- ``metadata()``: a ``sqlalchemy.MetaData`` to persist (None: no store);
-- ``async on_start()`` / ``async on_stop()``: start and stop background work;
-- ``async health()``: the ``GET health`` report.
-
-What the base does: config file (``--config``) and ``--generate-config``; the ``JUPYTERHUB_*``
-environment a managed service gets (API URL and token, service name, URL and prefix); the bind
-address from ``JUPYTERHUB_SERVICE_URL`` (no HTTP server when the service has no URL, like a plain
-culler); timestamped logging; one :class:`~jupyterhub_lab_ext.services.common.hubapi.HubAPI`; a Prometheus
-registry; the store (a SQLite file private to the service's account); the tornado app with
-``health``, ``metrics``, ``api/openapi.yaml``, the OAuth callback; a clean shutdown on
-SIGTERM/SIGINT, and when the hub that started the service is gone (``exit_with_hub``); a clear
-error naming the port and its holder when the port is taken.
+The base declares the options every service has (config file, the ``JUPYTERHUB_*`` environment
+of a managed service, internal SSL, the store, request auth) and wires them: one
+:class:`~jupyterhub_lab_ext.services.common.hubapi.HubAPI`, a Prometheus registry, the store, the
+HTTP side (:mod:`.web`) and the run from start to clean shutdown (:mod:`.runner`,
+:mod:`.lifecycle`).
 """
 
 from __future__ import annotations
@@ -23,37 +16,37 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import secrets
-import signal
 import ssl
 import sys
-from importlib import resources
 from urllib.parse import urlparse
 
+from jupyterhub.services.auth import HubOAuth
 from tornado import web
 from tornado.httpserver import HTTPServer
-from traitlets import Bool, CaselessStrEnum, Float, Int, TraitError, Unicode, default, validate
+from traitlets import Bool, CaselessStrEnum, Float, Int, Unicode, default, validate
 from traitlets.config import Application
 
 from jupyterhub_lab_ext import __version__
+from jupyterhub_lab_ext.services.common import web as service_web
 from jupyterhub_lab_ext.services.common.hubapi import HubAPI
+from jupyterhub_lab_ext.services.common.hubhttp import (
+    API_TOKEN_ENV,
+    API_URL_ENV,
+    default_request_timeout,
+)
 from jupyterhub_lab_ext.services.common.lifecycle import (
+    SERVICE_NAME_ENV,
+    SERVICE_URL_ENV,
     StartupError,
-    bind_failure,
-    hub_pid_to_watch,
-    port_holders,
-    watch_parent,
+    watch_hub,
 )
 from jupyterhub_lab_ext.services.common.metrics import HubAPIMetrics, make_registry
+from jupyterhub_lab_ext.services.common.runner import run_service
 from jupyterhub_lab_ext.services.common.store import Store
 
 LOG_FORMAT = (
     "[%(levelname)1.1s %(asctime)s.%(msecs).03d %(name)s %(module)s:%(lineno)d] %(message)s"
 )
-
-
-#: bytes of a refused request body read (and thrown away) before the connection is closed
-DRAIN_LIMIT = 128 << 20
 
 
 class ServiceApp(Application):
@@ -68,6 +61,8 @@ class ServiceApp(Application):
     metrics_namespace = "jhle"
     #: package holding ``openapi.yaml`` (None: none shipped)
     openapi_package: str | None = None
+    #: path (relative to the prefix) of the service's HTML page, where the index sends browsers
+    dashboard_path: str | None = None
 
     base_aliases = {
         "config": "ServiceApp.config_file",
@@ -105,7 +100,7 @@ class ServiceApp(Application):
 
     @default("url")
     def _default_url(self):
-        return os.environ.get("JUPYTERHUB_API_URL", "")
+        return os.environ.get(API_URL_ENV, "")
 
     api_token = Unicode(
         help="""Hub API token of this service. Default: ``$JUPYTERHUB_API_TOKEN``. Never logged.""",
@@ -113,7 +108,7 @@ class ServiceApp(Application):
 
     @default("api_token")
     def _default_api_token(self):
-        return os.environ.get("JUPYTERHUB_API_TOKEN", "")
+        return os.environ.get(API_TOKEN_ENV, "")
 
     service_name = Unicode(
         help="""Name of this service in the hub (``c.JupyterHub.services[...]["name"]``).
@@ -125,7 +120,7 @@ class ServiceApp(Application):
 
     @default("service_name")
     def _default_service_name(self):
-        return os.environ.get("JUPYTERHUB_SERVICE_NAME") or self.service_default_name
+        return os.environ.get(SERVICE_NAME_ENV) or self.service_default_name
 
     service_url = Unicode(
         help="""Address to serve the REST API on, e.g. ``http://127.0.0.1:10101``.
@@ -137,7 +132,7 @@ class ServiceApp(Application):
 
     @default("service_url")
     def _default_service_url(self):
-        return os.environ.get("JUPYTERHUB_SERVICE_URL", "")
+        return os.environ.get(SERVICE_URL_ENV, "")
 
     service_prefix = Unicode(
         help="""URL prefix the proxy routes to this service. Default: ``$JUPYTERHUB_SERVICE_PREFIX``
@@ -181,9 +176,9 @@ class ServiceApp(Application):
         """,
     ).tag(config=True)
 
-    hub_concurrency = Int(10, help="Hub API requests this service keeps in flight at most.").tag(
-        config=True
-    )
+    hub_concurrency = Int(
+        10, min=1, help="Hub API requests this service keeps in flight at most."
+    ).tag(config=True)
 
     hub_request_timeout = Float(
         help="Seconds per Hub API request attempt. Default: ``$JUPYTERHUB_REQUEST_TIMEOUT`` or 60."
@@ -191,7 +186,7 @@ class ServiceApp(Application):
 
     @default("hub_request_timeout")
     def _default_request_timeout(self):
-        return float(os.environ.get("JUPYTERHUB_REQUEST_TIMEOUT") or 60)
+        return default_request_timeout()
 
     hub_retries = Int(
         4, help="Retries of a Hub API request on connection errors, 5xx and 429."
@@ -244,19 +239,14 @@ class ServiceApp(Application):
 
     auth_cache_ttl = Float(
         5.0,
+        min=0,
+        max=10,
         help="""Seconds an answer of the hub about a token or browser login is reused for reads.
 
         This is the bound on how long a revoked token, a logged-out browser or a demoted admin
         may still read through this service; changes (every method but GET/HEAD/OPTIONS) are
         always checked with the hub again. At most 10; 0 asks the hub on every request.""",
     ).tag(config=True)
-
-    @validate("auth_cache_ttl")
-    def _check_auth_cache_ttl(self, proposal):
-        value = proposal["value"]
-        if not 0 <= value <= 10:
-            raise TraitError(f"auth_cache_ttl must be between 0 and 10 seconds, not {value}")
-        return value
 
     shutdown_timeout = Float(
         10.0, help="Seconds to let background work finish on SIGTERM before giving up."
@@ -315,19 +305,10 @@ class ServiceApp(Application):
         self._stop_event = None
 
     def ssl_context(self, server: bool = False) -> ssl.SSLContext | None:
-        """TLS context for internal SSL (None without key and certificate).
-
-        ``server=False``: for Hub API calls (verifies the hub with the CA, presents our
-        certificate). ``server=True``: for serving (requires a client certificate by the CA).
-        """
-        if not (self.ssl_keyfile and self.ssl_certfile):
-            return None
-        purpose = ssl.Purpose.CLIENT_AUTH if server else ssl.Purpose.SERVER_AUTH
-        ctx = ssl.create_default_context(purpose, cafile=self.ssl_client_ca or None)
-        ctx.load_cert_chain(self.ssl_certfile, self.ssl_keyfile)
-        if server and self.ssl_client_ca:
-            ctx.verify_mode = ssl.CERT_REQUIRED
-        return ctx
+        """TLS context for internal SSL (see :func:`.web.tls_context`)."""
+        return service_web.tls_context(
+            self.ssl_keyfile, self.ssl_certfile, self.ssl_client_ca, server=server
+        )
 
     def make_hub(self) -> HubAPI:
         return HubAPI(
@@ -341,6 +322,23 @@ class ServiceApp(Application):
             ssl_options=self.ssl_context(),
         )
 
+    def make_hub_auth(self) -> HubOAuth | None:
+        """HubOAuth for browser cookies when the hub gave us an OAuth client; else None."""
+        if not (os.environ.get("JUPYTERHUB_CLIENT_ID") and self.api_token and self.url):
+            return None
+        return HubOAuth(
+            api_url=self.url,
+            api_token=self.api_token,
+            base_url=self.service_prefix,
+            cache_max_age=self.auth_cache_ttl,
+            allow_token_in_url=False,
+            keyfile=self.ssl_keyfile,
+            certfile=self.ssl_certfile,
+            client_ca=self.ssl_client_ca,
+            parent=self,
+        )
+
+    # -- hooks of a service ----------------------------------------------------------------
     def metadata(self):
         """Override: a ``sqlalchemy.MetaData`` for the store, or None."""
         return None
@@ -359,108 +357,40 @@ class ServiceApp(Application):
         """Override to add checks; ``status`` other than ``ok`` answers 503."""
         return {"status": "ok", "service": self.service_name, "version": self.version}
 
-    def openapi_document(self) -> str | None:
-        if not self.openapi_package:
-            return None
-        try:
-            return resources.files(self.openapi_package).joinpath("openapi.yaml").read_text("utf-8")
-        except (FileNotFoundError, ModuleNotFoundError):
-            return None
-
-    def endpoint_list(self) -> list[str]:
-        return [self.service_prefix + p for p, *_ in self._all_handlers()]
-
-    def _all_handlers(self):
-        # imported here: a service without a REST API never loads jupyterhub.services.auth
-        from jupyterhub_lab_ext.services.common.handlers import (
-            HealthHandler,
-            MetricsHandler,
-            OpenAPIHandler,
-        )
-
-        return [
-            ("health", HealthHandler),
-            ("metrics", MetricsHandler),
-            ("api/openapi.yaml", OpenAPIHandler),
-            *self.make_handlers(),
-        ]
-
-    def _cookie_secret(self) -> bytes:
-        path = self.cookie_secret_file
-        if not path:
-            return secrets.token_bytes(32)
-        try:
-            if os.path.exists(path):
-                if os.stat(path).st_mode & 0o077:
-                    self.log.warning("%s is readable by others; chmod 600 it", path)
-                with open(path, "rb") as f:
-                    secret = f.read().strip()
-                if len(secret) >= 32:
-                    return secret
-                self.log.warning("%s holds a short secret: replacing it", path)
-            secret = secrets.token_hex(32).encode()
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "wb") as f:
-                f.write(secret)
-            self.log.info("Wrote a new cookie secret to %s", path)
-            return secret
-        except OSError as e:
-            self.log.warning("Cookie secret file %s unusable (%s): random secret", path, e)
-            return secrets.token_bytes(32)
-
-    def make_hub_auth(self):
-        """HubOAuth for browser cookies when the hub gave us an OAuth client; else None."""
-        if not (os.environ.get("JUPYTERHUB_CLIENT_ID") and self.api_token and self.url):
-            return None
-        from jupyterhub.services.auth import HubOAuth
-
-        return HubOAuth(
-            api_url=self.url,
-            api_token=self.api_token,
-            base_url=self.service_prefix,
-            cache_max_age=self.auth_cache_ttl,
-            allow_token_in_url=False,
-            keyfile=self.ssl_keyfile,
-            certfile=self.ssl_certfile,
-            client_ca=self.ssl_client_ca,
-            parent=self,
-        )
+    # -- the HTTP side (see .web) ----------------------------------------------------------
+    def _all_handlers(self) -> list[tuple]:
+        return [*service_web.STANDARD_HANDLERS, *self.make_handlers()]
 
     def make_tornado_app(self) -> web.Application:
-        from jupyterhub_lab_ext.services.common.auth import NotFoundHandler, OAuthCallbackHandler
-        from jupyterhub_lab_ext.services.common.handlers import IndexHandler
-
-        prefix = self.service_prefix
-        routes = [(prefix.rstrip("/") + "/?", IndexHandler)]
-        if self.hub_auth is not None:
-            routes.append((prefix + "oauth_callback", OAuthCallbackHandler))
-        for path, handler, *kwargs in self._all_handlers():
-            routes.append((prefix + path, handler, *kwargs))
-        return web.Application(
-            routes,
+        return service_web.make_web_app(
+            self.service_prefix,
+            self._all_handlers(),
+            oauth_callback=self.hub_auth is not None,
+            openapi_package=self.openapi_package,
+            log=self.log,
             service_app=self,
             hub=self.hub,
             hub_auth=self.hub_auth,
             service_name=self.service_name,
-            cookie_secret=self._cookie_secret(),
-            default_handler_class=NotFoundHandler,
-            log_function=self._log_request,
+            cookie_secret=service_web.cookie_secret(self.cookie_secret_file, self.log),
         )
 
-    def _log_request(self, handler):
-        status = handler.get_status()
-        level = self.log.info if status < 400 else self.log.warning
-        if handler.request.path.endswith(("/health", "/metrics")) and status < 400:
-            level = self.log.debug
-        # path only: never the query string (could hold a token)
-        level(
-            "%s %s %s %.1fms",
-            status,
-            handler.request.method,
-            handler.request.path,
-            1000 * handler.request.request_time(),
+    def serve(self) -> HTTPServer | None:
+        """Listen at ``service_url`` (None: no URL, no HTTP server)."""
+        if not self.service_url:
+            self.log.info(
+                "%s %s running without a REST API (no service URL)", self.name, self.version
+            )
+            return None
+        https = urlparse(self.service_url).scheme == "https"
+        tls = self.ssl_context(server=True) if https else None
+        server = service_web.serve(self.make_tornado_app(), self.service_url, tls)
+        self.log.info(
+            "%s %s serving %s at %s", self.name, self.version, self.service_prefix, self.service_url
         )
+        return server
 
+    # -- running ---------------------------------------------------------------------------
     async def setup(self) -> None:
         """Create the hub client, the store and the HubOAuth helper (no server, no loop)."""
         if self.hub is None:
@@ -485,101 +415,13 @@ class ServiceApp(Application):
 
     def watch_hub(self) -> asyncio.Task | None:
         """Start watching the hub process per ``exit_with_hub`` (None: not watched)."""
-        ppid = os.getppid()
-        parent = hub_pid_to_watch(
-            self.exit_with_hub.lower(),
-            env=os.environ,
-            pid=os.getpid(),
-            ppid=ppid,
-            sid=os.getsid(0),
-        )
-        if parent is None:
-            if self.exit_with_hub.lower() == "on":
-                self.log.warning("exit_with_hub is on, but the parent is pid %d: not watched", ppid)
-            return None
-        self.log.info("Watching the hub (pid %d): this service exits when it is gone", parent)
-
-        def gone():
-            self.log.warning(
-                "%s: the hub (pid %d) that started this service is gone: shutting down, "
-                "so that a restarted hub can start a fresh one",
-                self.service_name,
-                parent,
-            )
-            self.stop()
-
-        return asyncio.ensure_future(watch_parent(parent, gone))
-
-    def listen(self, server: HTTPServer, host: str, port: int) -> None:
-        """``server.listen``; a port that cannot be had is a :class:`StartupError`."""
-        try:
-            server.listen(port, host)
-        except OSError as e:
-            raise StartupError(bind_failure(host, port, e, port_holders(port))) from None
+        mode = self.exit_with_hub.lower()
+        return watch_hub(mode, service_name=self.service_name, stop=self.stop, log=self.log)
 
     async def run(self) -> None:
         """Serve until SIGTERM/SIGINT, :meth:`stop`, or the hub that started us is gone."""
         self._stop_event = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            try:
-                loop.add_signal_handler(sig, self._stop_event.set)
-            except (NotImplementedError, RuntimeError):
-                pass
-        server = None
-        watcher = self.watch_hub()
-        try:
-            await self.setup()
-            if self.service_url:
-                bind = urlparse(self.service_url)
-                port = bind.port or (443 if bind.scheme == "https" else 80)
-                tls = self.ssl_context(server=True) if bind.scheme == "https" else None
-                if bind.scheme == "https" and tls is None:
-                    raise ValueError(f"{self.service_url} is https but no ssl_keyfile/certfile")
-                server = HTTPServer(
-                    self.make_tornado_app(),
-                    xheaders=True,
-                    ssl_options=tls,
-                    # every handler streams and keeps at most max_body_size; this bounds how
-                    # much of a refused body is read and thrown away
-                    max_body_size=DRAIN_LIMIT,
-                    body_timeout=60,
-                )
-                self.listen(server, bind.hostname or "127.0.0.1", port)
-                self.log.info(
-                    "%s %s serving %s at %s",
-                    self.name,
-                    self.version,
-                    self.service_prefix,
-                    self.service_url,
-                )
-            else:
-                self.log.info(
-                    "%s %s running without a REST API (no service URL)", self.name, self.version
-                )
-            await self.on_start()
-            await self._stop_event.wait()
-            self.log.info("Shutting down")
-        finally:
-            if watcher is not None:
-                watcher.cancel()
-            if server is not None:
-                server.stop()
-            try:
-                await asyncio.wait_for(self.on_stop(), self.shutdown_timeout)
-            except asyncio.TimeoutError:
-                self.log.warning("Background work did not stop within %ss", self.shutdown_timeout)
-            if server is not None:
-                try:
-                    await asyncio.wait_for(server.close_all_connections(), 2)
-                except asyncio.TimeoutError:
-                    pass
-            await self.teardown()
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                try:
-                    loop.remove_signal_handler(sig)
-                except (NotImplementedError, RuntimeError):
-                    pass
+        await run_service(self, self._stop_event, self.watch_hub())
 
     def start(self):
         if not self.url:

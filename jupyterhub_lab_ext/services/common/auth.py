@@ -39,6 +39,20 @@ from jupyterhub_lab_ext.services.common.hubapi import HubAPIError
 AUTH_HEADER = re.compile(r"\s*(?:token|bearer)\s+(\S+)\s*$", re.IGNORECASE)
 #: methods that change nothing: their credential check may come from the short cache
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+#: headers of every JSON answer (they hold names and scopes: never cached on the way)
+JSON_HEADERS = (("Content-Type", "application/json"), ("Cache-Control", "no-store"))
+#: the challenge of a 401 answer: how to authenticate here
+TOKEN_CHALLENGE = 'token realm="jupyterhub"'
+
+
+def error_json(status: int, message: str) -> bytes:
+    """The body of every error answer."""
+    return json.dumps({"status": status, "message": message}).encode()
+
+
+def error_message(error: web.HTTPError) -> str:
+    """What an ``HTTPError`` says to the client (its ``log_message`` with its arguments)."""
+    return error.log_message % error.args if error.args else (error.log_message or "")
 
 
 class JSONErrorMixin:
@@ -57,8 +71,7 @@ class JSONErrorMixin:
         exc_info = kwargs.get("exc_info")
         exc = exc_info[1] if exc_info else None
         if isinstance(exc, web.HTTPError):
-            if exc.log_message:
-                message = exc.log_message % exc.args if exc.args else exc.log_message
+            message = error_message(exc) or message
         elif isinstance(exc, HubAPIError):
             # the hub failed us: a gateway problem, not a bug here
             status_code = 404 if exc.status == 404 else 502
@@ -67,11 +80,14 @@ class JSONErrorMixin:
         elif status_code >= 500:
             message = "Internal error; see the service log"
         self.clear_header("Location")
-        self.set_header("Content-Type", "application/json")
-        self.set_header("Cache-Control", "no-store")
-        if status_code == 401:
-            self.set_header("WWW-Authenticate", 'token realm="jupyterhub"')
-        self.finish(json.dumps({"status": status_code, "message": message}))
+        self.set_error_headers(status_code)
+        self.finish(error_json(status_code, message))
+
+    def set_error_headers(self, status: int) -> None:
+        for name, value in JSON_HEADERS:
+            self.set_header(name, value)
+        if status == 401:
+            self.set_header("WWW-Authenticate", TOKEN_CHALLENGE)
 
 
 @web.stream_request_body
@@ -107,8 +123,8 @@ class ServiceHandler(JSONErrorMixin, HubOAuthenticated, web.RequestHandler):
         return self.settings["service_name"]
 
     def set_default_headers(self):
-        self.set_header("Content-Type", "application/json")
-        self.set_header("Cache-Control", "no-store")
+        for name, value in JSON_HEADERS:
+            self.set_header(name, value)
 
     def get_current_user(self):
         # identification happens in prepare(); never fall back to HubAuth's blocking sync path
@@ -180,13 +196,11 @@ class ServiceHandler(JSONErrorMixin, HubOAuthenticated, web.RequestHandler):
         """
         self._body_refused = True
         self._body = bytearray()
-        message = error.log_message % error.args if error.args else (error.log_message or "")
-        payload = json.dumps({"status": error.status_code, "message": message}).encode()
+        payload = error_json(error.status_code, error_message(error))
         self.clear()
         self.set_status(error.status_code)
+        self.set_error_headers(error.status_code)
         self.set_header("Content-Length", str(len(payload)))
-        if error.status_code == 401:
-            self.set_header("WWW-Authenticate", 'token realm="jupyterhub"')
         self.write(payload)
         self.flush()
         # whatever the method, the request ends once tornado has the body

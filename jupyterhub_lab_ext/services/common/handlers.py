@@ -40,7 +40,7 @@ class OpenAPIHandler(ServiceHandler):
     public = True
 
     def get(self):
-        doc = self.service.openapi_document()
+        doc = self.settings["openapi_document"]
         if doc is None:
             raise web.HTTPError(404, "This service ships no OpenAPI document")
         self.set_header("Content-Type", "application/yaml; charset=utf-8")
@@ -48,10 +48,17 @@ class OpenAPIHandler(ServiceHandler):
 
 
 class IndexHandler(ServiceHandler):
-    """``GET {prefix}``: who you are, what this service is and its endpoints (read access)."""
+    """``GET {prefix}``: who you are, what this service is and its endpoints (read access).
+
+    A browser (``Accept: text/html``) is sent on to the service's page, if it has one: the hub's
+    Services menu links here."""
 
     async def get(self):
         self.require_read()
+        page = self.service.dashboard_path
+        if page and "text/html" in self.request.headers.get("Accept", ""):
+            self.redirect(self.service.service_prefix + page)
+            return
         self.write_json(
             {
                 "service": self.service_name,
@@ -60,6 +67,6 @@ class IndexHandler(ServiceHandler):
                     "name": self.current_user.get("name"),
                     "kind": self.current_user.get("kind"),
                 },
-                "endpoints": self.service.endpoint_list(),
+                "endpoints": self.settings["endpoints"],
             }
         )

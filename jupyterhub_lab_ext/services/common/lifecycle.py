@@ -1,7 +1,10 @@
-"""A service's life next to the hub that started it: exit with the hub, say who holds the port.
+"""A service's life next to the hub that started it: stop on signals, exit with the hub, say who
+holds the port.
 
+- :func:`stop_on_signals` turns SIGTERM and SIGINT into a clean stop while the service runs.
 - :func:`hub_pid_to_watch` decides whether to watch the parent process (pure);
-  :func:`watch_parent` polls ``os.getppid()`` and calls back once the parent is gone. A managed
+  :func:`watch_parent` polls ``os.getppid()`` and calls back once the parent is gone;
+  :func:`watch_hub` starts that for a service, as ``exit_with_hub`` says. A managed
   service whose hub crashed (SIGKILL, OOM killer) is re-parented; it shuts down so that the hub,
   started again, can start a fresh service with its new config on the same port.
 - :func:`port_holders` finds the processes holding a TCP port (``/proc/net/tcp{,6}`` socket
@@ -11,17 +14,47 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
+import logging
 import os
-from collections.abc import Callable, Mapping
+import signal
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 #: seconds between two looks at the parent pid
 PARENT_POLL_INTERVAL = 1.0
+#: set by the hub for every service it starts (its name in the hub)
+SERVICE_NAME_ENV = "JUPYTERHUB_SERVICE_NAME"
+#: set by the hub for a service entry with a ``url``: where to listen
+SERVICE_URL_ENV = "JUPYTERHUB_SERVICE_URL"
+#: the signals that stop a service cleanly
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 class StartupError(Exception):
     """The service cannot start; the message says why (logged without traceback, exit 1)."""
+
+
+# ----------------------------------------------------------------------------- signals
+
+
+@contextlib.contextmanager
+def stop_on_signals(stop: Callable[[], None]) -> Iterator[None]:
+    """Call ``stop()`` on SIGTERM or SIGINT while in the block (on the running loop).
+
+    Where the loop cannot take signal handlers (not the main thread), nothing is installed.
+    """
+    loop = asyncio.get_running_loop()
+    for sig in STOP_SIGNALS:
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop)
+    try:
+        yield
+    finally:
+        for sig in STOP_SIGNALS:
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(sig)
 
 
 # ----------------------------------------------------------------------------- exit with the hub
@@ -42,7 +75,7 @@ def hub_pid_to_watch(
         return None
     if mode == "on":
         return ppid
-    started_by_hub = bool(env.get("JUPYTERHUB_SERVICE_NAME")) and sid == pid
+    started_by_hub = bool(env.get(SERVICE_NAME_ENV)) and sid == pid
     return ppid if started_by_hub else None
 
 
@@ -63,6 +96,35 @@ async def watch_parent(
             on_gone()
             return
         await asyncio.sleep(interval)
+
+
+def watch_hub(
+    mode: str,
+    *,
+    service_name: str,
+    stop: Callable[[], None],
+    log: logging.Logger | logging.LoggerAdapter,
+) -> asyncio.Task | None:
+    """Watch the hub that started this process as ``mode`` (``exit_with_hub``) says, and call
+    ``stop()`` once it is gone; None when not watched."""
+    ppid = os.getppid()
+    parent = hub_pid_to_watch(mode, env=os.environ, pid=os.getpid(), ppid=ppid, sid=os.getsid(0))
+    if parent is None:
+        if mode == "on":
+            log.warning("exit_with_hub is on, but the parent is pid %d: not watched", ppid)
+        return None
+    log.info("Watching the hub (pid %d): this service exits when it is gone", parent)
+
+    def gone():
+        log.warning(
+            "%s: the hub (pid %d) that started this service is gone: shutting down, "
+            "so that a restarted hub can start a fresh one",
+            service_name,
+            parent,
+        )
+        stop()
+
+    return asyncio.ensure_future(watch_parent(parent, gone))
 
 
 # ----------------------------------------------------------------------------- port holders

@@ -20,17 +20,20 @@ from traitlets.config import Config, catch_config_error
 from jupyterhub_lab_ext.services.common.app import ServiceApp
 from jupyterhub_lab_ext.services.common.hubapi import HubAPI
 from jupyterhub_lab_ext.services.culler import policy as P
+from jupyterhub_lab_ext.services.culler.dashboard import dashboard_handlers
 from jupyterhub_lab_ext.services.culler.engine import Culler, utcnow
 from jupyterhub_lab_ext.services.culler.handlers import (
     ExemptionHandler,
     PassesHandler,
     StatusHandler,
-    UserHandler,
     status,
 )
+from jupyterhub_lab_ext.services.culler.history import PassHistory
 from jupyterhub_lab_ext.services.culler.metrics import CullerMetrics
 from jupyterhub_lab_ext.services.culler.options import LatencyBudget, upstream_options
+from jupyterhub_lab_ext.services.culler.overview import ServerOverview
 from jupyterhub_lab_ext.services.culler.schedule import PassTimer
+from jupyterhub_lab_ext.services.culler.self_view import SelfUserHandler
 from jupyterhub_lab_ext.services.culler.store import CullerStore, metadata
 from jupyterhub_lab_ext.services.culler.throttle import LatencyProbe, Throttle
 from jupyterhub_lab_ext.services.culler.webhook import WebhookSender
@@ -51,6 +54,7 @@ class LabIdleCuller(ServiceApp):
     config_file_name = "jupyterhub_lab_idle_culler_config.py"
     metrics_namespace = "jhle_culler"
     openapi_package = "jupyterhub_lab_ext.services.culler"
+    dashboard_path = "dashboard"
 
     aliases = {
         **ServiceApp.base_aliases,
@@ -299,9 +303,10 @@ class LabIdleCuller(ServiceApp):
     def make_handlers(self):
         return [
             ("api/status", StatusHandler),
-            (r"api/users/([^/]+)", UserHandler),
+            (r"api/users/([^/]+)", SelfUserHandler),
             ("api/passes", PassesHandler),
             (r"api/exemptions/([^/]+)", ExemptionHandler),
+            *dashboard_handlers(),
         ]
 
     def make_policy(self) -> P.Policy:
@@ -322,6 +327,7 @@ class LabIdleCuller(ServiceApp):
             self.ssl_certfile = os.path.join(loc, "hub-internal", "hub-internal.crt")
             self.ssl_client_ca = self.ssl_client_ca or os.path.join(loc, "hub-ca", "hub-ca.crt")
         await super().setup()
+        self.pass_history = PassHistory(self.store, clock=utcnow)
         metrics = CullerMetrics(self.registry, self.metrics_namespace)
         self.culler = Culler(
             self.hub,
@@ -339,7 +345,9 @@ class LabIdleCuller(ServiceApp):
             server_base_url=self.server_base_url,
             report_limit=self.report_limit,
             service_name=self.service_name,
+            on_pass=self.pass_history.record,
         )
+        self.server_overview = ServerOverview(self.culler)
         await self.culler.load()
 
     def make_throttle(self, metrics: CullerMetrics) -> Throttle:

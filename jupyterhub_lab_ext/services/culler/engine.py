@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 
 from jupyterhub_lab_ext.services.common.hubapi import HubAPI
@@ -58,6 +58,7 @@ class Culler:
         server_base_url: str = "",
         report_limit: int = 1000,
         service_name: str = "",
+        on_pass: Callable[[PassReport], Awaitable[None]] | None = None,
     ):
         self.hub = hub
         self.policy = policy
@@ -81,6 +82,8 @@ class Culler:
             server_base_url=server_base_url,
             service_name=service_name,
         )
+        #: called with each finished pass's report (the dashboard's pass history)
+        self.on_pass = on_pass
         self.last_report: PassReport | None = None
         self.running: PassReport | None = None
         self.passes = 0
@@ -145,6 +148,11 @@ class Culler:
             self.running = None
             self.last_report = report
         self._record(report, result)
+        if self.on_pass is not None:
+            try:
+                await self.on_pass(report)
+            except Exception:
+                log.exception("Could not record pass %d in the history", report.pass_id)
         return report
 
     async def _scan(self, report: PassReport, now: datetime, dry_run: bool) -> None:

@@ -50,15 +50,6 @@ class StatusHandler(ServiceHandler):
         self.write_json(self.service.status())
 
 
-class UserHandler(ServiceHandler):
-    async def get(self, name):
-        self.require_read()
-        view = await self.service.culler.user_view(_check_name(name))
-        if view is None:
-            raise web.HTTPError(404, f"No such hub user: {name}")
-        self.write_json(view)
-
-
 class PassesHandler(ServiceHandler):
     async def post(self):
         self.require_admin(self.service.admin_scope)

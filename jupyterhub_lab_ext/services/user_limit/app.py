@@ -4,9 +4,10 @@ Caps on running servers (overall, per hub group, per user), seats (how many user
 a first-come-first-served queue when full, and a REST API. The hub asks it before every spawn
 through the hub-side hook (``hook.py``); the service starts a queued user's server itself when
 a place frees up. Decisions are made in memory, atomically (``ledger.py``), persisted before the
-answer (``store.py``) and reconciled with the Hub API at start and periodically.
+answer (``store.py``) and reconciled with the Hub API at start and periodically
+(``background.py``).
 
-Run it as a managed hub service (``hook.enable_user_limit`` adds the entry), or by hand::
+Run it as a managed hub service (``hubconfig.enable_user_limit`` adds the entry), or by hand::
 
     jupyterhub-lab-user-limit --UserLimitApp.max_active_servers=20
 """
@@ -19,13 +20,14 @@ import os
 import time
 
 from tornado import web
-from traitlets import Bool, Dict, Float, Int, Unicode, default
+from traitlets import Bool, Dict, Float, Int, Unicode, default, validate
 from traitlets.config import Config
 
 from jupyterhub_lab_ext.services.common.app import ServiceApp
 from jupyterhub_lab_ext.services.common.hubapi import HubAPIError
 from jupyterhub_lab_ext.services.user_limit import policy
-from jupyterhub_lab_ext.services.user_limit.background import BackgroundWork
+from jupyterhub_lab_ext.services.user_limit.background import Background, Timing
+from jupyterhub_lab_ext.services.user_limit.dashboard import dashboard_handlers, usage_counts
 from jupyterhub_lab_ext.services.user_limit.handlers import (
     AdmissionHandler,
     AdmissionsHandler,
@@ -33,17 +35,19 @@ from jupyterhub_lab_ext.services.user_limit.handlers import (
     QueueHandler,
     QueuePageHandler,
     StatusHandler,
-    UserHandler,
 )
-from jupyterhub_lab_ext.services.user_limit.ledger import Ledger, Outcome
+from jupyterhub_lab_ext.services.user_limit.history import HistorySampler
+from jupyterhub_lab_ext.services.user_limit.ledger import Ledger
 from jupyterhub_lab_ext.services.user_limit.metrics import UserLimitMetrics
-from jupyterhub_lab_ext.services.user_limit.store import LimitStore
+from jupyterhub_lab_ext.services.user_limit.records import Outcome
+from jupyterhub_lab_ext.services.user_limit.self_view import SelfUserHandler
+from jupyterhub_lab_ext.services.user_limit.store import LimitStore, metadata
 
 SETTINGS_ENV = "JUPYTERHUB_USER_LIMIT_SETTINGS"
 HOOK_TOKEN_ENV = "JUPYTERHUB_USER_LIMIT_HOOK_TOKEN"
 
 
-class UserLimitApp(BackgroundWork, ServiceApp):
+class UserLimitApp(ServiceApp):
     """Caps, seats, group quotas and a waiting queue for a JupyterHub."""
 
     name = "jupyterhub-lab-user-limit"
@@ -52,6 +56,7 @@ class UserLimitApp(BackgroundWork, ServiceApp):
     config_file_name = "user_limit_config.py"
     metrics_namespace = "jhle_user_limit"
     openapi_package = "jupyterhub_lab_ext.services.user_limit"
+    dashboard_path = "dashboard"
 
     aliases = {
         **ServiceApp.base_aliases,
@@ -162,19 +167,34 @@ class UserLimitApp(BackgroundWork, ServiceApp):
         (5 s at least, 10 minutes at most).""",
     ).tag(config=True)
 
-    public_base_url = Unicode(
-        help="""Base URL of the hub as browsers see it (``c.JupyterHub.base_url``), for the links of
-        the queue page. Default: ``$JUPYTERHUB_BASE_URL`` or ``/``.""",
+    hub_prefix = Unicode(
+        help="""URL path prefix of the hub as browsers see it (``c.JupyterHub.base_url``, e.g.
+        ``/jupyter/``), for the links of the queue page. Default: ``$JUPYTERHUB_BASE_URL`` or
+        ``/``.""",
     ).tag(config=True)
 
-    @default("public_base_url")
-    def _default_public_base_url(self):
+    @default("hub_prefix")
+    def _default_hub_prefix(self):
         return os.environ.get("JUPYTERHUB_BASE_URL") or "/"
 
-    def hub_base_url(self) -> str:
-        return (
-            "/" + self.public_base_url.strip("/") + "/" if self.public_base_url.strip("/") else "/"
-        )
+    @validate("hub_prefix")
+    def _hub_prefix_slashes(self, proposal):
+        value = proposal.value.strip("/")
+        return f"/{value}/" if value else "/"
+
+    history_interval = Float(
+        60.0,
+        min=1.0,
+        help="""Seconds between two samples of the usage (active servers, queue length, seats)
+        kept for the dashboard's chart.""",
+    ).tag(config=True)
+
+    history_hours = Float(
+        24.0,
+        min=1.0,
+        max=24.0 * 7,
+        help="Hours of usage samples kept (older ones are deleted); a day of minutes: 1440 rows.",
+    ).tag(config=True)
 
     housekeeping_interval = Float(2.0, help="Seconds between checks for lapsed reservations.").tag(
         config=True
@@ -196,14 +216,13 @@ class UserLimitApp(BackgroundWork, ServiceApp):
                 self.exit(1)
             self.update_config(Config({"UserLimitApp": settings}))
             self.update_config(self.cli_config)
-        self.metrics = UserLimitMetrics(self.registry, self.metrics_namespace, self)
         self.ledger = Ledger(self.configured_limits(), time.time)
+        self.metrics = UserLimitMetrics(self.registry, self.metrics_namespace, self.ledger)
         self.limit_store: LimitStore | None = None
-        self._tasks: list[asyncio.Task] = []
-        self._starting: set[str] = set()
+        self.background: Background | None = None
+        self.history: HistorySampler | None = None
+        self._history_task: asyncio.Task | None = None
         self._groups_cache: dict[str, tuple[float, frozenset[str], bool]] = {}
-        self.last_reconcile: float | None = None
-        self.reconcile_error = ""
 
     def configured_limits(self) -> policy.Limits:
         return policy.Limits(
@@ -217,19 +236,31 @@ class UserLimitApp(BackgroundWork, ServiceApp):
     def make_handlers(self):
         return [
             ("api/status", StatusHandler),
-            ("api/users/([^/]+)", UserHandler),
+            ("api/users/([^/]+)", SelfUserHandler),
             ("api/admissions", AdmissionsHandler),
             ("api/admissions/([^/]+)", AdmissionHandler),
             ("api/queue", QueueHandler),
             ("api/limits", LimitsHandler),
             ("queue", QueuePageHandler),
+            *dashboard_handlers(),
         ]
+
+    def metadata(self):
+        return metadata
+
+    def timing(self) -> Timing:
+        return Timing(
+            offer_timeout=self.offer_timeout,
+            start_queued_servers=self.start_queued_servers,
+            reconcile_interval=self.reconcile_interval,
+            reconcile_grace=self.reconcile_grace,
+            housekeeping_interval=self.housekeeping_interval,
+        )
 
     async def setup(self):
         await super().setup()
         if self.limit_store is None:
-            self.limit_store = LimitStore(self.db_url, log=self.log)
-            await self.limit_store.start()
+            self.limit_store = LimitStore(self.store)
             saved = await self.limit_store.load()
             self.ledger.load(
                 saved["settings"].get("limits", {}),
@@ -244,6 +275,24 @@ class UserLimitApp(BackgroundWork, ServiceApp):
                 len(self.ledger.seats),
                 self.ledger.limits.to_dict(),
             )
+        if self.background is None:
+            self.background = Background(
+                self.ledger,
+                self.hub,
+                self.limit_store,
+                self.metrics,
+                self.timing(),
+                persist=self.persist,
+                release=self.release,
+                log=self.log,
+            )
+        if self.history is None:
+            self.history = HistorySampler(
+                self.limit_store.store,
+                lambda: usage_counts(self.ledger),
+                interval=self.history_interval,
+                retention=self.history_hours * 3600,
+            )
         if not self.hook_token:
             self.log.warning(
                 "No hook token (set $%s or UserLimitApp.hook_token): every admission request "
@@ -252,31 +301,29 @@ class UserLimitApp(BackgroundWork, ServiceApp):
             )
 
     async def teardown(self):
-        await super().teardown()
         if self.limit_store is not None:
-            await self.limit_store.close()
+            await self.limit_store.drain()
+        await super().teardown()
 
     async def on_start(self):
-        self._tasks.append(asyncio.ensure_future(self._reconcile_loop()))
-        self._tasks.append(asyncio.ensure_future(self._housekeeping_loop()))
+        self.background.start()
+        self._history_task = asyncio.ensure_future(self.history.run())
 
     async def on_stop(self):
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            try:
-                await t
-            except (asyncio.CancelledError, Exception):
-                pass
-        self._tasks.clear()
+        if self._history_task is not None:
+            self._history_task.cancel()
+            await asyncio.gather(self._history_task, return_exceptions=True)
+        if self.background is not None:
+            await self.background.stop()
 
     async def health(self):
         report = await super().health()
         store_ok = await self.limit_store.ping() if self.limit_store else False
+        background = self.background
         report.update(
             store="ok" if store_ok else "error",
-            last_reconcile=self.last_reconcile,
-            reconcile_error=self.reconcile_error or None,
+            last_reconcile=background.last_reconcile if background else None,
+            reconcile_error=(background.reconcile_error if background else "") or None,
         )
         if not store_ok:
             report["status"] = "error"
@@ -312,7 +359,7 @@ class UserLimitApp(BackgroundWork, ServiceApp):
             )
         await self.persist(out.ops)
         if out.decision.reason == policy.WAITERS_AHEAD:
-            await self.fill_free_places()  # an earlier waiter fits: serve it now
+            await self.background.fill_free_places()  # an earlier waiter fits: serve it now
         return out
 
     async def take_seat(self, user: str, admin: bool, existing: bool) -> Outcome:
@@ -331,7 +378,7 @@ class UserLimitApp(BackgroundWork, ServiceApp):
         self.metrics.releases.inc()
         self.log.info("Released admission %s", admission_id)
         await self.persist(ops)
-        await self.fill_free_places()
+        await self.background.fill_free_places()
         return True
 
     async def set_limits(self, patch: dict) -> policy.Limits:
@@ -340,8 +387,8 @@ class UserLimitApp(BackgroundWork, ServiceApp):
         await self.persist(ops)
         if patch.get("max_users"):
             # seats now matter: learn the hub's users at once, not at the next pass
-            self._spawn_task(self._reconcile_quietly())
-        await self.fill_free_places()
+            self.background.reconcile_soon()
+        await self.background.fill_free_places()
         return self.ledger.limits
 
     def retry_after(self, position: int) -> int:

@@ -109,7 +109,7 @@ class StatusHandler(LimitHandler):
                 },
                 "queue_length": len(ledger.queue),
                 "full": bool(policy.blocking_limits(limits, used, ())),
-                "last_reconcile": self.app.last_reconcile,
+                "last_reconcile": self.app.background.last_reconcile,
             }
         )
 
@@ -269,7 +269,7 @@ class QueuePageHandler(LimitHandler):
             loader=FileSystemLoader(str(templates_dir())), autoescape=select_autoescape()
         )
         template = env.get_template("queue.html")
-        base_url = self.app.hub_base_url()
+        base_url = self.app.hub_prefix
         name = me["name"]
         server_name = self.get_argument("server", "")
         if len(server_name) > MAX_NAME or "/" in server_name:

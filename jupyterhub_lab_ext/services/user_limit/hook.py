@@ -1,49 +1,44 @@
-"""Hub-side admission for the user-limit service: one line in ``jupyterhub_config.py``.
+"""The hub side of the user-limit service: what the hub runs for each spawn, stop and login.
 
-::
+:func:`~jupyterhub_lab_ext.services.user_limit.hubconfig.enable_user_limit` installs it. The
+admission of a spawn is asked at the earliest point of JupyterHub's ``User.spawn()`` that knows
+the spawn's options: the hub calls ``Spawner.oauth_client_allowed_scopes`` after it has created
+the server's API token and before it creates the server's OAuth client and enters the part of the
+spawn that a failure must undo with ``User.stop()`` (authenticator ``pre_spawn_start``,
+``auth_state_hook``, ``pre_spawn_hook``, ``Spawner.start``). A refused or queued spawn is undone
+right there (its API token and server row deleted, one commit) and costs the hub little more than
+JupyterHub's own ``active_server_limit`` refusal; see ``docs/user-limit.md`` for what this relies
+on in JupyterHub.
 
-    from jupyterhub_lab_ext.services.user_limit.hook import enable_user_limit
-    enable_user_limit(c, max_active_servers=40, group_quotas={"students": 30}, max_users=200)
+- queued (the hub is full): JupyterHub's ``SpawnException`` with status 429, ``Retry-After`` and
+  the place in line; the page sends the person to the live queue page, and the service starts
+  the server when a place frees up;
+- refused (``max_servers_per_user``): 403;
+- ``post_stop_hook`` frees the place when the server stops or its spawn fails;
+- ``post_auth_hook`` refuses a new user at login when all seats are taken.
 
-This adds the managed service ``user-limit`` (with its role, a custom admin scope and read access
-for every user) and three hooks that work with any spawner:
-
-- ``Spawner.pre_spawn_hook`` asks the service before every spawn (default or named server, from
-  the UI, the REST API or the service itself). When the hub is full it raises JupyterHub's
-  ``SpawnException`` with status 429, ``Retry-After`` and the place in line; the page sends the
-  person to the live queue page, and the service starts the server when a place frees up;
-- ``Spawner.post_stop_hook`` frees the place when the server stops or its spawn fails;
-- ``Authenticator.post_auth_hook`` refuses a new user at login when all seats are taken.
-
-Existing hooks in ``c`` are kept and run after ours. When the service cannot be reached,
-``fail_open=False`` (default) refuses spawns with a clear message and logs an error; True lets
-them through (and logs an error too).
-
-It also makes the hub's REST answer to a spawn wait for the spawn's outcome
-(``c.JupyterHub.tornado_settings["slow_spawn_timeout"] = None``): JupyterHub otherwise answers
-``202`` after 10 s whatever is still undecided, and on a loaded hub the admission may be decided
-later, so a spawn answered ``202`` would then be queued or refused.
+When the service cannot be reached, ``fail_open=False`` refuses spawns with a clear message and
+logs an error; True lets them through (and logs an error too).
 """
 
 from __future__ import annotations
 
-import functools
 import html
 import json
 import logging
-import os
-import secrets
-import sys
-import warnings
+from collections.abc import Callable
 from urllib.parse import quote
 
+from jupyterhub import orm
+from jupyterhub.utils import maybe_future
 from tornado import web
 
-from jupyterhub_lab_ext.services.common import hubconfig
 from jupyterhub_lab_ext.services.user_limit.client import ServiceClient, ServiceUnavailable
 
 log = logging.getLogger("jupyterhub_lab_ext.user_limit.hook")
 
+#: the spawner attribute holding the spawn's admission id (None: refused, queued or let through
+#: unchecked; missing: the admission point was not reached)
 ATTR = "_jhle_user_limit_admission"
 _MISSING = object()
 
@@ -87,8 +82,20 @@ def _json_safe(value) -> dict:
         return {}
 
 
+def undo_spawn(spawner) -> None:
+    """Undo what ``User.spawn()`` made before the admission point, as ``User.stop()`` would: the
+    server's API token and its server row (no OAuth client exists yet, nothing was started)."""
+    db = spawner.db
+    token = orm.APIToken.find(db, spawner.api_token) if spawner.api_token else None
+    if token is not None:
+        db.delete(token)
+    spawner.server = None  # deletes the server row
+    spawner.handler = None  # User.spawn() clears it only on its own error path
+    db.commit()
+
+
 class UserLimitHook:
-    """The hook callables plus their client; :func:`enable_user_limit` wires them into ``c``.
+    """The hub's calls to the service plus their client; ``enable_user_limit`` wires them in.
 
     :param service_url: where the hub reaches the service directly, including its prefix,
         e.g. ``http://127.0.0.1:10102/services/user-limit/``.
@@ -96,18 +103,20 @@ class UserLimitHook:
     :param public_prefix: the service's prefix as browsers see it (for the queue page link).
     :param fail_open: let spawns and logins through when the service cannot be reached.
     :param timeout: seconds per request; ``retries``: extra attempts on connection errors and 5xx.
+    :param undo: undoes a spawn refused at the admission point (:func:`undo_spawn`).
     """
 
     def __init__(
         self,
         service_url: str,
-        token: str,
+        token: str | Callable[[], str],
         *,
         public_prefix: str = "/services/user-limit/",
         fail_open: bool = False,
         timeout: float = 5.0,
         retries: int = 2,
         check_seats: bool = True,
+        undo: Callable[[object], None] = undo_spawn,
     ):
         self.service_url = service_url.rstrip("/") + "/"
         self._token = token
@@ -116,8 +125,10 @@ class UserLimitHook:
         self.timeout = timeout
         self.retries = retries
         self.check_seats = check_seats
+        self.undo = undo
         self._client: ServiceClient | None = None
         self._answer_checked = False
+        self._fallback_warned = False
 
     # traitlets deep-copies config values for every new Spawner; the hooks are bound methods of
     # this object, so without these each spawner would get its own copy (and HTTP client)
@@ -157,10 +168,30 @@ class UserLimitHook:
         return url
 
     # -- spawns ----------------------------------------------------------------------------
-    async def pre_spawn_hook(self, spawner) -> None:
-        """Ask the service whether this spawn may go ahead; raise to refuse or queue it."""
+    async def admit(self, spawner, *, undo: bool = True) -> None:
+        """Ask the service whether this spawn may go ahead; raise to refuse or queue it.
+
+        ``undo``: undo the spawn before raising (at the admission point; the hub itself undoes
+        a spawn that fails later, in ``pre_spawn_hook``).
+        """
         setattr(spawner, ATTR, None)
         self._check_answer_waits(spawner)
+        try:
+            doc = await self._ask(spawner)
+        except ServiceUnavailable as e:
+            refusal = self._unreachable("spawn", spawner.user.name, e, _log_of(spawner))
+            if refusal is None:
+                return  # fail open
+        else:
+            if doc.get("outcome") == "admitted":
+                setattr(spawner, ATTR, doc.get("id"))
+                return
+            refusal = self._refusal_of(doc, spawner.name or "")
+        if undo:
+            self.undo(spawner)
+        raise refusal
+
+    async def _ask(self, spawner) -> dict:
         user = spawner.user
         body = {
             "user": user.name,
@@ -169,42 +200,50 @@ class UserLimitHook:
             "admin": bool(user.admin),
             "user_options": _json_safe(spawner.user_options),
         }
-        try:
-            _, doc = await self._call("POST", "admissions", json=body)
-        except ServiceUnavailable as e:
-            self._unreachable("spawn", user.name, e, _log_of(spawner))
-            return
+        _, doc = await self._call("POST", "admissions", json=body)
         if not isinstance(doc, dict):
-            error = ServiceUnavailable("POST admissions: no JSON body")
-            self._unreachable("spawn", user.name, error, _log_of(spawner))
-            return
-        outcome = doc.get("outcome")
+            raise ServiceUnavailable("POST admissions: no JSON body")
+        return doc
+
+    def _refusal_of(self, doc: dict, server_name: str) -> Exception:
         message = doc.get("message") or "The hub cannot start your server right now."
-        if outcome == "admitted":
-            setattr(spawner, ATTR, doc.get("id"))
+        if doc.get("outcome") != "queued":
+            return _refusal(message, reason=str(doc.get("reason") or "limit"), status=403)
+        position = doc.get("position") or 0
+        retry = int(doc.get("retry_after") or 30)
+        url = self.queue_url(server_name)
+        page = html.escape(url, quote=True)
+        message_html = (
+            f"{html.escape(message)} "
+            f'<a href="{page}">Follow your place in line</a>; this page takes you there.'
+            f'<meta http-equiv="refresh" content="1;url={page}">'
+        )
+        headers = {
+            "Retry-After": str(retry),
+            "X-JupyterHub-Queue-Position": str(position),
+            # browsers go on to the queue page from whichever hub page shows the refusal:
+            # the spawn form shows only the plain message (JupyterHub 6.1 drops the HTML
+            # one there), the error page both; API clients ignore it
+            "Refresh": f"1; url={url}",
+        }
+        return _refusal(
+            message, reason="capacity", status=429, message_html=message_html, headers=headers
+        )
+
+    async def pre_spawn_hook(self, spawner) -> None:
+        """A safety net: decide here (after the OAuth client, like any ``pre_spawn_hook``) when
+        the admission point did not run, so that limits hold on a JupyterHub that no longer
+        calls ``oauth_client_allowed_scopes`` where this package expects it."""
+        if hasattr(spawner, ATTR):
             return
-        if outcome == "queued":
-            position = doc.get("position") or 0
-            retry = int(doc.get("retry_after") or 30)
-            url = self.queue_url(spawner.name or "")
-            page = html.escape(url, quote=True)
-            message_html = (
-                f"{html.escape(message)} "
-                f'<a href="{page}">Follow your place in line</a>; this page takes you there.'
-                f'<meta http-equiv="refresh" content="1;url={page}">'
+        if not self._fallback_warned:
+            self._fallback_warned = True
+            _log_of(spawner).warning(
+                "user-limit: the admission point (Spawner.oauth_client_allowed_scopes) did not "
+                "run before pre_spawn_hook; deciding in pre_spawn_hook instead, which costs the "
+                "hub an OAuth client per refused spawn (see docs/user-limit.md)"
             )
-            headers = {
-                "Retry-After": str(retry),
-                "X-JupyterHub-Queue-Position": str(position),
-                # browsers go on to the queue page from whichever hub page shows the refusal:
-                # the spawn form shows only the plain message (JupyterHub 6.1 drops the HTML
-                # one there), the error page both; API clients ignore it
-                "Refresh": f"1; url={url}",
-            }
-            raise _refusal(
-                message, reason="capacity", status=429, message_html=message_html, headers=headers
-            )
-        raise _refusal(message, reason=str(doc.get("reason") or "limit"), status=403)
+        await self.admit(spawner, undo=False)
 
     def _check_answer_waits(self, spawner) -> None:
         """Warn once if the hub may answer REST spawns before their admission is decided."""
@@ -225,7 +264,8 @@ class UserLimitHook:
                 limit,
             )
 
-    def _unreachable(self, what: str, user: str, error: Exception, lg=log) -> None:
+    def _unreachable(self, what: str, user: str, error: Exception, lg=log) -> Exception | None:
+        """Log that the service cannot be reached; the refusal to raise (None: fail open)."""
         if self.fail_open:
             lg.error(
                 "USER-LIMIT SERVICE UNREACHABLE (%s): letting the %s of user=%s through "
@@ -234,14 +274,14 @@ class UserLimitHook:
                 what,
                 user,
             )
-            return
+            return None
         lg.error(
             "USER-LIMIT SERVICE UNREACHABLE (%s): refusing the %s of user=%s (fail_open=False)",
             error,
             what,
             user,
         )
-        raise _refusal(
+        return _refusal(
             "The service that shares this hub's capacity cannot be reached, so new servers "
             "cannot be started right now. Please try again in a minute; the hub's administrators "
             "have been notified in the hub log.",
@@ -285,10 +325,8 @@ class UserLimitHook:
         if not auth_model or not self.check_seats:
             return auth_model
         name = auth_model["name"]
-        existing = False
         find_user = getattr(handler, "find_user", None)
-        if find_user is not None:
-            existing = find_user(name) is not None
+        existing = find_user is not None and find_user(name) is not None
         lg = _log_of(authenticator)
         body = {
             "kind": "seat",
@@ -319,179 +357,33 @@ class UserLimitHook:
         return auth_model
 
 
-def _chain(ours, theirs, *, first_ours: bool = True):
-    """One hook that runs ``ours`` and an existing hook (both may be async)."""
-    if theirs is None:
-        return ours
-    from jupyterhub.utils import maybe_future
+class AdmissionPoint(list):
+    """The value of ``c.Spawner.oauth_client_allowed_scopes`` that decides each spawn.
 
-    async def both(*args):
-        if first_ours:
-            result = await maybe_future(ours(*args))
-            other = await maybe_future(theirs(*args))
-        else:
-            other = await maybe_future(theirs(*args))
-            result = await maybe_future(ours(*args))
-        return other if other is not None else result
-
-    return both
-
-
-def _chain_auth(ours, theirs):
-    if theirs is None:
-        return ours
-    from jupyterhub.utils import maybe_future
-
-    async def both(authenticator, handler, auth_model):
-        auth_model = await maybe_future(ours(authenticator, handler, auth_model))
-        return await maybe_future(theirs(authenticator, handler, auth_model))
-
-    return both
-
-
-def read_or_create_secret(path: str) -> str:
-    """The secret in ``path``; a new random one (file mode 0600) if the file is missing."""
-    if os.path.exists(path):
-        with open(path, encoding="utf-8") as f:
-            secret = f.read().strip()
-        if len(secret) >= 32:
-            return secret
-    secret = secrets.token_hex(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(secret)
-    return secret
-
-
-def _answer_after_admission(c) -> None:
-    """Let the hub's REST answer to a spawn wait for its outcome, so that it is never ``202``
-    for a spawn the service then queues or refuses (kept, with a warning, if you set it)."""
-    settings = dict(hubconfig.existing(c.JupyterHub, "tornado_settings", {}))
-    if settings.get(SLOW_SPAWN_TIMEOUT, None) is not None:
-        warnings.warn(
-            f"enable_user_limit: keeping your tornado_settings[{SLOW_SPAWN_TIMEOUT!r}] = "
-            f"{settings[SLOW_SPAWN_TIMEOUT]!r}: a REST spawn still undecided after that long is "
-            "answered 202 and may then be queued or refused (None makes the answer exact)",
-            stacklevel=3,
-        )
-        return
-    settings[SLOW_SPAWN_TIMEOUT] = None
-    c.JupyterHub.tornado_settings = settings
-
-
-def enable_user_limit(
-    c,
-    *,
-    name: str = "user-limit",
-    url: str = "http://127.0.0.1:10102",
-    managed: bool = True,
-    api_token: str | None = None,
-    hook_token: str | None = None,
-    hook_token_file: str = "jupyterhub-user-limit-hook-token",
-    fail_open: bool = False,
-    check_seats: bool = True,
-    timeout: float = 5.0,
-    db_url: str | None = None,
-    environment: dict | None = None,
-    admin_scope: str = "custom:user-limit:admin",
-    service_options: dict | None = None,
-    **settings,
-) -> UserLimitHook:
-    """Enable the user-limit service and its hub-side hooks in a hub config ``c``.
-
-    ``settings`` are ``UserLimitApp`` options for the managed service, e.g.
-    ``max_active_servers=40, max_users=200, group_quotas={"students": 30},
-    max_servers_per_user=2, exempt_admins=False, reconcile_interval=60``.
-
-    Loading the config reads and writes nothing: the hook secret file is read (or created) in
-    the hub, when the service starts or the hook first runs.
-
-    :param name: service name (URL prefix ``/services/<name>/``).
-    :param url: where the service listens (127.0.0.1 and a free port).
-    :param managed: let the hub start and restart the service. False: you run it (e.g. as its
-        own systemd unit) and pass ``api_token`` (the hub token of the service) and
-        ``hook_token``, the same values as the service's ``JUPYTERHUB_API_TOKEN`` and
-        ``JUPYTERHUB_USER_LIMIT_HOOK_TOKEN``. The service then takes its limits and database
-        from its own command line: ``settings``, ``db_url``, ``environment`` and the
-        ``service_options`` ``command``/``environment``/``user``/``cwd`` are a ``ValueError``.
-        Empty secrets only warn (admin commands load the config without them). The hub waits
-        at most 2 s for the external service at start (JupyterHub >= 6).
-    :param hook_token: shared secret between hook and service; default (managed): read from
-        (or created 0600 in) ``hook_token_file``.
-    :param fail_open: what to do when the service cannot be reached (see the module docs).
-    :param db_url: the service's database (default: ``sqlite:///user-limit.sqlite`` in the hub's
-        working directory; ``postgresql://...`` works too).
-    :param service_options: extra keys for the hub's service entry, e.g. ``{"timeout": 60}``.
-    :returns: the :class:`UserLimitHook` (its ``pre_spawn_hook`` etc. are already set in ``c``).
+    JupyterHub calls the trait's value (when callable) with the spawner just before it creates the
+    server's OAuth client; this one first asks the service (:meth:`UserLimitHook.admit`), then
+    returns the scopes the admin configured (``scopes``, or the result of their own callable
+    ``theirs``). It is a list of those scopes too, because JupyterHub also writes the trait's
+    value into the server's environment as JSON (``$JUPYTERHUB_OAUTH_CLIENT_ALLOWED_SCOPES``),
+    and it is always true, because JupyterHub calls it only when it is.
     """
-    if managed and hook_token is None:
-        # read (or created) in the hub when the service starts or the hook first runs, never
-        # while the config loads: admin commands load it too (services/common/hubconfig.py)
-        hook_token = functools.partial(read_or_create_secret, hook_token_file)
-    base_url = hubconfig.existing(c.JupyterHub, "base_url", "/")
-    base_url = "/" + str(base_url).strip("/") + "/" if str(base_url).strip("/") else "/"
-    prefix = f"{base_url}services/{name}/"
-    hook = UserLimitHook(
-        url.rstrip("/") + prefix,
-        hook_token or "",
-        public_prefix=prefix,
-        fail_open=fail_open,
-        timeout=timeout,
-        check_seats=check_seats,
-    )
-    _answer_after_admission(c)
-    c.Spawner.pre_spawn_hook = _chain(
-        hook.pre_spawn_hook, hubconfig.existing(c.Spawner, "pre_spawn_hook")
-    )
-    c.Spawner.post_stop_hook = _chain(
-        hook.post_stop_hook, hubconfig.existing(c.Spawner, "post_stop_hook"), first_ours=False
-    )
-    if check_seats:
-        c.Authenticator.post_auth_hook = _chain_auth(
-            hook.post_auth_hook, hubconfig.existing(c.Authenticator, "post_auth_hook")
-        )
 
-    service = {"name": name, "url": url, **hubconfig.browser_oauth(name, admin_scope)}
-    if managed:
-        env = {"JUPYTERHUB_USER_LIMIT_HOOK_TOKEN": hubconfig.ResolvedAtStart(lambda: hook.token)}
-        app_settings = dict(settings, admin_scope=admin_scope)
-        if db_url:
-            app_settings["db_url"] = db_url
-        env["JUPYTERHUB_USER_LIMIT_SETTINGS"] = json.dumps(app_settings)
-        env.update(environment or {})
-        service["command"] = [sys.executable, "-m", "jupyterhub_lab_ext.services.user_limit"]
-        service["environment"] = env
-        service.update(service_options or {})
-    else:
-        managed_only = dict(settings, db_url=db_url, environment=environment)
-        hubconfig.external_service(
-            "enable_user_limit",
-            service,
-            api_token=api_token,
-            managed_only=managed_only,
-            service_options=service_options,
-            other_secrets={"hook_token": hook_token},
-        )
-    hubconfig.add_service(c, service)
+    def __init__(self, hook: UserLimitHook, scopes=(), theirs: Callable | None = None):
+        super().__init__(scopes)
+        self.hook = hook
+        self.theirs = theirs
 
-    major = hubconfig.jupyterhub_major()
-    start_scope = "start:servers" if major >= 6 else "servers"
-    role = {
-        "name": f"{name}-service",
-        "description": "The user-limit service: reads users, groups and servers; starts queued servers.",
-        "scopes": [
-            "list:users",
-            "read:users:name",
-            "read:users:groups",
-            "read:servers",
-            start_scope,
-        ],
-        "services": [name],
-    }
-    hubconfig.add_role(c, role)
-    hubconfig.declare_scope(c, admin_scope, "Change the limits of the user-limit service.")
-    if major >= 6:
-        extra = set(hubconfig.existing(c.JupyterHub, "extra_user_scopes", set()))
-        extra.add(f"access:services!service={name}")
-        c.JupyterHub.extra_user_scopes = extra
-    return hook
+    def __bool__(self) -> bool:
+        return True
+
+    def __deepcopy__(self, memo):
+        return self
+
+    def __copy__(self):
+        return self
+
+    async def __call__(self, spawner) -> list:
+        await self.hook.admit(spawner)
+        if self.theirs is not None:
+            return list(await maybe_future(self.theirs(spawner)))
+        return list(self)

@@ -8,81 +8,11 @@ durable; the app writes them (group commit) before it answers.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 from jupyterhub_lab_ext.services.user_limit import policy
-from jupyterhub_lab_ext.services.user_limit.store import Op
-
-
-def new_id() -> str:
-    return secrets.token_hex(12)
-
-
-@dataclass(frozen=True)
-class Admission:
-    """A place in use, with its bookkeeping."""
-
-    id: str
-    user: str
-    server_name: str = ""
-    groups: frozenset[str] = frozenset()
-    admin: bool = False
-    #: "admitted" (by the hook), "reserved" (offered to the head of the queue), "observed"
-    #: (an active server the hub reported that no admission covered)
-    state: str = "admitted"
-    created: float = 0.0
-    #: reservations lapse at this time if the user's spawn has not arrived
-    expires: float | None = None
-    options: dict = field(default_factory=dict)
-
-    def place(self) -> policy.Place:
-        return policy.Place(
-            self.user, self.server_name, self.groups, self.admin, self.state == "reserved"
-        )
-
-    def to_dict(self) -> dict:
-        return {
-            "id": self.id,
-            "user": self.user,
-            "server_name": self.server_name,
-            "groups": sorted(self.groups),
-            "admin": self.admin,
-            "state": self.state,
-            "created": self.created,
-            "expires": self.expires,
-        }
-
-
-@dataclass(frozen=True)
-class Waiter:
-    user: str
-    server_name: str = ""
-    groups: frozenset[str] = frozenset()
-    admin: bool = False
-    seq: int = 0
-    enqueued: float = 0.0
-    options: dict = field(default_factory=dict)
-
-    def request(self) -> policy.Request:
-        return policy.Request(self.user, self.server_name, self.groups, self.admin)
-
-    def to_dict(self, position: int) -> dict:
-        return {
-            "position": position,
-            "user": self.user,
-            "server_name": self.server_name,
-            "groups": sorted(self.groups),
-            "enqueued": self.enqueued,
-        }
-
-
-@dataclass
-class Outcome:
-    decision: policy.Decision
-    admission: Admission | None = None
-    ops: list[Op] = field(default_factory=list)
+from jupyterhub_lab_ext.services.user_limit.records import Admission, Op, Outcome, Waiter, new_id
 
 
 class Ledger:
@@ -189,7 +119,7 @@ class Ledger:
                     return
                 yield w.request()
 
-        return policy.decide_core(
+        return policy.decide(
             self.limits,
             self.usage(),
             req,
@@ -279,6 +209,7 @@ class Ledger:
                 now,
                 now + offer_timeout,
                 dict(w.options),
+                queued_since=w.enqueued,
             )
             self._put(adm)
             offers.append(adm)
@@ -315,8 +246,29 @@ class Ledger:
         kept even when the snapshot does not show them (their spawn may have started after it).
         """
         ops: list[Op] = []
+        seen, added = self._book_active(active, ops)
+        cutoff = snapshot_started - grace
+        removed = 0
+        for a in list(self.admissions.values()):
+            if a.state == "reserved" or (a.user, a.server_name) in seen or a.created > cutoff:
+                continue
+            self._drop(a.id)
+            ops.append(Op("del_admission", a.id))
+            removed += 1
+        seats_added, seats_removed = self._match_seats(hub_users, cutoff, ops)
+        summary = {
+            "added": added,
+            "removed": removed,
+            "seats_added": seats_added,
+            "seats_removed": seats_removed,
+        }
+        return summary, ops
+
+    def _book_active(self, active, ops: list[Op]) -> tuple[set[tuple[str, str]], int]:
+        """Book the active servers the book does not cover; the (user, server) pairs seen and
+        how many were booked."""
         seen: set[tuple[str, str]] = set()
-        added = removed = 0
+        added = 0
         by_key = {
             (a.user, a.server_name): a for a in self.admissions.values() if a.state != "reserved"
         }
@@ -343,32 +295,24 @@ class Ledger:
                 a = replace(a, groups=frozenset(groups), admin=admin)
                 self._put(a)
                 ops.append(Op("put_admission", a))
-        cutoff = snapshot_started - grace
-        for a in list(self.admissions.values()):
-            if a.state == "reserved" or (a.user, a.server_name) in seen or a.created > cutoff:
-                continue
-            self._drop(a.id)
-            ops.append(Op("del_admission", a.id))
-            removed += 1
-        seats_added = seats_removed = 0
-        if hub_users is not None:
-            users = set(hub_users)
-            for u in users - set(self.seats):
-                self.seats[u] = self.clock()
-                ops.append(Op("put_seat", u, self.seats[u]))
-                seats_added += 1
-            for u, created in list(self.seats.items()):
-                if u not in users and created <= cutoff:
-                    del self.seats[u]
-                    ops.append(Op("del_seat", u))
-                    seats_removed += 1
-        summary = {
-            "added": added,
-            "removed": removed,
-            "seats_added": seats_added,
-            "seats_removed": seats_removed,
-        }
-        return summary, ops
+        return seen, added
+
+    def _match_seats(self, hub_users, cutoff: float, ops: list[Op]) -> tuple[int, int]:
+        """Seats for every user the hub knows; free those of users gone before ``cutoff``."""
+        if hub_users is None:
+            return 0, 0
+        added = removed = 0
+        users = set(hub_users)
+        for u in users - set(self.seats):
+            self.seats[u] = self.clock()
+            ops.append(Op("put_seat", u, self.seats[u]))
+            added += 1
+        for u, created in list(self.seats.items()):
+            if u not in users and created <= cutoff:
+                del self.seats[u]
+                ops.append(Op("del_seat", u))
+                removed += 1
+        return added, removed
 
     # -- seats -----------------------------------------------------------------------------
     def take_seat(self, user: str, admin: bool, existing: bool = False) -> Outcome:

@@ -12,15 +12,15 @@ from jupyterhub_lab_ext.services.user_limit import policy
 class _UsageCollector(Collector):
     """Reads usage, queue length, seats and limits from the ledger at scrape time."""
 
-    def __init__(self, namespace: str, app):
+    def __init__(self, namespace: str, ledger):
         self.ns = namespace
-        self.app = app
+        self.ledger = ledger
 
     def describe(self):
         return []
 
     def collect(self):
-        ledger = self.app.ledger
+        ledger = self.ledger
         used = ledger.usage()
         limits = ledger.limits
         g = GaugeMetricFamily(
@@ -51,7 +51,9 @@ class _UsageCollector(Collector):
 
 
 class UserLimitMetrics:
-    def __init__(self, registry, namespace: str, app):
+    """The service's counters, plus gauges read from ``ledger`` at scrape time."""
+
+    def __init__(self, registry, namespace: str, ledger):
         self.decisions = Counter(
             "decisions",
             "Admission decisions by kind (server/seat), outcome (admit/queue/refuse) and reason.",
@@ -95,7 +97,7 @@ class UserLimitMetrics:
             namespace=namespace,
             registry=registry,
         )
-        registry.register(_UsageCollector(namespace, app))
+        registry.register(_UsageCollector(namespace, ledger))
 
     def decision(self, decision: policy.Decision, seconds: float, kind: str = "server") -> None:
         self.decisions.labels(kind, decision.outcome, decision.reason).inc()

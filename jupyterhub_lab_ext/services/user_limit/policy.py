@@ -200,33 +200,7 @@ def _add(used: Usage, user: str, groups: Iterable[str]) -> Usage:
     return Usage(used.total + 1, per_group, per_user)
 
 
-def queue_position(queue: Sequence[Request], user: str) -> int:
-    """1-based position of ``user`` in ``queue``, 0 if not queued."""
-    for i, w in enumerate(queue):
-        if w.user == user:
-            return i + 1
-    return 0
-
-
 def decide(
-    limits: Limits, places: Sequence[Place], queue: Sequence[Request], req: Request
-) -> Decision:
-    """Decide one spawn request against the places in use and the queue (first come first).
-
-    - the same server already holds a place, or the user holds a reservation: admit (idempotent);
-    - admins are admitted when ``exempt_admins``;
-    - a user at ``max_servers_per_user`` is refused (waiting would not help);
-    - a request over a capacity limit, or behind an earlier waiter that fits now, is queued at
-      the user's existing place in line or at the end.
-    """
-    reserved = any(p.user == req.user and p.reserved for p in places)
-    held = any(p.user == req.user and p.server_name == req.server_name for p in places)
-    position = queue_position(queue, req.user)
-    ahead = queue[: position - 1] if position else queue
-    return decide_core(limits, usage(places), req, held, reserved, len(queue), position, ahead)
-
-
-def decide_core(
     limits: Limits,
     used: Usage,
     req: Request,
@@ -236,11 +210,18 @@ def decide_core(
     position: int,
     ahead: Iterable[Request],
 ) -> Decision:
-    """:func:`decide` on precomputed facts (what the service keeps up to date incrementally).
+    """Decide one spawn request (first come, first served) on facts the service keeps up to
+    date incrementally (``ledger.py``).
 
-    ``held``: this server already holds a place; ``reserved``: the user holds a reservation;
-    ``position``: the user's place in line (0: none); ``ahead``: the waiters before it (only
-    iterated when the request fits).
+    ``used``: places in use; ``held``: this server already holds a place; ``reserved``: the
+    user holds a reservation; ``position``: the user's place in line (0: none); ``ahead``: the
+    waiters before it (only iterated when the request fits).
+
+    - the same server already holds a place, or the user holds a reservation: admit (idempotent);
+    - admins are admitted when ``exempt_admins``;
+    - a user at ``max_servers_per_user`` is refused (waiting would not help);
+    - a request over a capacity limit, or behind an earlier waiter that fits now, is queued at
+      the user's existing place in line or at the end.
     """
     if reserved:
         return Decision(ADMIT, RESERVED)

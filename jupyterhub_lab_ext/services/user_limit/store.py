@@ -1,10 +1,10 @@
 """Persistence of the user-limit service: limit overrides, admissions, the queue and seats.
 
-SQLAlchemy Core on the shared :class:`~jupyterhub_lab_ext.services.common.store.Store` (SQLite
-file by default, PostgreSQL supported). The service decides in memory (``ledger.py``) and makes
-each change durable with :meth:`LimitStore.write` before it answers; concurrent writes are
-grouped into one transaction (group commit), so a burst of decisions costs a few commits, not
-one each.
+SQLAlchemy Core tables (``metadata``) on the :class:`~jupyterhub_lab_ext.services.common.store.Store`
+the service app creates for them, as the culler's store does (SQLite file by default, PostgreSQL
+supported). The service decides in memory (``ledger.py``) and makes each change durable with
+:meth:`LimitStore.write` before it answers; concurrent writes are grouped into one transaction
+(group commit), so a burst of decisions costs a few commits, not one each.
 """
 
 from __future__ import annotations
@@ -12,12 +12,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from dataclasses import dataclass
-from typing import Any
 
 import sqlalchemy as sa
 
 from jupyterhub_lab_ext.services.common.store import Store
+from jupyterhub_lab_ext.services.user_limit.records import Admission, Op, Waiter
 
 log = logging.getLogger(__name__)
 
@@ -62,15 +61,6 @@ seats_table = sa.Table(
     sa.Column("user", sa.Unicode(255), primary_key=True),
     sa.Column("created", sa.Float, nullable=False),
 )
-
-
-@dataclass(frozen=True)
-class Op:
-    """One change to persist: ``kind`` is put_/del_ admission, waiter, seat or put_setting."""
-
-    kind: str
-    arg: Any
-    extra: Any = None
 
 
 def _admission_row(a) -> dict:
@@ -146,35 +136,29 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
 
 
 class LimitStore:
-    """The service's tables plus a group-commit writer."""
+    """The service's tables on ``store`` (made from :data:`metadata`) plus a group-commit writer."""
 
-    def __init__(self, url: str, **engine_kwargs):
-        self.url = url
-        self.store = Store(url, metadata, **engine_kwargs)
-        if self.store.engine.dialect.name == "sqlite":
-            sa.event.listen(self.store.engine, "connect", _sqlite_pragmas)
+    def __init__(self, store: Store):
+        self.store = store
+        if store.engine.dialect.name == "sqlite":
+            sa.event.listen(store.engine, "connect", _sqlite_pragmas)
+            # connections the pool opened before (to create the tables) lack the pragmas
+            store.engine.dispose()
         self._pending: list[tuple[list[Op], asyncio.Future]] = []
         self._flusher: asyncio.Task | None = None
         self.commits = 0
         self.failures = 0
 
-    async def start(self) -> None:
-        await self.store.start()
-
-    async def close(self) -> None:
+    async def drain(self) -> None:
+        """Wait for the writes under way (the owner of ``store`` closes it afterwards)."""
         if self._flusher is not None:
             try:
                 await self._flusher
             except Exception:
                 log.exception("Last store write failed")
-        await self.store.close()
 
     async def load(self) -> dict:
         """Everything needed to rebuild the ledger after a restart."""
-        from jupyterhub_lab_ext.services.user_limit.ledger import (  # local: ledger imports Op from here
-            Admission,
-            Waiter,
-        )
 
         def read(conn):
             settings = {r.key: json.loads(r.value) for r in conn.execute(sa.select(settings_table))}
