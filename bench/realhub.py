@@ -56,10 +56,30 @@ class Service:
     token: str = ""
 
 
-def fresh_hub(workdir: Path, services: list[Service], stop_seconds: float = 0.05) -> Hub:
-    """A started hub in ``workdir`` (new database) with ``services`` (tokens filled in)."""
+GC_LOG_CONFIG = """
+import gc, time
+_gc_log, _gc_t0 = open({path!r}, "a", buffering=1), {{}}
+def _gc_timer(phase, info):
+    if phase == "start":
+        _gc_t0["t"] = time.perf_counter()
+    elif info["generation"] == 2 or time.perf_counter() - _gc_t0["t"] > 0.002:
+        _gc_log.write("%.6f %d %.6f %d\\n" % (time.time(), info["generation"],
+                      time.perf_counter() - _gc_t0.get("t", time.perf_counter()), info["collected"]))
+gc.callbacks.append(_gc_timer)
+"""
+
+
+def fresh_hub(
+    workdir: Path, services: list[Service], stop_seconds: float = 0.05, gc_log: Path | None = None
+) -> Hub:
+    """A started hub in ``workdir`` (new database) with ``services`` (tokens filled in).
+
+    ``gc_log``: the hub writes each of its garbage collections there (wall-clock end, generation,
+    seconds, objects collected), for the benchmarks' debug mode."""
     hub = Hub(workdir, provider=None, authenticator=None)
     lines = [HUB_CONFIG.format(support=str(SUPPORT), stop_seconds=stop_seconds)]
+    if gc_log is not None:
+        lines.append(GC_LOG_CONFIG.format(path=str(gc_log)))
     for svc in services:
         svc.token = svc.token or secrets.token_hex(24)
         lines.append(
@@ -210,32 +230,36 @@ class Request:
 
 
 class HubLog:
-    """The access log of a :class:`Hub` (``hub.log``), parsed from an offset on."""
+    """The access log of a :class:`Hub` (``hub.log``), parsed from an offset on, incrementally
+    (a benchmark polls it while it probes the hub: re-reading it all would hold up its probe)."""
 
     def __init__(self, hub: Hub):
         self.path = hub.workdir / "hub.log"
         self.offset = 0
+        self._parsed: list[Request] = []
 
     def mark(self) -> None:
         """Only lines written from now on count."""
         self.offset = self.path.stat().st_size if self.path.exists() else 0
+        self._parsed = []
 
     def requests(self, client: str | None = None) -> list[Request]:
         with open(self.path, "rb") as f:
             f.seek(self.offset)
-            text = f.read().decode(errors="replace")
-        out = []
-        for line in text.splitlines():
+            data = f.read()
+        complete = data[: data.rfind(b"\n") + 1]  # a line being written waits for the next call
+        self.offset += len(complete)
+        for line in complete.decode(errors="replace").splitlines():
             m = _LINE.match(line)
-            if not m or (client is not None and m.group(5) != client):
+            if not m:
                 continue
             when = datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S.%f").timestamp()
-            out.append(
+            self._parsed.append(
                 Request(
                     when, int(m.group(2)), m.group(3), m.group(4), m.group(5), float(m.group(6))
                 )
             )
-        return out
+        return [r for r in self._parsed if client is None or r.client == client]
 
 
 def start_service(cmd: list[str], cwd: str, token: str, log_path: Path) -> subprocess.Popen:

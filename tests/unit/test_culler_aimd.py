@@ -2,7 +2,7 @@
 
 import pytest
 
-from jupyterhub_lab_ext.services.culler.aimd import AIMD, idle_median, percentile
+from jupyterhub_lab_ext.services.culler.aimd import AIMD, idle_median, percentile, start_spacing
 
 MS = 0.001
 
@@ -117,3 +117,12 @@ def test_helpers():
     assert percentile([], 50) is None
     assert percentile(list(range(101)), 99) == 99
     assert percentile([5.0], 99) == 5.0
+
+
+@pytest.mark.parametrize(
+    "limit, stop_seconds, spacing",
+    [(4, 80 * MS, 20 * MS), (1, 80 * MS, 80 * MS), (4, None, 0.0), (4, 0.0, 0.0)],
+    ids=["spread-over-a-stop", "one-at-a-time", "unknown", "zero"],
+)
+def test_stops_start_a_stop_time_over_the_limit_apart(limit, stop_seconds, spacing):
+    assert start_spacing(limit, stop_seconds) == pytest.approx(spacing)

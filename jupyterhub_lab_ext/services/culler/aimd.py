@@ -94,6 +94,19 @@ class AIMD:
         return self.limit
 
 
+def start_spacing(limit: int, stop_seconds: float | None) -> float:
+    """Seconds between the starts of stops so that ``limit`` of them are in flight on average.
+
+    ``stop_seconds``: how long a stop takes the hub (a recent median; None or 0: unknown, no
+    spacing). Stops started at once also finish at once, and the hub's work for a whole limit
+    of them lands on the answers of everyone else in one burst: started ``stop_seconds / limit``
+    apart, the same number in flight overlap as little as they can.
+    """
+    if not stop_seconds or stop_seconds <= 0:
+        return 0.0
+    return stop_seconds / max(1, limit)
+
+
 def idle_median(samples: Iterable[float]) -> float | None:
     """The hub's idle answer time from samples taken before a pass (None: no samples)."""
     values = list(samples)
