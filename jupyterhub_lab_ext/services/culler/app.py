@@ -38,9 +38,6 @@ from jupyterhub_lab_ext.services.culler.store import CullerStore, metadata
 from jupyterhub_lab_ext.services.culler.throttle import LatencyProbe, Throttle
 from jupyterhub_lab_ext.services.culler.webhook import WebhookSender
 
-#: users per page by default with a hub latency budget (the hub's own default is 50)
-BUDGET_PAGE_SIZE = 20
-
 #: the options ``GET api/status`` shows (plus whether a webhook is set, not its URL)
 STATUS_OPTIONS = """timeout cull_every concurrency hub_latency_budget max_age cull_users
 user_delete_timeout cull_admin_users remove_named_servers cull_default_servers cull_named_servers
@@ -157,7 +154,7 @@ class LabIdleCuller(ServiceApp):
         flight it adds one per window of three answers within the budget (never above
         ``concurrency``) and halves on a window over it, or at once on a single answer more
         than twice the budget slower. It starts the stops a stop's recent duration over that
-        number apart, not at once, and reads 20 users per page unless ``api_page_size`` is set.
+        number apart, not at once.
         Metrics ``concurrency`` and ``hub_latency_seconds`` show what it does.""",
     ).tag(config=True)
 
@@ -198,9 +195,7 @@ class LabIdleCuller(ServiceApp):
     api_page_size = Int(
         0,
         min=0,
-        help="""Users per ``GET /users`` page (0: the hub's default, 50, or 20 with a
-        ``hub_latency_budget``; the hub caps it at 200). The hub builds a whole page in one go,
-        answering nobody else meanwhile: with a budget, smaller pages keep that wait short.""",
+        help="Users per ``GET /users`` page (0: the hub's default, 50; the hub caps it at 200).",
     ).tag(config=True)
 
     group_timeouts = Dict(
@@ -346,7 +341,7 @@ class LabIdleCuller(ServiceApp):
             throttle=self.make_throttle(metrics),
             clock=utcnow,
             concurrency=self.concurrency,
-            page_size=self.page_size(),
+            page_size=self.api_page_size,
             remove_named_servers=self.remove_named_servers,
             server_base_url=self.server_base_url,
             report_limit=self.report_limit,
@@ -355,12 +350,6 @@ class LabIdleCuller(ServiceApp):
         )
         self.server_overview = ServerOverview(self.culler)
         await self.culler.load()
-
-    def page_size(self) -> int:
-        """``api_page_size``, or its default: the hub's, or a smaller one with a latency budget."""
-        if self.api_page_size:
-            return self.api_page_size
-        return BUDGET_PAGE_SIZE if self.hub_latency_budget > 0 else 0
 
     def make_throttle(self, metrics: CullerMetrics) -> Throttle:
         """The stops-in-flight limit; with a budget, its probe gets a Hub API client of its own."""
