@@ -7,9 +7,15 @@ activity); scenarios 20% idle and all idle. Three cullers, each a subprocess wit
 (``--timeout=5 --cull-every=86400 --concurrency=10``): jupyterhub-idle-culler (the anchor), ours
 with the default hub latency budget (25 ms) and ours with the budget off. Per run: 5 s of the
 idle hub, then the culler starts. Meanwhile another token asks ``GET /hub/api/users?limit=1``
-through the proxy every 200 ms: the hub's latency for everyone else. The pass is timed from the
-culler's first request to the hub until its last stop, both read from the hub's access log.
-The order of the cullers rotates from run to run; medians of ``--runs`` runs.
+through the proxy every ``--probe-interval`` (200 ms): the hub's latency for everyone else. The
+pass is timed from the culler's first request to the hub until its last stop, both read from the
+hub's access log. The order of the cullers rotates from run to run; pass time and p50 are
+medians of ``--runs`` runs; p95 and p99 are of the probe samples of all runs pooled (a single
+pass has 25-100 samples: its own p99 is nearly its maximum).
+
+``BENCH_CULLER_DEBUG=1`` keeps each run's directory with the probe's samples (``probe.json``) and
+the hub's slow garbage collections (``hub-gc.log``) for ``bench/culler_timeline.py``;
+``BENCH_CULLER_DEBUG=2`` also runs our culler at ``--log-level=DEBUG``.
 
 **Fake hub (secondary).** The older table: a fake Hub API in this process (tornado; ``DELETE``
 takes 50 ms; no CPU cost per stop), which hides that on a real hub the hub is the bottleneck.
@@ -29,9 +35,7 @@ import argparse
 import asyncio
 import json
 import os
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -42,7 +46,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import RESULTS, use_harness  # noqa: E402
+from _common import RESULTS, pct, use_harness  # noqa: E402
 
 use_harness()
 from fakehub import FakeHub  # noqa: E402
@@ -57,6 +61,8 @@ from realhub import (  # noqa: E402
     report_activity,
     start_servers,
 )
+from realhub import start_service as spawn  # noqa: E402
+from realhub import stop_service as stop  # noqa: E402
 
 KINDS = ("upstream", "ours", "ours-off")
 NAMES = {
@@ -91,30 +97,9 @@ def culler_command(kind: str, api_url: str, args, workdir: str) -> list[str]:
     ours = [*common, f"--db-url=sqlite:///{workdir}/culler.sqlite"]
     if kind == "ours-off":
         ours.append("--hub-latency-budget=off")
-    if os.environ.get("BENCH_CULLER_DEBUG"):
+    if os.environ.get("BENCH_CULLER_DEBUG") == "2":
         ours.append("--log-level=DEBUG")
     return [sys.executable, "-m", "jupyterhub_lab_ext.services.culler", *ours]
-
-
-def spawn(cmd: list[str], cwd: str, token: str, log_path: Path) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("JUPYTERHUB_")}
-    env["JUPYTERHUB_API_TOKEN"] = token
-    env["PYTHONPATH"] = str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")
-    with open(log_path, "wb") as log:
-        return subprocess.Popen(
-            cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-
-
-def stop(proc: subprocess.Popen | None) -> None:
-    if proc is None or proc.poll() is not None:
-        return
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(15)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(10)
 
 
 def idle_names(names: list[str], fraction: float) -> list[str]:
@@ -159,12 +144,17 @@ async def real_run(kind: str, fraction: float, run: int, args) -> dict:
         Service("bench-culler", CULLER_SCOPES),
         Service("bench-probe", ["list:users"]),
     )
-    hub = fresh_hub(workdir / "hub", [culler, probe_svc], stop_seconds=args.latency)
+    debug = bool(os.environ.get("BENCH_CULLER_DEBUG"))
+    gc_log = workdir / "hub-gc.log" if debug else None
+    hub = fresh_hub(workdir / "hub", [culler, probe_svc], stop_seconds=args.latency, gc_log=gc_log)
     proc, probe = None, None
     result = {"culler": kind, "scenario": fraction, "run": run, "users": args.users, "ok": False}
+    result["load1"] = round(os.getloadavg()[0], 2)
     try:
         idle, active = await set_scene(hub, args, fraction)
-        probe = LatencyProbe(hub, probe_svc.token, max_seconds=args.time_limit + 60)
+        probe = LatencyProbe(
+            hub, probe_svc.token, interval=args.probe_interval, max_seconds=args.time_limit + 60
+        )
         probe.start()
         t_idle = time.time()
         await asyncio.sleep(args.idle_seconds)
@@ -182,13 +172,20 @@ async def real_run(kind: str, fraction: float, run: int, args) -> dict:
         start = min((r.start for r in reqs), default=t_culler)
         end = max((r.end for r in stops), default=time.time())
         running = await count_running(hub)
+        during = probe.between(start, end)
+        if debug:
+            (workdir / "probe.json").write_text(
+                json.dumps({"pass": [start, end], "samples": probe.samples})
+            )
+            print(f"# debug: {workdir}", file=sys.stderr)
         result.update(
             {
                 "ok": done and running == len(active),
                 "idle": len(idle),
                 "pass_seconds": round(end - start, 3),
                 "hub_idle_ms": latency_ms(probe.between(t_idle, t_culler)),
-                "hub_during_ms": latency_ms(probe.between(start, end)),
+                "hub_during_ms": latency_ms(during),
+                "during_samples_ms": [round(1000 * x, 2) for x in during],
                 "probe_errors": probe.errors,
                 "gets": sum(r.method == "GET" for r in reqs),
                 "deletes": len(stops),
@@ -210,6 +207,17 @@ async def real_run(kind: str, fraction: float, run: int, args) -> dict:
     return result
 
 
+def pooled(samples_ms: list[float]) -> dict:
+    """p95/p99 of the samples of all runs together (one run's p99 is nearly its maximum)."""
+    if not samples_ms:
+        return {"p95": None, "p99": None, "samples": 0}
+    return {
+        "p95": round(pct(samples_ms, 95), 2),
+        "p99": round(pct(samples_ms, 99), 2),
+        "samples": len(samples_ms),
+    }
+
+
 def aggregate(results: list[dict]) -> dict:
     """(scenario, kind) -> medians over the runs."""
     out = {}
@@ -223,27 +231,29 @@ def aggregate(results: list[dict]) -> dict:
             "pass_seconds": median([r.get("pass_seconds") for r in runs]),
             "idle_p50": median([r.get("hub_idle_ms", {}).get("p50") for r in runs]),
             "p50": median([r.get("hub_during_ms", {}).get("p50") for r in runs]),
-            "p99": median([r.get("hub_during_ms", {}).get("p99") for r in runs]),
+            "p99_median": median([r.get("hub_during_ms", {}).get("p99") for r in runs]),
+            **pooled([x for r in runs for x in r.get("during_samples_ms", [])]),
+            "load": median([r.get("load1") for r in runs]),
         }
     return agg
 
 
 def real_table(agg: dict) -> list[str]:
     lines = [
-        "| idle | culler | pass (s) | hub p50 idle (ms) | hub p50 / p99 during the pass (ms) "
-        "| pass vs anchor | p50 / p99 vs anchor | runs ok |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        "| idle | culler | pass (s) | hub p50 idle (ms) | hub p50 / p95 / p99 during the pass (ms) "
+        "| pass vs anchor | p50 / p95 / p99 vs anchor | load (1 min) | runs ok |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for (fraction, kind), a in sorted(
         agg.items(), key=lambda kv: (kv[0][0], KINDS.index(kv[0][1]))
     ):
         anchor = agg.get((fraction, "upstream"), {})
         speed = ratio(anchor.get("pass_seconds"), a["pass_seconds"])
+        vs = " / ".join(f"{ratio(a[q], anchor.get(q))}x" for q in ("p50", "p95", "p99"))
         lines.append(
             f"| {fraction:.0%} | {NAMES[kind]} | {a['pass_seconds']} | {a['idle_p50']} "
-            f"| {a['p50']} / {a['p99']} | {speed}x faster "
-            f"| {ratio(a['p50'], anchor.get('p50'))}x / {ratio(a['p99'], anchor.get('p99'))}x "
-            f"| {a['ok']}/{a['runs']} |"
+            f"| {a['p50']} / {a['p95']} / {a['p99']} | {speed}x faster | {vs} "
+            f"| {a['load']} | {a['ok']}/{a['runs']} |"
         )
     return lines
 
@@ -267,9 +277,10 @@ def targets(agg: dict) -> list[str]:
 
 async def run_real(args) -> list[dict]:
     results = []
+    kinds = [k for k in KINDS if k in args.kinds]
     for fraction in args.scenarios:
         for run in range(args.runs):
-            order = KINDS[run % 3 :] + KINDS[: run % 3]  # rotate: each culler goes first once
+            order = kinds[run % len(kinds) :] + kinds[: run % len(kinds)]  # each goes first once
             for kind in order:
                 results.append(await real_run(kind, fraction, run, args))
     return results
@@ -362,10 +373,19 @@ def main(argv=None) -> int:
         help="idle fractions, comma-separated (default 0.2,1)",
     )
     ap.add_argument("--runs", type=int, default=3, help="runs per culler and scenario")
+    ap.add_argument(
+        "--kinds",
+        type=lambda s: s.split(","),
+        default=list(KINDS),
+        help="cullers, comma-separated: upstream,ours,ours-off (default: all)",
+    )
     ap.add_argument("--latency", type=float, default=0.05, help="seconds per stop")
     ap.add_argument("--concurrency", type=int, default=10)
     ap.add_argument("--page-size", type=int, default=0, help="--api-page-size (0: hub default)")
     ap.add_argument("--timeout", type=int, default=5, help="culler idle timeout on the real hub")
+    ap.add_argument(
+        "--probe-interval", type=float, default=0.2, help="seconds between the others' probes"
+    )
     ap.add_argument("--idle-seconds", type=float, default=5, help="idle hub probed before a run")
     ap.add_argument("--time-limit", type=float, default=600, help="max seconds per culler run")
     ap.add_argument(

@@ -7,7 +7,9 @@ users, the latency a person sees while a service works, and the hub's request lo
 - :func:`add_users`, :func:`start_servers`, :func:`report_activity`: set the scene over REST;
 - :class:`LatencyProbe`: ``GET /hub/api/users?limit=1`` every 200 ms through the proxy with a
   token of its own, timestamped (wall clock), bounded in count and time;
-- :class:`HubLog`: the hub's access log lines (time, status, method, path, client, duration).
+- :class:`HubLog`: the hub's access log lines (time, status, method, path, client, duration);
+- :func:`start_service`, :func:`stop_service`: a service process with its token, in a session
+  of its own, stopped by its process group.
 
 Everything binds to 127.0.0.1 on free ports; each hub is stopped by its process group.
 """
@@ -15,8 +17,11 @@ Everything binds to 127.0.0.1 on free ports; each hub is stopped by its process 
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import secrets
+import signal
+import subprocess
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -29,6 +34,7 @@ use_harness()
 from harness import Hub  # noqa: E402
 
 SUPPORT = TESTS / "support"
+REPO = TESTS.parent
 
 HUB_CONFIG = """
 import sys
@@ -50,10 +56,30 @@ class Service:
     token: str = ""
 
 
-def fresh_hub(workdir: Path, services: list[Service], stop_seconds: float = 0.05) -> Hub:
-    """A started hub in ``workdir`` (new database) with ``services`` (tokens filled in)."""
+GC_LOG_CONFIG = """
+import gc, time
+_gc_log, _gc_t0 = open({path!r}, "a", buffering=1), {{}}
+def _gc_timer(phase, info):
+    if phase == "start":
+        _gc_t0["t"] = time.perf_counter()
+    elif info["generation"] == 2 or time.perf_counter() - _gc_t0["t"] > 0.002:
+        _gc_log.write("%.6f %d %.6f %d\\n" % (time.time(), info["generation"],
+                      time.perf_counter() - _gc_t0.get("t", time.perf_counter()), info["collected"]))
+gc.callbacks.append(_gc_timer)
+"""
+
+
+def fresh_hub(
+    workdir: Path, services: list[Service], stop_seconds: float = 0.05, gc_log: Path | None = None
+) -> Hub:
+    """A started hub in ``workdir`` (new database) with ``services`` (tokens filled in).
+
+    ``gc_log``: the hub writes each of its garbage collections there (wall-clock end, generation,
+    seconds, objects collected), for the benchmarks' debug mode."""
     hub = Hub(workdir, provider=None, authenticator=None)
     lines = [HUB_CONFIG.format(support=str(SUPPORT), stop_seconds=stop_seconds)]
+    if gc_log is not None:
+        lines.append(GC_LOG_CONFIG.format(path=str(gc_log)))
     for svc in services:
         svc.token = svc.token or secrets.token_hex(24)
         lines.append(
@@ -204,29 +230,56 @@ class Request:
 
 
 class HubLog:
-    """The access log of a :class:`Hub` (``hub.log``), parsed from an offset on."""
+    """The access log of a :class:`Hub` (``hub.log``), parsed from an offset on, incrementally
+    (a benchmark polls it while it probes the hub: re-reading it all would hold up its probe)."""
 
     def __init__(self, hub: Hub):
         self.path = hub.workdir / "hub.log"
         self.offset = 0
+        self._parsed: list[Request] = []
 
     def mark(self) -> None:
         """Only lines written from now on count."""
         self.offset = self.path.stat().st_size if self.path.exists() else 0
+        self._parsed = []
 
     def requests(self, client: str | None = None) -> list[Request]:
         with open(self.path, "rb") as f:
             f.seek(self.offset)
-            text = f.read().decode(errors="replace")
-        out = []
-        for line in text.splitlines():
+            data = f.read()
+        complete = data[: data.rfind(b"\n") + 1]  # a line being written waits for the next call
+        self.offset += len(complete)
+        for line in complete.decode(errors="replace").splitlines():
             m = _LINE.match(line)
-            if not m or (client is not None and m.group(5) != client):
+            if not m:
                 continue
             when = datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S.%f").timestamp()
-            out.append(
+            self._parsed.append(
                 Request(
                     when, int(m.group(2)), m.group(3), m.group(4), m.group(5), float(m.group(6))
                 )
             )
-        return out
+        return [r for r in self._parsed if client is None or r.client == client]
+
+
+def start_service(cmd: list[str], cwd: str, token: str, log_path: Path) -> subprocess.Popen:
+    """Run a hub service's command with ``token`` (and none of our ``JUPYTERHUB_*``)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JUPYTERHUB_")}
+    env["JUPYTERHUB_API_TOKEN"] = token
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")
+    with open(log_path, "wb") as log:
+        return subprocess.Popen(
+            cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+
+def stop_service(proc: subprocess.Popen | None) -> None:
+    """SIGTERM the process group, SIGKILL after 15 s."""
+    if proc is None or proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)

@@ -38,9 +38,9 @@ async def run_pass(hub):
     """One pass of a culler with ``budget`` seconds (0: off); returns (report, metrics text)."""
     clients = []
 
-    async def run(budget: float, probe_token: str = "tok"):
+    async def run(budget: float, probe_url: str = ""):
         api = HubAPI(hub.api_url, "tok", concurrency=CEILING, backoff_base=0.001, retries=1)
-        probe_api = HubAPI(hub.api_url, probe_token, concurrency=1, retries=0)
+        probe_api = HubAPI(probe_url or hub.api_url, "tok", concurrency=1, retries=0)
         clients.extend([api, probe_api])
         registry = make_registry()
         metrics = CullerMetrics(registry)
@@ -64,7 +64,7 @@ async def run_pass(hub):
 
 
 def probes(hub) -> int:
-    return sum(1 for method, uri in hub.log if uri == "/hub/api/users?limit=1")
+    return sum(1 for method, uri in hub.log if uri == "/hub/api/")
 
 
 async def test_a_slow_hub_makes_the_culler_back_off(hub, run_pass):
@@ -77,6 +77,8 @@ async def test_a_slow_hub_makes_the_culler_back_off(hub, run_pass):
     # two stops in flight would add 40 ms: over the 25 ms budget, so it stays well below 10
     assert seen["concurrency_max"] < CEILING
     assert hub.peak_deletes_in_flight <= seen["concurrency_max"]
+    # the stops are spread out: started a stop's duration (>= the hub's 50 ms) over the limit apart
+    assert seen["spacing_max_ms"] >= 50 / seen["concurrency_max"]
     assert "jhle_culler_concurrency " in metrics
     assert "jhle_culler_hub_latency_seconds " in metrics
     assert "jhle_culler_hub_idle_latency_seconds " in metrics
@@ -88,6 +90,7 @@ async def test_a_fast_hub_lets_the_culler_go_up_to_the_bound(hub, run_pass):
     assert report.hub_latency["concurrency_min"] == 1  # it starts low
     assert report.hub_latency["concurrency_max"] == CEILING
     assert hub.peak_deletes_in_flight == CEILING
+    assert report.hub_latency["spacing_max_ms"] > 0
     assert f"jhle_culler_concurrency {float(report.hub_latency['concurrency_last'])}" in metrics
 
 
@@ -101,11 +104,11 @@ async def test_no_budget_keeps_the_fixed_concurrency_and_sends_no_probe(hub, run
 
 
 async def test_a_probe_the_hub_refuses_falls_back_to_the_fixed_concurrency(hub, run_pass, caplog):
-    report, _ = await run_pass(budget=0.025, probe_token="not-a-token")
+    report, _ = await run_pass(budget=0.025, probe_url=hub.url + "/no/api")  # 404
     assert report.counts["culled"] == 150
     assert hub.peak_deletes_in_flight == CEILING
-    assert probes(hub) == 1  # refused once: no more probes in this pass
-    assert "Cannot time the hub" in caplog.text
+    assert report.hub_latency["samples"] == 0  # refused at once: no more probes in this pass
+    assert caplog.text.count("Cannot time the hub") == 1
 
 
 async def test_gate_resizes_while_holders_wait():
@@ -127,6 +130,29 @@ async def test_gate_resizes_while_holders_wait():
     assert gate.peak == 3 and gate.in_flight == 0
     assert gate.take_full()  # three holders reached the limit of three
     assert not gate.take_full()  # and nobody since
+
+
+async def test_gate_spaces_the_starts_of_its_holders():
+    """With a spacing, holders that get a place at once wait their turn, one spacing apart."""
+    slept = []
+
+    async def sleep(seconds):  # a clock that stands still: what each holder waits is exact
+        slept.append(seconds)
+
+    gate = Gate(3, clock=lambda: 100.0, sleep=sleep)
+    gate.space(1.0)
+
+    async def holder():
+        async with gate.slot():
+            await asyncio.sleep(0)
+
+    await asyncio.wait_for(asyncio.gather(*(holder() for _ in range(3))), 10)
+    assert slept == [1.0, 2.0]  # the first starts now, the others 1 s and 2 s later
+    assert len(gate.durations) == 3 and gate.in_flight == 0 and gate.peak == 3
+    gate.space(0.0)
+    slept.clear()
+    await asyncio.wait_for(asyncio.gather(*(holder() for _ in range(3))), 10)
+    assert slept == []  # no spacing: nobody waits
 
 
 @pytest.mark.parametrize(

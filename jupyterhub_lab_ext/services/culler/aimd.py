@@ -3,12 +3,14 @@
 Pure: :class:`AIMD` is fed the hub's answer times (seconds, one probe request each) and answers
 with a concurrency limit. The I/O (timing the probes, enforcing the limit) is in :mod:`.throttle`.
 
-The rule, once per ``window`` samples (the median of the window against the hub's idle median):
+The rule, against the hub's idle median:
 
-- added latency above ``budget``: halve the limit (``decrease``), never below ``floor``;
-- within the budget and the limit was used (stops were waiting for a place): raise it, by
-  doubling until the first time the budget is exceeded (slow start, so a pass reaches a
-  sensible level within a few windows), then by ``increase``; never above ``ceiling``.
+- once per ``window`` samples, the window's median more than ``budget`` above: halve the limit
+  (``decrease``), never below ``floor``; within the budget, and the limit was used (stops were
+  waiting for a place): raise it by ``increase``, never above ``ceiling``;
+- a single sample more than ``spike`` budgets above: halve at once and start a new window. The
+  median hides the tail: with many stops in flight the median can stay within the budget while
+  some answers take several times as long.
 
 A limit that was not used is not raised: otherwise a listing with nothing to stop would grow it
 to the ceiling and the first stops would arrive as a burst.
@@ -26,6 +28,7 @@ class AIMD:
     :param budget: seconds the median answer time may exceed the idle median (> 0).
     :param ceiling: the highest limit (``--concurrency``).
     :param idle: the hub's idle median in seconds; None: the first window's median is taken.
+    :param spike: a sample this many budgets above the idle median halves at once (0: never).
     """
 
     def __init__(
@@ -38,22 +41,23 @@ class AIMD:
         window: int = 3,
         increase: int = 1,
         decrease: float = 0.5,
+        spike: float = 2.0,
     ):
         if budget <= 0:
             raise ValueError("budget must be > 0")
         if not 1 <= floor <= ceiling:
             raise ValueError("need 1 <= floor <= ceiling")
-        if window < 1 or increase < 1 or not 0 < decrease < 1:
-            raise ValueError("need window >= 1, increase >= 1 and 0 < decrease < 1")
+        if window < 1 or increase < 1 or not 0 < decrease < 1 or spike < 0:
+            raise ValueError("need window >= 1, increase >= 1, 0 < decrease < 1, spike >= 0")
         self.budget = budget
         self.ceiling = ceiling
         self.floor = floor
         self.window = window
         self.increase = increase
         self.decrease = decrease
+        self.spike = spike
         self.idle = idle
         self.limit = floor
-        self.slow_start = True
         #: median of the last complete window (None before the first)
         self.last_median: float | None = None
         self._samples: list[float] = []
@@ -68,6 +72,9 @@ class AIMD:
 
     def observe(self, sample: float, used: bool = True) -> int:
         """Add one answer time; ``used``: the limit was reached since the last sample."""
+        if self.spike and self.idle is not None and sample - self.idle > self.spike * self.budget:
+            self._samples, self._used = [], False
+            return self._halve()
         self._samples.append(sample)
         self._used = self._used or used
         if len(self._samples) < self.window:
@@ -77,12 +84,27 @@ class AIMD:
         if self.idle is None:
             self.idle = self.last_median
         elif self.last_median - self.idle > self.budget:
-            self.limit = max(self.floor, int(self.limit * self.decrease))
-            self.slow_start = False
+            self._halve()
         elif used:
-            grown = self.limit * 2 if self.slow_start else self.limit + self.increase
-            self.limit = min(self.ceiling, grown)
+            self.limit = min(self.ceiling, self.limit + self.increase)
         return self.limit
+
+    def _halve(self) -> int:
+        self.limit = max(self.floor, int(self.limit * self.decrease))
+        return self.limit
+
+
+def start_spacing(limit: int, stop_seconds: float | None) -> float:
+    """Seconds between the starts of stops so that ``limit`` of them are in flight on average.
+
+    ``stop_seconds``: how long a stop takes the hub (a recent median; None or 0: unknown, no
+    spacing). Stops started at once also finish at once, and the hub's work for a whole limit
+    of them lands on the answers of everyone else in one burst: started ``stop_seconds / limit``
+    apart, the same number in flight overlap as little as they can.
+    """
+    if not stop_seconds or stop_seconds <= 0:
+        return 0.0
+    return stop_seconds / max(1, limit)
 
 
 def idle_median(samples: Iterable[float]) -> float | None:

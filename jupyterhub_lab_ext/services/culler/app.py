@@ -148,12 +148,14 @@ class LabIdleCuller(ServiceApp):
         stops servers; ``0`` or ``off``: no budget, always ``concurrency`` stops in flight.
 
         Every stop costs the hub CPU time, so a pass's speed and the hub's responsiveness
-        trade against each other. With a budget, the culler times a cheap request to the hub
-        (``GET /users?limit=1``, its own token and client) a few times before a pass for the
-        idle median and every 0.2 s during it, and keeps the median's increase within the
-        budget: it starts with one stop in flight, doubles while within the budget, then adds
-        one stop per window within it and halves on each window over it, never above
-        ``concurrency``. Metrics ``concurrency`` and ``hub_latency_seconds`` show what it does.""",
+        trade against each other. With a budget, the culler times the hub's cheapest request
+        (``GET /``, its own client) a few times before a pass for the idle median and every
+        0.2 s during it, and keeps the median's increase within the budget: from one stop in
+        flight it adds one per window of three answers within the budget (never above
+        ``concurrency``) and halves on a window over it, or at once on a single answer more
+        than twice the budget slower. It starts the stops a stop's recent duration over that
+        number apart, not at once.
+        Metrics ``concurrency`` and ``hub_latency_seconds`` show what it does.""",
     ).tag(config=True)
 
     max_age = Int(

@@ -17,12 +17,12 @@ import sys
 from collections.abc import Sequence
 
 from jupyterhub_lab_ext.services.common import hubconfig
+from jupyterhub_lab_ext.services.common.scopes import admin_scope as default_admin_scope
+from jupyterhub_lab_ext.services.culler.app import LabIdleCuller
 
 
 def culler_scopes(args: Sequence[str]) -> list[str]:
     """The hub scopes the culler needs with these command-line ``args``, and no more."""
-    from jupyterhub_lab_ext.services.culler.app import LabIdleCuller
-
     app = LabIdleCuller()
     app.parse_command_line(list(args))
     needed = [
@@ -70,8 +70,6 @@ def enable_idle_culler(
     :param admin_scope: the scope for passes and exemptions (default ``custom:<name>:admin``).
     :param service_options: extra keys for the hub's service entry, e.g. ``{"user": ...}``.
     """
-    from jupyterhub_lab_ext.services.common.scopes import admin_scope as default_admin_scope
-
     admin_scope = admin_scope or default_admin_scope(name)
     flags = list(args)
     if db_url:

@@ -1,22 +1,26 @@
 """How many stops and user deletions a pass has in flight: fixed, or kept to a hub-latency budget.
 
-:class:`Throttle` owns a :class:`Gate` (a semaphore whose size can change) that every stop and
-user deletion of a pass goes through. With a budget, it times the hub's answers while the pass
-runs (:class:`LatencyProbe`, its own Hub API client, so it never waits behind our own stops),
-feeds them to the pure :class:`~.aimd.AIMD` controller and resizes the gate. Without one, the
-gate stays at ``--concurrency``, as before the budget existed.
+:class:`Throttle` owns a :class:`Gate` (a semaphore whose size can change, with a spacing
+between starts) that every stop and user deletion of a pass goes through. With a budget, it times
+the hub's answers while the pass runs (:class:`LatencyProbe`, its own Hub API client, so it never
+waits behind our own stops), feeds them to the pure :class:`~.aimd.AIMD` controller, resizes the
+gate and spaces its starts by the stops' own recent duration over the limit
+(:func:`~.aimd.start_spacing`), so that the stops in flight do not start and finish as a burst.
+Without a budget, the gate stays at ``--concurrency`` with no spacing, as before the budget existed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
+import statistics
 import time
 from collections.abc import AsyncIterator
 
 from jupyterhub_lab_ext.services.common.hubapi import HubAPI, HubAPIError
-from jupyterhub_lab_ext.services.culler.aimd import AIMD, idle_median, percentile
+from jupyterhub_lab_ext.services.culler.aimd import AIMD, idle_median, percentile, start_spacing
 from jupyterhub_lab_ext.services.culler.metrics import CullerMetrics
 
 log = logging.getLogger(__name__.rsplit(".", 1)[0] + ".engine")
@@ -25,6 +29,10 @@ log = logging.getLogger(__name__.rsplit(".", 1)[0] + ".engine")
 MAX_PROBES = 432_000
 #: samples kept per pass for its report
 MAX_SAMPLES = 100_000
+
+
+def _median(values) -> float | None:
+    return statistics.median(values) if values else None
 
 
 def _ms(seconds: float | None) -> float | None:
@@ -36,12 +44,23 @@ class ProbeUnusable(Exception):
 
 
 class Gate:
-    """At most ``limit`` holders at once; :meth:`resize` takes effect for the next acquire."""
+    """At most ``limit`` holders at once, their starts at least ``spacing`` seconds apart.
 
-    def __init__(self, limit: int):
+    :meth:`resize` and :meth:`space` take effect for the next acquire. The spacing spreads the
+    holders' starts (and so the hub's work for them) evenly instead of letting a whole limit's
+    worth start, and complete, at once. ``durations`` keeps how long the last holders held.
+    ``clock``/``sleep``: the event loop's, replaceable in tests.
+    """
+
+    def __init__(self, limit: int, *, clock=None, sleep=asyncio.sleep, keep: int = 20):
         self.limit = max(1, limit)
+        self.spacing = 0.0
         self.in_flight = 0
         self.peak = 0
+        self.durations: collections.deque[float] = collections.deque(maxlen=keep)
+        self._clock = clock or (lambda: asyncio.get_running_loop().time())
+        self._sleep = sleep
+        self._next_start = 0.0
         self._full_seen = False
         self._cond = asyncio.Condition()
 
@@ -55,8 +74,15 @@ class Gate:
             self.peak = max(self.peak, self.in_flight)
             if self.in_flight >= self.limit:
                 self._full_seen = True
+            now = self._clock()
+            start = max(now, self._next_start)
+            self._next_start = start + self.spacing
         try:
+            if start > now:
+                await self._sleep(start - now)
+            started = self._clock()
             yield
+            self.durations.append(self._clock() - started)
         finally:
             async with self._cond:
                 self.in_flight -= 1
@@ -67,6 +93,12 @@ class Gate:
             self.limit = max(1, limit)
             self._cond.notify_all()
 
+    def space(self, spacing: float) -> None:
+        """Seconds between starts from the next one on (0: none, and no start waits)."""
+        self.spacing = max(0.0, spacing)
+        if not self.spacing:
+            self._next_start = 0.0
+
     def take_full(self) -> bool:
         """Whether the limit was reached since the last call (then forgotten)."""
         full, self._full_seen = self._full_seen or self.in_flight >= self.limit, False
@@ -74,14 +106,17 @@ class Gate:
 
 
 class LatencyProbe:
-    """Times one cheap, authenticated Hub API request: ``GET /users?limit=1``.
+    """Times the hub's cheapest API request: ``GET /`` (the hub's version; no listing, no models).
 
-    ``hub`` should be a client of its own (one request in flight, no retries): a probe that
-    queued behind our own stops in a shared client would measure us, not the hub.
+    What a pass adds to everyone's answer times is the wait for the hub's event loop, the same
+    for every request; a costlier probe (``GET /users?limit=1`` costs the hub about ten times as
+    much) would add to the load it measures, five times a second. ``hub`` should be a client of
+    its own (one request in flight, no retries): a probe that queued behind our own stops in a
+    shared client would measure us, not the hub.
     """
 
-    path = "/users"
-    params = {"limit": 1}
+    path = "/"
+    params: dict = {}
 
     def __init__(self, hub: HubAPI):
         self.hub = hub
@@ -135,6 +170,7 @@ class Throttle:
         self._limits: tuple[int, int, int] = (self.ceiling,) * 3  # min, max, last of a pass
         self._unusable_logged = False
         self._measured = False
+        self._spacing_max = 0.0
         if metrics is not None:
             metrics.concurrency.set(self.ceiling)
 
@@ -152,6 +188,8 @@ class Throttle:
         ``measure`` False (a dry run, which stops nothing): no probes, the fixed limit.
         """
         self._samples, self.controller, self._measured = [], None, measure and self.adaptive
+        self.gate.space(0.0)
+        self._spacing_max = 0.0
         if not self._measured:
             await self._resize(self.ceiling, first=True)
             return
@@ -174,6 +212,7 @@ class Throttle:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
             self._task = None
+        self.gate.space(0.0)
         if not self._measured:
             return None
         lo, hi, last = self._limits
@@ -186,6 +225,7 @@ class Throttle:
             "concurrency_min": lo,
             "concurrency_max": hi,
             "concurrency_last": last,
+            "spacing_max_ms": _ms(self._spacing_max),
         }
 
     async def _idle_sample(self) -> float:
@@ -213,6 +253,8 @@ class Throttle:
                     limit,
                 )
             await self._resize(limit)
+            self.gate.space(start_spacing(limit, _median(self.gate.durations)))
+            self._spacing_max = max(self._spacing_max, self.gate.spacing)
             if len(self._samples) < MAX_SAMPLES:
                 self._samples.append(sample)
             self._set_latency(ctl.last_median, ctl.idle)
