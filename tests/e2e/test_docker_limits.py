@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import test_docker_spawner as single
-from harness import ARTIFACTS, free_port, run_in_kernel, wait_until
+from harness import ARTIFACTS, browser_login, free_port, run_in_kernel, wait_until
 
 pytestmark = pytest.mark.docker
 # the engine, the image and the shared envs of the single-host tests (fixtures, module scope)
@@ -112,15 +112,7 @@ def hog_stops_only_the_kernel(hub, name: str, find_box) -> None:
 
 def _open_lab_with_form(page, hub, ident: str, env: str) -> str:
     """Log in in the browser, check the form's limits text, pick ``env``; the form's text."""
-    page.goto(f"{hub.url}/hub/oauth_login?next=/hub/spawn")
-    for _ in range(4):  # provider login form, then consent form
-        if page.url.startswith(hub.url):
-            break
-        if page.locator("input[name=login]").count():
-            page.fill("input[name=login]", ident)
-            page.fill("input[name=password]", "pw")
-        page.locator("button[type=submit]").first.click()
-        page.wait_for_load_state()
+    browser_login(page, hub, ident, "/hub/spawn")
     page.wait_for_selector("#jhle-shared-envs", timeout=60_000)
     text = page.locator(f"label[data-env-name='{env}']").inner_text()
     page.check(f"input[value='{env}']")
