@@ -393,6 +393,11 @@ class CondaKernelSpawner(LoggingConfigurable):
         """The validated choice of the current spawn (set by ``apply_user_options``)."""
         return self._conda_env
 
+    @property
+    def conda_env_name(self) -> str | None:
+        """The name the spawn form gives the current spawn's env (``shared/geo``), or None."""
+        return self._conda_env.name if self._conda_env else None
+
     # -- what the server gets ----------------------------------------------------------------
 
     def conda_home(self, env: dict) -> str | None:
@@ -414,7 +419,7 @@ class CondaKernelSpawner(LoggingConfigurable):
 
     def _lab_status_env(self, env: dict) -> dict:
         return lab_status.server_env(
-            self.conda_env.name if self.conda_env else None,
+            self.conda_env_name,
             lab_status.configured_services(self.config),
             self.lab_status_services,
             env.get("JUPYTERHUB_BASE_URL", "/"),

@@ -190,8 +190,7 @@ class CondaKernelContainerSpawner(CondaKernelSpawner):
     def apply_resources(self) -> None:
         """Set this spawn's limits from the chosen env and the user's groups."""
         configured = self._configured
-        env = self.conda_env.name if self.conda_env else None
-        self._resolved = self.resolve_resources(env)
+        self._resolved = self.resolve_resources(self.conda_env_name)
         for name in resources.RESOURCE_KEYS:
             setattr(self, name, self._resolved.values.get(name, configured[name]))
         if self._resolved.values:
@@ -388,8 +387,9 @@ class CondaKernelSwarmSpawner(CondaKernelContainerSpawner, SwarmSpawner):
 
     def apply_resources(self) -> None:
         super().apply_resources()
-        env = self.conda_env.name if self.conda_env else None
-        ours = resources.constraints_for(self.placement_constraints, env, self._user_groups())
+        ours = resources.constraints_for(
+            self.placement_constraints, self.conda_env_name, self._user_groups()
+        )
         spec = dict(self._configured["extra_placement_spec"] or {})
         if ours:
             spec["constraints"] = resources.merge_constraints(spec.get("constraints"), ours)
